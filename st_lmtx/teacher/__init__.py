@@ -1,0 +1,42 @@
+"""The LLM teacher: judges (document, label) pairs during training only."""
+
+from st_lmtx.teacher.base import (
+    JudgeResult,
+    Judgment,
+    Teacher,
+    TeacherBudgetExceeded,
+    TeacherError,
+    TeacherUsage,
+)
+from st_lmtx.teacher.cache import JudgmentCache
+from st_lmtx.teacher.factory import default_teacher, make_teacher
+from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
+from st_lmtx.teacher.local import LlamaServer, LocalTeacher
+from st_lmtx.teacher.model_files import fetch_default_model, find_default_model
+from st_lmtx.teacher.openai_teacher import OpenAITeacher
+from st_lmtx.teacher.oracle import OracleTeacher
+from st_lmtx.teacher.prompts import LISTWISE_PROMPT, PAPER_PROMPT, PromptTemplate, parse_listwise, parse_verdict
+
+__all__ = [
+    "JudgeResult",
+    "Judgment",
+    "JudgmentCache",
+    "LISTWISE_PROMPT",
+    "LlamaCppTeacher",
+    "LlamaServer",
+    "LocalTeacher",
+    "OpenAITeacher",
+    "OracleTeacher",
+    "PAPER_PROMPT",
+    "PromptTemplate",
+    "Teacher",
+    "TeacherBudgetExceeded",
+    "TeacherError",
+    "TeacherUsage",
+    "default_teacher",
+    "fetch_default_model",
+    "find_default_model",
+    "make_teacher",
+    "parse_listwise",
+    "parse_verdict",
+]

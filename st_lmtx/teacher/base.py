@@ -1,0 +1,222 @@
+"""The teacher interface: judge (document, label) pairs, through a persistent cache.
+
+A teacher returns, for every pair, a verdict ("yes", "no" or "unparseable") and a score in [0, 1]: p(yes)
+where the backend gives probabilities, else 1.0 for "yes" and 0.0 otherwise. Subclasses implement
+:meth:`Teacher._judge_documents` for the pairs that are not cached; this class looks up the cache, stores
+every answer the moment it arrives, counts usage and enforces the call and token budgets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from st_lmtx.teacher.cache import JudgmentCache
+from st_lmtx.teacher.prompts import Verdict
+
+logger = logging.getLogger(__name__)
+
+
+class TeacherError(RuntimeError):
+    """The teacher could not answer (after retries). Answers already given are in the cache."""
+
+
+class TeacherBudgetExceeded(TeacherError):
+    """The call or token budget is spent. Answers already given are in the cache; run again with a larger
+    budget to continue where this run stopped."""
+
+
+@dataclass
+class Judgment:
+    label: str
+    verdict: Verdict
+    score: float
+    graded: bool = False
+    answer: str | None = None
+    cached: bool = False
+
+    @property
+    def is_yes(self) -> bool:
+        return self.verdict == "yes"
+
+
+@dataclass
+class TeacherUsage:
+    pairs: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    cache_hits: int = 0
+    retries: int = 0
+    yes: int = 0
+    unparseable: int = 0
+
+    def add(self, other: TeacherUsage) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class JudgeResult:
+    """``judgments[i][j]`` judges ``candidates[i][j]`` for document ``i``."""
+
+    judgments: list[list[Judgment]]
+    usage: TeacherUsage = field(default_factory=TeacherUsage)
+
+
+@dataclass
+class PendingDocument:
+    """One document's pairs that the backend must judge; ``positions`` index into its candidate list."""
+
+    index: int
+    doc: str
+    labels: list[str]
+    positions: list[int]
+
+
+# emit(pending document, position in its `labels`, judgment, prompt tokens, completion tokens)
+Emit = Callable[[PendingDocument, int, Judgment, int, int], None]
+
+
+class Teacher(ABC):
+    """Base class of all teachers. ``cache``: a :class:`JudgmentCache`, a path of a SQLite file, or None
+    (answers kept in memory only). ``max_calls`` / ``max_tokens``: a budget over the teacher's lifetime."""
+
+    backend: str = "base"
+
+    def __init__(
+        self,
+        cache: JudgmentCache | str | os.PathLike | None = None,
+        max_calls: int | None = None,
+        max_tokens: int | None = None,
+        show_progress_bar: bool = True,
+    ) -> None:
+        if cache is None or isinstance(cache, JudgmentCache):
+            self.cache = cache or JudgmentCache(":memory:")
+        else:
+            self.cache = JudgmentCache(cache)
+        self.max_calls = max_calls
+        self.max_tokens = max_tokens
+        self.show_progress_bar = show_progress_bar
+        self.usage = TeacherUsage()  # lifetime totals, for the budget and the model card
+        self._namespace: str | None = None
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The name of the judging model, for caches and model cards (never a URL or a key)."""
+
+    @property
+    def graded(self) -> bool:
+        """Whether this teacher's scores are probabilities (else 1/0 from the verdict)."""
+        return False
+
+    def config(self) -> dict[str, Any]:
+        """What decides the answers: the cache namespace is derived from it. Never a URL or a key."""
+        return {"backend": self.backend, "model": self.model_name}
+
+    @property
+    def namespace(self) -> str:
+        if self._namespace is None:
+            self._namespace = self.cache.register(self.config())
+        return self._namespace
+
+    def judge(
+        self,
+        documents: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        desc: str = "Teacher",
+    ) -> JudgeResult:
+        """Judge ``candidates[i]`` (label texts) for ``documents[i]``; cached pairs are not asked again."""
+        if len(documents) != len(candidates):
+            raise ValueError(f"{len(documents)} documents but {len(candidates)} candidate lists")
+        run = TeacherUsage()
+        results: list[list[Judgment | None]] = [[None] * len(c) for c in candidates]
+        pending: list[PendingDocument] = []
+        for i, (doc, labels) in enumerate(zip(documents, candidates)):
+            positions = []
+            for j, label in enumerate(labels):
+                hit = self.cache.get(self.namespace, doc, label)
+                if hit is not None and (hit.graded or not self.graded):
+                    results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
+                    run.cache_hits += 1
+                else:
+                    positions.append(j)
+            if positions:
+                pending.append(PendingDocument(i, doc, list(labels), positions))
+
+        total_pairs = sum(len(p.positions) for p in pending)
+        bar = tqdm(total=total_pairs, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
+
+        def emit(item: PendingDocument, j: int, judgment: Judgment, prompt_tokens: int, completion_tokens: int) -> None:
+            # Stored before anything else happens, so a crash right after loses nothing already answered.
+            self.cache.put(
+                self.namespace,
+                item.doc,
+                item.labels[j],
+                judgment.verdict,
+                judgment.score,
+                judgment.graded,
+                judgment.answer,
+                prompt_tokens,
+                completion_tokens,
+            )
+            results[item.index][j] = judgment
+            bar.update(1)
+
+        start = time.perf_counter()
+        try:
+            if pending:
+                self._judge_documents(pending, emit, run)
+        finally:
+            bar.close()
+            run.seconds = time.perf_counter() - start
+            for row in results:
+                for judgment in row:
+                    if judgment is not None:
+                        run.pairs += 1
+                        run.yes += judgment.verdict == "yes"
+                        run.unparseable += judgment.verdict == "unparseable"
+            self.usage.add(run)
+        missing = sum(j is None for row in results for j in row)
+        if missing:  # a backend that returns without judging everything is a bug, not a result
+            raise TeacherError(f"the teacher left {missing} pairs unjudged")
+        return JudgeResult(judgments=results, usage=run)  # type: ignore[arg-type]
+
+    def check_budget(self, run: TeacherUsage, in_flight: int = 0) -> None:
+        """Raise :class:`TeacherBudgetExceeded` when one more call would exceed the budget."""
+        calls = self.usage.calls + run.calls + in_flight
+        tokens = self.usage.prompt_tokens + run.prompt_tokens + self.usage.completion_tokens + run.completion_tokens
+        if self.max_calls is not None and calls >= self.max_calls:
+            raise TeacherBudgetExceeded(f"call budget of {self.max_calls} spent; answers so far are cached")
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            raise TeacherBudgetExceeded(f"token budget of {self.max_tokens} spent; answers so far are cached")
+
+    @abstractmethod
+    def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
+        """Judge every ``(item, j) for j in item.positions``, calling ``emit`` once per pair as soon as its
+        answer is known, and count calls and tokens in ``run``."""
+
+    def close(self) -> None:
+        """Release the backend (servers, models). The cache stays usable until :meth:`close_cache`."""
+
+    def __enter__(self) -> Teacher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """For model cards and logs: what judged, with no secret."""
+        return {"backend": self.backend, "model": self.model_name, "graded": self.graded}

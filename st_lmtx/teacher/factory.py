@@ -1,0 +1,77 @@
+"""Choosing a teacher from a short specification (CLI, trainer default)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from st_lmtx.inputs import DocumentSet, LabelSet
+from st_lmtx.teacher.base import Teacher
+from st_lmtx.teacher.model_files import find_default_model
+
+TEACHER_URL_ENV = "LMTX_TEACHER_URL"
+TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
+
+_TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
+_ENDPOINT_ONLY = ("mode", "concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
+
+NO_TEACHER_MESSAGE = (
+    "No teacher: pass teacher=..., or set LMTX_TEACHER_URL (or OPENAI_BASE_URL) to an OpenAI-compatible endpoint "
+    "and LMTX_TEACHER_MODEL to its model name, or fetch the embedded local model with `st-lmtx fetch-model` "
+    "(and `pip install 'st-lmtx[local]'`)."
+)
+
+
+def make_teacher(
+    spec: str,
+    *,
+    model: str | None = None,
+    labels: LabelSet | None = None,
+    documents: DocumentSet | None = None,
+    **kwargs: Any,
+) -> Teacher:
+    """``spec``: an http(s) URL (or several, comma-separated) for :class:`OpenAITeacher`; ``local`` for the
+    in-process llama.cpp scorer; ``local-server`` for llama.cpp's server started for you; a path ending in
+    ``.gguf`` for either local teacher with that model; ``oracle`` / ``oracle:0.2`` for ground truth (with a
+    flipped fraction; needs ``labels`` and ``documents`` with ground truth)."""
+    from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
+    from st_lmtx.teacher.local import LocalTeacher
+    from st_lmtx.teacher.openai_teacher import OpenAITeacher
+    from st_lmtx.teacher.oracle import OracleTeacher
+
+    if spec.startswith(("http://", "https://")):
+        name = model or os.environ.get(TEACHER_MODEL_ENV)
+        if not name:
+            raise ValueError(f"an endpoint teacher needs a model name: --teacher-model or {TEACHER_MODEL_ENV}")
+        urls = [u.strip() for u in spec.split(",") if u.strip()]
+        return OpenAITeacher(name, base_url=urls, **kwargs)
+    if spec.startswith("oracle"):
+        if labels is None or documents is None:
+            raise ValueError("the oracle teacher needs the labels and the documents with ground truth")
+        flip = float(spec.split(":", 1)[1]) if ":" in spec else 0.0
+        kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
+        return OracleTeacher(labels, documents, flip_fraction=flip, **kwargs)
+    if spec in ("local", "local-server") or spec.endswith(".gguf"):
+        path = spec if spec.endswith(".gguf") else model
+        if spec == "local-server":
+            return LocalTeacher(model_path=path, **kwargs)
+        # The in-process scorer always grades and has no HTTP settings.
+        kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY}
+        return LlamaCppTeacher(model_path=path, **kwargs)
+    raise ValueError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, a .gguf path or oracle")
+
+
+def default_teacher(**kwargs: Any) -> Teacher:
+    """The teacher used when none is given: an endpoint from the environment (``LMTX_TEACHER_URL``, else the
+    openai client's ``OPENAI_BASE_URL``), else the embedded local model when it is present, else an error
+    that says how to give one."""
+    url = os.environ.get(TEACHER_URL_ENV) or os.environ.get("OPENAI_BASE_URL")
+    if url:
+        return make_teacher(url, **kwargs)
+    if find_default_model() is not None:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise RuntimeError(NO_TEACHER_MESSAGE) from None
+        return make_teacher("local", **kwargs)
+    raise RuntimeError(NO_TEACHER_MESSAGE)

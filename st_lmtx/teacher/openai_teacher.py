@@ -1,0 +1,345 @@
+"""A teacher on any OpenAI-compatible endpoint (vLLM, llama.cpp's server, OpenAI), through the ``openai`` client.
+
+- Pointwise: one request per (document, label) with the paper's prompt; a document's requests go out one
+  after the other with the document first, so the server's prefix cache evaluates the document once.
+- Listwise: one request per document listing its candidates; the answer is the numbers of the relevant ones.
+- p(yes) from the top logprobs of the answer token, on the chat and the completions endpoints (``logprobs``).
+- Retries (tenacity): exponential backoff with jitter on 429, 5xx, timeouts, dropped connections and
+  unreadable responses, honouring ``Retry-After``. Several base URLs spread the documents between servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
+from st_lmtx.teacher.prompts import PromptTemplate, p_yes, parse_listwise, parse_verdict
+
+logger = logging.getLogger(__name__)
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+class MalformedResponse(Exception):
+    """The server answered 200 with something that is not a completion."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth another try: rate limits, server errors, timeouts, dropped connections, unreadable bodies."""
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code in (408, 409, 429) or error.status_code >= 500
+    return isinstance(
+        error, (openai.APIConnectionError, openai.APIResponseValidationError, MalformedResponse, json.JSONDecodeError)
+    )
+
+
+def retry_after_seconds(error: BaseException | None) -> float | None:
+    """The server's ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, when it sent one."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class _RetryAfterOrBackoff:
+    """tenacity wait: the server's Retry-After when it sends one (up to ``max_retry_after`` seconds), else
+    exponential backoff with jitter."""
+
+    def __init__(self, multiplier: float, maximum: float, max_retry_after: float) -> None:
+        self.backoff = wait_random_exponential(multiplier=multiplier, max=maximum)
+        self.max_retry_after = max_retry_after
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        after = retry_after_seconds(error)
+        return min(after, self.max_retry_after) if after is not None else self.backoff(state)
+
+
+def _is_loopback(url: str | None) -> bool:
+    return bool(url) and urlsplit(url).hostname in _LOOPBACK
+
+
+def redact_url(url: str) -> str:
+    """A URL without user:password, query or fragment, safe for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class OpenAITeacher(Teacher):
+    """Judge pairs through OpenAI-compatible endpoints.
+
+    Args:
+        model: the model name the server knows.
+        base_url: one URL or several (documents are spread across them); default ``OPENAI_BASE_URL``.
+        api_key: default ``OPENAI_API_KEY``, as the openai client reads it; loopback servers need none.
+        prompt: the :class:`PromptTemplate` (paper prompt, chat endpoint by default).
+        mode: ``"pointwise"`` (one call per pair) or ``"listwise"`` (one call per document).
+        logprobs: ask for the answer's top logprobs and score p(yes); costs extra time on some servers.
+        top_logprobs: how many alternatives to ask for.
+        concurrency: requests in flight per base URL.
+        timeout: seconds per request.
+        max_retries: retries per request after the first attempt.
+        backoff_multiplier / backoff_max: exponential backoff with jitter between attempts, in seconds.
+        max_retry_after: the longest server-requested ``Retry-After`` wait that is honoured.
+        max_tokens_per_answer: the answer's length limit (pointwise: a word is enough).
+        cache, max_calls, max_tokens, show_progress_bar: see :class:`Teacher`.
+
+    Example::
+
+        teacher = OpenAITeacher("qwen2.5-7b-instruct", base_url="http://127.0.0.1:8000/v1",
+                                cache="teacher.sqlite", logprobs=True)
+        result = teacher.judge(["Wheat exports rose ..."], [["Wheat", "Gold"]])
+        [(j.label, j.verdict, j.score) for j in result.judgments[0]]
+    """
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | Sequence[str] | None = None,
+        api_key: str | None = None,
+        prompt: PromptTemplate | None = None,
+        mode: str = "pointwise",
+        logprobs: bool = False,
+        top_logprobs: int = 5,
+        concurrency: int = 1,
+        timeout: float = 120.0,
+        max_retries: int = 6,
+        backoff_multiplier: float = 0.5,
+        backoff_max: float = 60.0,
+        max_retry_after: float = 300.0,
+        max_tokens_per_answer: int | None = None,
+        temperature: float = 0.0,
+        **teacher_kwargs: Any,
+    ) -> None:
+        super().__init__(**teacher_kwargs)
+        if mode not in ("pointwise", "listwise"):
+            raise ValueError(f"mode must be 'pointwise' or 'listwise', got {mode!r}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self._model = model
+        urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+        self.base_urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [None]
+        self._api_key = api_key
+        self.prompt = prompt or PromptTemplate()
+        self.mode = mode
+        self.logprobs = logprobs
+        self.top_logprobs = top_logprobs
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_multiplier = backoff_multiplier
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.max_tokens_per_answer = max_tokens_per_answer or (3 if mode == "pointwise" else 64)
+        self.temperature = temperature
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    @property
+    def graded(self) -> bool:
+        return self.logprobs and self.mode == "pointwise"
+
+    def config(self) -> dict[str, Any]:
+        # Decides the answers; URLs and keys are deliberately absent.
+        return {**super().config(), "prompt": self.prompt.to_dict(), "mode": self.mode, "temperature": self.temperature}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "mode": self.mode, "endpoints": [redact_url(u) for u in self.base_urls if u]}
+
+    def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
+        key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if not key and _is_loopback(base_url):
+            key = "no-key"  # local servers ignore it; the client insists on one
+        # Our own tenacity loop retries; the client's built-in retries would double the attempts.
+        return openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0)
+
+    def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._run(pending, emit, run))
+            return
+        # Called from a running event loop (a notebook): run ours in a thread of its own.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, self._run(pending, emit, run)).result()
+
+    async def _run(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
+        # Round-robin documents over the servers; each server gets `concurrency` workers that take work in
+        # document order, so one document's requests are sent back to back (prefix-cache friendly).
+        queues: list[asyncio.Queue] = [asyncio.Queue() for _ in self.base_urls]
+        for n, item in enumerate(pending):
+            queue = queues[n % len(queues)]
+            if self.mode == "listwise":
+                queue.put_nowait((item, list(item.positions)))
+            else:
+                for j in item.positions:
+                    queue.put_nowait((item, [j]))
+        in_flight = [0]
+        clients = [self._client(url) for url in self.base_urls]
+        workers = [
+            asyncio.create_task(self._worker(client, queue, emit, run, in_flight))
+            for client, queue in zip(clients, queues)
+            for _ in range(self.concurrency)
+        ]
+        try:
+            # The first failure (budget, exhausted retries) cancels the rest; answers so far are stored.
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            for client in clients:
+                await client.close()
+
+    async def _worker(self, client, queue: asyncio.Queue, emit: Emit, run: TeacherUsage, in_flight: list[int]):
+        while True:
+            try:
+                item, positions = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            self.check_budget(run, in_flight[0])
+            in_flight[0] += 1
+            try:
+                judgments, prompt_tokens, completion_tokens = await self._ask(client, item, positions, run)
+            finally:
+                in_flight[0] -= 1
+            run.calls += 1
+            run.prompt_tokens += prompt_tokens
+            run.completion_tokens += completion_tokens
+            for n, (j, judgment) in enumerate(zip(positions, judgments)):
+                # Tokens are booked on the first pair of a call, so cache totals add up to the calls'.
+                emit(item, j, judgment, prompt_tokens if n == 0 else 0, completion_tokens if n == 0 else 0)
+
+    async def _ask(self, client, item: PendingDocument, positions: list[int], run: TeacherUsage):
+        labels = [item.labels[j] for j in positions]
+        if self.mode == "listwise":
+            text = self.prompt.render_listwise(item.doc, labels)
+        else:
+            text = self.prompt.render_pointwise(item.doc, labels[0])
+
+        def before_retry(state: RetryCallState) -> None:
+            run.retries += 1
+            error = state.outcome.exception() if state.outcome else None
+            logger.warning("Teacher request failed (%s); retry %d", _describe(error), state.attempt_number)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=_RetryAfterOrBackoff(self.backoff_multiplier, self.backoff_max, self.max_retry_after),
+            stop=stop_after_attempt(self.max_retries + 1),
+            before_sleep=before_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    answer, alternatives, usage = await self._complete(client, text)
+        except Exception as e:
+            raise TeacherError(
+                f"the teacher failed on a document after {self.max_retries + 1} attempts: {_describe(e)}"
+            ) from e
+        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        if self.mode == "listwise":
+            verdicts = parse_listwise(answer, len(labels))
+            judgments = [Judgment(label, v, 1.0 if v == "yes" else 0.0, False, answer) for label, v in zip(labels, verdicts)]
+        else:
+            verdict = parse_verdict(answer)
+            score = p_yes(alternatives) if alternatives else None
+            graded = score is not None
+            if score is None:
+                score = 1.0 if verdict == "yes" else 0.0
+            judgments = [Judgment(labels[0], verdict, score, graded, answer)]
+        return judgments, prompt_tokens, completion_tokens
+
+    async def _complete(self, client, text: str) -> tuple[str, list[tuple[str, float]], Any]:
+        """One request; returns the answer text, the answer token's (token, logprob) alternatives, usage."""
+        want_logprobs = self.logprobs and self.mode == "pointwise"
+        if self.prompt.kind == "chat":
+            messages = ([{"role": "system", "content": self.prompt.system}] if self.prompt.system else []) + [
+                {"role": "user", "content": text}
+            ]
+            kwargs: dict[str, Any] = {}
+            if want_logprobs:
+                kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
+            response = await client.chat.completions.create(
+                model=self._model,
+                messages=messages,
+                max_tokens=self.max_tokens_per_answer,
+                temperature=self.temperature,
+                **kwargs,
+            )
+            try:
+                choice = response.choices[0]
+                answer = choice.message.content or ""
+                alternatives: list[tuple[str, float]] = []
+                if want_logprobs and choice.logprobs and choice.logprobs.content:
+                    position = _answer_position([t.token for t in choice.logprobs.content])
+                    alternatives = [(t.token, t.logprob) for t in choice.logprobs.content[position].top_logprobs]
+            except (AttributeError, IndexError, TypeError) as e:
+                raise MalformedResponse(f"not a chat completion: {str(response)[:200]!r}") from e
+        else:
+            kwargs = {"logprobs": self.top_logprobs} if want_logprobs else {}
+            response = await client.completions.create(
+                model=self._model,
+                prompt=text + self.prompt.completion_suffix,
+                max_tokens=self.max_tokens_per_answer,
+                temperature=self.temperature,
+                **kwargs,
+            )
+            try:
+                choice = response.choices[0]
+                answer = choice.text or ""
+                alternatives = []
+                if want_logprobs and choice.logprobs and choice.logprobs.top_logprobs:
+                    position = _answer_position(choice.logprobs.tokens or [])
+                    alternatives = list(choice.logprobs.top_logprobs[position].items())
+            except (AttributeError, IndexError, TypeError) as e:
+                raise MalformedResponse(f"not a completion: {str(response)[:200]!r}") from e
+        return answer, alternatives, getattr(response, "usage", None)
+
+
+def _answer_position(tokens: Sequence[str]) -> int:
+    """The first generated token that spells a word (skips "**", quotes and spaces before "Yes")."""
+    for i, token in enumerate(tokens):
+        if any(ch.isalnum() for ch in token):
+            return i
+    return 0
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}"
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -1,0 +1,120 @@
+"""Prompts and answer parsing for the teacher.
+
+The paper's pointwise prompt puts the document first, so every label of a document shares the same prompt
+prefix and a server with a prefix cache (llama.cpp, vLLM) evaluates the document once per document, not once
+per label. Templates must keep ``{doc}`` before ``{label}`` for that reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+PAPER_PROMPT = 'document = "{doc}". Is the tag "{label}" relevant to the document? answer yes or no'
+LISTWISE_PROMPT = (
+    'document = "{doc}".\n'
+    "Which of these tags are relevant to the document?\n{candidates}\n"
+    'Answer with the numbers of the relevant tags separated by commas, or "none".'
+)
+
+Verdict = Literal["yes", "no", "unparseable"]
+
+_VERDICT_RE = re.compile(r"^\W*(?:answer\W*)?(yes|no)\b", re.IGNORECASE)
+_NONE_RE = re.compile(r"^\W*(?:answer\W*)?none\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A prompt for the teacher.
+
+    ``pointwise`` is used per (document, label) with ``{doc}`` and ``{label}``; ``listwise`` once per document
+    with ``{doc}`` and ``{candidates}`` (a numbered list). ``kind`` picks the chat or the plain completions
+    endpoint; for ``completion`` the prompt is sent as is followed by ``completion_suffix``.
+    ``max_doc_words`` truncates documents (the teacher's context is small and cost grows with length).
+    """
+
+    pointwise: str = PAPER_PROMPT
+    listwise: str = LISTWISE_PROMPT
+    kind: Literal["chat", "completion"] = "chat"
+    system: str | None = None
+    completion_suffix: str = "\nAnswer:"
+    max_doc_words: int = 180
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("chat", "completion"):
+            raise ValueError(f"kind must be 'chat' or 'completion', got {self.kind!r}")
+        for name, template, fields in (
+            ("pointwise", self.pointwise, ("{doc}", "{label}")),
+            ("listwise", self.listwise, ("{doc}", "{candidates}")),
+        ):
+            missing = [f for f in fields if f not in template]
+            if missing:
+                raise ValueError(f"the {name} template lacks {', '.join(missing)}")
+            if template.index("{doc}") > template.index(fields[1]):
+                raise ValueError(f"the {name} template must put {{doc}} first so the server's prefix cache works")
+
+    def truncate(self, doc: str) -> str:
+        words = doc.split()
+        return " ".join(words[: self.max_doc_words]) if self.max_doc_words else " ".join(words)
+
+    def render_pointwise(self, doc: str, label: str) -> str:
+        return _fill(self.pointwise, doc=self.truncate(doc), label=label)
+
+    def render_listwise(self, doc: str, labels: Sequence[str]) -> str:
+        candidates = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, start=1))
+        return _fill(self.listwise, doc=self.truncate(doc), candidates=candidates)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fill(template: str, **values: str) -> str:
+    # str.format would choke on braces inside documents; replace the fields one at a time instead.
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+def parse_verdict(answer: str | None) -> Verdict:
+    """"Yes", "yes.", "**Yes**", "No, ..." are verdicts; anything else is unparseable, never a silent "no"."""
+    if not answer:
+        return "unparseable"
+    match = _VERDICT_RE.match(answer)
+    return match.group(1).lower() if match else "unparseable"  # type: ignore[return-value]
+
+
+def parse_listwise(answer: str | None, n: int) -> list[Verdict]:
+    """Verdicts for ``n`` numbered candidates from an answer such as "1, 3" or "none"."""
+    if not answer:
+        return ["unparseable"] * n
+    if _NONE_RE.match(answer):
+        return ["no"] * n
+    numbers = {int(x) for x in re.findall(r"\b\d+\b", answer)}
+    chosen = {x for x in numbers if 1 <= x <= n}
+    if not chosen:
+        return ["unparseable"] * n
+    return ["yes" if i in chosen else "no" for i in range(1, n + 1)]
+
+
+def answer_word(token: str) -> str:
+    """A token as the word it spells: leading spaces and BPE space markers removed, lower case."""
+    return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
+
+
+def p_yes(alternatives: Iterable[tuple[str, float]]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from (token, logprob) alternatives at the answer position, summing case and
+    leading-space variants; None when neither word is among them."""
+    yes = no = 0.0
+    for token, logprob in alternatives:
+        word = answer_word(token)
+        if word == "yes":
+            yes += math.exp(logprob)
+        elif word == "no":
+            no += math.exp(logprob)
+    if yes + no == 0.0:
+        return None
+    return yes / (yes + no)

@@ -1,0 +1,67 @@
+"""The real local teacher: llama.cpp with the default GGUF model (slow; CI runs these).
+
+They skip when llama-cpp-python or the model is missing, unless LMTX_REQUIRE_LOCAL_TEACHER=1 (CI sets it),
+in which case a missing piece is a failure.
+"""
+
+import os
+import urllib.request
+
+import pytest
+
+from st_lmtx.teacher import find_default_model
+
+pytestmark = pytest.mark.slow
+
+DOCS = [
+    "The central bank raised its benchmark interest rate by half a percentage point to fight inflation.",
+    "Brazil's coffee harvest was damaged by frost, and arabica coffee futures jumped 10 percent.",
+]
+CANDIDATES = [["Interest Rates", "Coffee"], ["Coffee", "Interest Rates"]]
+
+
+@pytest.fixture(scope="module")
+def model_path():
+    required = os.environ.get("LMTX_REQUIRE_LOCAL_TEACHER") == "1"
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        if required:
+            pytest.fail("llama-cpp-python is not installed (pip install '.[local]')")
+        pytest.skip("llama-cpp-python is not installed")
+    path = find_default_model()
+    if path is None:
+        if required:
+            pytest.fail("the default teacher model is not fetched (st-lmtx fetch-model)")
+        pytest.skip("the default teacher model is not fetched")
+    return path
+
+
+def test_local_server_teacher_judges_and_stops(model_path, tmp_path):
+    from st_lmtx.teacher import LocalTeacher
+
+    with LocalTeacher(model_path, cache=tmp_path / "c.sqlite", show_progress_bar=False) as teacher:
+        url = teacher.server.url
+        with urllib.request.urlopen(f"{url}/models", timeout=5) as response:
+            assert response.status == 200
+        result = teacher.judge(DOCS, CANDIDATES)
+        process = teacher.server.process
+    assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]]
+    assert result.usage.calls == 4 and result.usage.prompt_tokens > 100
+    assert process.poll() is not None  # the server is gone
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/models", timeout=2)
+
+
+def test_in_process_teacher_scores_p_yes(model_path, tmp_path):
+    from st_lmtx.teacher import LlamaCppTeacher
+
+    with LlamaCppTeacher(model_path, cache=tmp_path / "c.sqlite", show_progress_bar=False) as teacher:
+        result = teacher.judge(DOCS, CANDIDATES)
+        again = teacher.judge(DOCS, CANDIDATES)
+    scores = [[j.score for j in row] for row in result.judgments]
+    assert scores[0][0] > 0.7 and scores[0][1] < 0.3
+    assert scores[1][0] > 0.7 and scores[1][1] < 0.3
+    assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]]
+    assert all(j.graded for row in result.judgments for j in row)
+    assert again.usage.calls == 0 and again.usage.cache_hits == 4

@@ -1,0 +1,234 @@
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fake_openai_server import FakeOpenAIServer, relevant
+
+from st_lmtx.teacher import (
+    JudgmentCache,
+    OpenAITeacher,
+    OracleTeacher,
+    PromptTemplate,
+    TeacherBudgetExceeded,
+    TeacherError,
+    parse_listwise,
+    parse_verdict,
+)
+from st_lmtx.teacher.prompts import p_yes
+
+SECRET = "sk-test-DO-NOT-WRITE-1234567890"
+DOCS = [
+    "Wheat exports rose as the wheat harvest beat forecasts.",
+    "Crude oil stocks fell; refiners bought crude.",
+    "The central bank cut interest rates again.",
+    "Gold bullion rallied.",
+]
+CANDIDATES = [["Wheat", "Gold", "Coffee"], ["Crude Oil", "Wheat", "Shipping"], ["Interest Rates", "Gold"], ["Gold", "Coffee"]]
+PAIRS = sum(len(c) for c in CANDIDATES)
+ANSWERED = ("ok", "nonsense")
+
+
+def teacher(server, cache, **kw):
+    kw.setdefault("timeout", 1.0)
+    kw.setdefault("backoff_multiplier", 0.01)
+    kw.setdefault("backoff_max", 0.05)
+    kw.setdefault("show_progress_bar", False)
+    return OpenAITeacher("fake-model", base_url=kw.pop("base_url", server.url), api_key=SECRET, cache=cache, **kw)
+
+
+def answered_pairs(server) -> Counter:
+    return Counter((e["doc"], e["label"]) for e in server.log if e["outcome"] in ANSWERED and "doc" in e)
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [("Yes", "yes"), ("yes.", "yes"), ("**Yes**", "yes"), (" YES, it is", "yes"), ("No, it is not", "no"),
+     ("no", "no"), ("Answer: no", "no"), ("Nope", "unparseable"), ("Not relevant", "unparseable"),
+     ("Maybe", "unparseable"), ("", "unparseable"), (None, "unparseable"), ("yesterday", "unparseable")],
+)  # fmt: skip
+def test_parse_verdict(answer, verdict):
+    assert parse_verdict(answer) == verdict
+
+
+def test_parse_listwise_and_p_yes():
+    assert parse_listwise("1, 3", 3) == ["yes", "no", "yes"]
+    assert parse_listwise("None of them", 2) == ["no", "no"]
+    assert parse_listwise("7", 2) == ["unparseable", "unparseable"]  # out of range is not an answer
+    assert parse_listwise("I cannot tell", 2) == ["unparseable", "unparseable"]
+    import math
+
+    alts = [("Yes", math.log(0.5)), (" yes", math.log(0.1)), ("No", math.log(0.3)), ("▁no", math.log(0.1))]
+    assert p_yes(alts) == pytest.approx(0.6)
+    assert p_yes([("Maybe", 0.0)]) is None
+
+
+def test_prompt_template_checks():
+    with pytest.raises(ValueError, match="put \\{doc\\} first"):
+        PromptTemplate(pointwise='Is "{label}" relevant to "{doc}"?')
+    with pytest.raises(ValueError, match="lacks"):
+        PromptTemplate(pointwise="{doc} only")
+    p = PromptTemplate(max_doc_words=3)
+    assert p.render_pointwise("a {b} c d e", "L") == 'document = "a {b} c". Is the tag "L" relevant to the document? answer yes or no'
+
+
+def test_faults_are_retried_and_every_pair_is_judged_once(fake_server, tmp_path, caplog):
+    fake_server.faults = ["429", "500", "hang", "drop", "malformed", "nonsense"]
+    cache = tmp_path / "cache.sqlite"
+    with caplog.at_level(logging.DEBUG):
+        result = teacher(fake_server, cache).judge(DOCS, CANDIDATES)
+    verdicts = [[j.verdict for j in row] for row in result.judgments]
+    expected = [["yes" if relevant(d, l) else "no" for l in c] for d, c in zip(DOCS, CANDIDATES)]
+    # The nonsense answer is the first pair that got through: it is unparseable, never a silent "no".
+    assert verdicts[0][0] == "unparseable"
+    verdicts[0][0] = expected[0][0]
+    assert verdicts == expected
+    assert result.usage.retries == 5 and result.usage.unparseable == 1 and result.usage.calls == PAIRS
+    # each pair was answered by the server exactly once, and sits in the cache exactly once
+    assert set(answered_pairs(fake_server).values()) == {1} and len(answered_pairs(fake_server)) == PAIRS
+    assert JudgmentCache(cache).count() == PAIRS
+    # Retry-After: 1 was honoured between the 429 and the next attempt
+    times = [e["time"] for e in fake_server.log]
+    assert times[1] - times[0] >= 0.9
+    # a second run asks nothing
+    before = len(fake_server.log)
+    again = teacher(fake_server, cache).judge(DOCS, CANDIDATES)
+    assert len(fake_server.log) == before and again.usage.calls == 0 and again.usage.cache_hits == PAIRS
+    assert [[j.verdict for j in row] for row in again.judgments][1:] == expected[1:]
+    # the key went to the server, and nowhere else
+    assert fake_server.log[-1]["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_exhausted_retries_raise_and_keep_answers(fake_server, tmp_path):
+    fake_server.faults = [None, None] + ["500"] * 10
+    cache = tmp_path / "c.sqlite"
+    with pytest.raises(TeacherError, match="after 3 attempts: HTTP 500"):
+        teacher(fake_server, cache, max_retries=2).judge(DOCS, CANDIDATES)
+    assert JudgmentCache(cache).count() == 2  # the two answers before the outage are kept
+    fake_server.faults = []
+    result = teacher(fake_server, cache).judge(DOCS, CANDIDATES)
+    assert result.usage.cache_hits == 2 and result.usage.calls == PAIRS - 2
+
+
+def test_client_errors_are_not_retried(fake_server, tmp_path):
+    with pytest.raises(TeacherError, match="HTTP 400"):
+        teacher(fake_server, tmp_path / "c.sqlite", prompt=PromptTemplate(pointwise='{doc} ? "{label}"')).judge(DOCS, CANDIDATES)
+    assert len(fake_server.log) == 1
+
+
+def test_logprobs_give_p_yes_on_chat_and_completions(fake_server, tmp_path):
+    for kind in ("chat", "completion"):
+        t = teacher(fake_server, tmp_path / f"{kind}.sqlite", logprobs=True, prompt=PromptTemplate(kind=kind))
+        result = t.judge(DOCS[:1], CANDIDATES[:1])
+        scores = [round(j.score, 3) for j in result.judgments[0]]
+        assert scores == [0.9, 0.1, 0.1], kind
+        assert all(j.graded for j in result.judgments[0])
+    completions = [e for e in fake_server.log if e["endpoint"] == "completions"]
+    assert len(completions) == 3 and completions[0]["text"].endswith("\nAnswer:")
+
+
+def test_ungraded_cache_entries_are_upgraded_when_scores_are_needed(fake_server, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    plain = teacher(fake_server, cache).judge(DOCS[:1], CANDIDATES[:1])
+    assert [j.score for j in plain.judgments[0]] == [1.0, 0.0, 0.0]
+    graded = teacher(fake_server, cache, logprobs=True).judge(DOCS[:1], CANDIDATES[:1])
+    assert graded.usage.calls == 3 and graded.judgments[0][0].score == pytest.approx(0.9)
+    # and now the plain teacher is served the graded answers from the cache
+    assert teacher(fake_server, cache).judge(DOCS[:1], CANDIDATES[:1]).usage.calls == 0
+
+
+def test_listwise_one_call_per_document(fake_server, tmp_path):
+    result = teacher(fake_server, tmp_path / "c.sqlite", mode="listwise").judge(DOCS, CANDIDATES)
+    assert result.usage.calls == len(DOCS)
+    expected = [["yes" if relevant(d, l) else "no" for l in c] for d, c in zip(DOCS, CANDIDATES)]
+    assert [[j.verdict for j in row] for row in result.judgments] == expected
+
+
+def test_budget_stops_cleanly_and_resumes(fake_server, tmp_path):
+    cache = tmp_path / "c.sqlite"
+    with pytest.raises(TeacherBudgetExceeded, match="call budget of 4"):
+        teacher(fake_server, cache, max_calls=4).judge(DOCS, CANDIDATES)
+    assert JudgmentCache(cache).count() == 4
+    result = teacher(fake_server, cache).judge(DOCS, CANDIDATES)
+    assert result.usage.calls == PAIRS - 4 and max(answered_pairs(fake_server).values()) == 1
+
+
+def test_documents_go_out_in_order_and_spread_over_servers(fake_server, tmp_path):
+    with FakeOpenAIServer() as second:
+        teacher(fake_server, tmp_path / "c.sqlite", base_url=[fake_server.url, second.url]).judge(DOCS, CANDIDATES)
+        first_docs = [e["doc"] for e in fake_server.log]
+        second_docs = [e["doc"] for e in second.log]
+    assert set(first_docs) == {DOCS[0], DOCS[2]} and set(second_docs) == {DOCS[1], DOCS[3]}
+    # a document's requests are consecutive: the server's prefix cache sees the same document back to back
+    assert first_docs == [DOCS[0]] * 3 + [DOCS[2]] * 2
+
+
+def test_concurrency_judges_everything_once(tmp_path):
+    with FakeOpenAIServer(delay=0.05) as server:
+        t = teacher(server, tmp_path / "c.sqlite", concurrency=4)
+        started = time.perf_counter()
+        result = t.judge(DOCS, CANDIDATES)
+        elapsed = time.perf_counter() - started
+    assert result.usage.calls == PAIRS and set(answered_pairs(server).values()) == {1}
+    assert elapsed < PAIRS * 0.05  # requests overlapped
+
+
+def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
+    docs = [f"Document {i} about wheat and gold prices." for i in range(12)]
+    candidates = [["Wheat", "Gold", "Coffee"]] * len(docs)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"docs": docs, "candidates": candidates}))
+    cache = tmp_path / "c.sqlite"
+    script = textwrap.dedent(f"""
+        import json, sys
+        from st_lmtx.teacher import OpenAITeacher
+        job = json.load(open({str(spec)!r}))
+        OpenAITeacher("fake-model", base_url=sys.argv[1], api_key="x", cache={str(cache)!r},
+                      show_progress_bar=False).judge(job["docs"], job["candidates"])
+    """)
+    with FakeOpenAIServer(delay=0.1) as server:
+        proc = subprocess.Popen([sys.executable, "-c", script, server.url])
+        deadline = time.monotonic() + 60
+        while len(answered_pairs(server)) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        stored = JudgmentCache(cache).count()
+        assert 8 <= stored < len(docs) * 3
+        answered_before = sum(answered_pairs(server).values())
+        assert answered_before - stored <= 1  # at most the call in flight was lost
+        result = OpenAITeacher("fake-model", base_url=server.url, api_key="x", cache=cache,
+                               show_progress_bar=False).judge(docs, candidates)  # fmt: skip
+        counts = answered_pairs(server)
+    assert result.usage.cache_hits == stored
+    assert result.usage.calls == len(docs) * 3 - stored
+    assert sum(counts.values()) - len(counts) <= 1  # a pair answered twice only if it was in flight at the kill
+    assert JudgmentCache(cache).count() == len(docs) * 3
+
+
+def test_oracle_flips_a_fraction_deterministically(toy_lfxmc):
+    from st_lmtx import load_lfxmc
+
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    cands = [labels.texts] * len(docs)
+    exact = OracleTeacher(labels, docs).judge(docs.texts, cands)
+    assert [[j.verdict == "yes" for j in row] for row in exact.judgments] == [
+        [i in t for i in range(len(labels))] for t in docs.targets
+    ]
+    noisy = OracleTeacher(labels, docs, flip_fraction=0.25, seed=1)
+    a = [[j.verdict for j in row] for row in noisy.judge(docs.texts, cands).judgments]
+    b = [[j.verdict for j in row] for row in OracleTeacher(labels, docs, flip_fraction=0.25, seed=1).judge(docs.texts, cands).judgments]
+    flips = sum(x != y.verdict for row, erow in zip(a, exact.judgments) for x, y in zip(row, erow))
+    assert a == b and 0.1 < flips / (len(docs) * len(labels)) < 0.4
+    assert OracleTeacher(labels, docs).describe()["model"] == "oracle"
