@@ -1,12 +1,13 @@
-# README.md's set-up commands.
+# The two set-up commands of README.md: `make demo` (the main job) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(LMTX_DATA),../shared/data/reuters21578)
+DEMO_OUT ?= runs/reuters-demo
 # llama-cpp-python compiles from source: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install model test
+.PHONY: install model demo test clean-demo
 
 # torch is pinned to the CPU wheel on this machine's disk: an unpinned torch would pull a multi-GB CUDA build.
 $(BIN)/st-lmtx: pyproject.toml
@@ -20,5 +21,13 @@ install: $(BIN)/st-lmtx
 model: install
 	$(BIN)/st-lmtx fetch-model
 
+demo: model
+	$(BIN)/st-lmtx train --data $(DATA) --teacher local --output $(DEMO_OUT) \
+		--max-docs 100 --rounds 2 --patience 2 --dev-size 50 \
+		--positives top-yes --batch-size 16 --epochs-per-round 2 --warmup 0.1 --continue-rounds
+
 test: model
 	LMTX_REQUIRE_LOCAL_TEACHER=1 $(BIN)/python -m pytest -q
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

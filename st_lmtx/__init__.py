@@ -1,9 +1,10 @@
 """st-lmtx: LMTX (an LLM as the teacher of a bi-encoder for zero-shot tagging) for sentence-transformers."""
 
-from st_lmtx.evaluation import XMCEvaluator, xmc_metrics
+from st_lmtx.evaluation import LLMJudgedEvaluator, XMCEvaluator, xmc_metrics
 from st_lmtx.inputs import DocumentSet, InputError, LabelSet, load_documents, load_labels, load_lfxmc
 from st_lmtx.losses import LMTXTripletLoss
 from st_lmtx.models import load_model
+from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, build_pseudo_label_dataset
 from st_lmtx.shortlist import IndexConfig, LabelIndex, Shortlist, ShortlistMiner
 from st_lmtx.tagger import LMTXTagger, Tag
 from st_lmtx.teacher import (
@@ -18,6 +19,7 @@ from st_lmtx.teacher import (
     TeacherError,
     fetch_default_model,
 )
+from st_lmtx.trainer import LMTXArguments, LMTXTrainer
 
 __version__ = "0.1.0"
 
@@ -26,7 +28,10 @@ __all__ = [
     "IndexConfig",
     "InputError",
     "JudgmentCache",
+    "LLMJudgedEvaluator",
+    "LMTXArguments",
     "LMTXTagger",
+    "LMTXTrainer",
     "LMTXTripletLoss",
     "LabelIndex",
     "LabelSet",
@@ -35,6 +40,8 @@ __all__ = [
     "OpenAITeacher",
     "OracleTeacher",
     "PromptTemplate",
+    "PseudoLabels",
+    "SelectionConfig",
     "Shortlist",
     "ShortlistMiner",
     "Tag",
@@ -42,6 +49,7 @@ __all__ = [
     "TeacherBudgetExceeded",
     "TeacherError",
     "XMCEvaluator",
+    "build_pseudo_label_dataset",
     "fetch_default_model",
     "load_documents",
     "load_labels",

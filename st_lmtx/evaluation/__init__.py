@@ -1,3 +1,4 @@
+from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.metrics import (
     inverse_propensities,
     ndcg_at_k,
@@ -9,6 +10,7 @@ from st_lmtx.evaluation.metrics import (
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 
 __all__ = [
+    "LLMJudgedEvaluator",
     "XMCEvaluator",
     "inverse_propensities",
     "ndcg_at_k",

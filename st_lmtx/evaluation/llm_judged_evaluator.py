@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from st_lmtx.shortlist import IndexConfig, ShortlistMiner
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from st_lmtx.inputs import DocumentSet, LabelSet
+    from st_lmtx.teacher.base import Teacher
+
+logger = logging.getLogger(__name__)
+
+
+class LLMJudgedEvaluator(BaseEvaluator):
+    def __init__(
+        self,
+        labels: LabelSet,
+        documents: DocumentSet,
+        teacher: Teacher,
+        name: str = "",
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+        index_config: IndexConfig | None = None,
+    ) -> None:
+        """
+        P@1 as the teacher judges it, for data with no ground truth: every document's top-1 label under the
+        model is sent to the teacher, and
+
+        ``llm_P@1 = |{d : teacher(d, top1(d)) = "yes"}| / |D|``,  ``llm_mean_score = mean_d score(d, top1(d))``
+
+        LMTX's stop rule compares ``llm_P@1`` between curriculum rounds on a fixed sample of training documents
+        (800 in the reference). The teacher's cache makes repeated top-1 labels free.
+
+        Args:
+            labels: the label set
+            documents: the documents to judge (ground truth, if any, is not used)
+            teacher: the judge
+            name: prefix of the metric names
+            batch_size: encoding batch size
+            show_progress_bar: show progress bars while encoding
+            index_config: the label index's configuration
+
+        Example:
+            ::
+
+                evaluator = LLMJudgedEvaluator(labels, dev_docs, teacher)
+                evaluator(model)  # {'llm_P@1': 0.71, 'llm_mean_score': 0.68}
+        """
+        super().__init__()
+        self.labels = labels
+        self.documents = documents
+        self.teacher = teacher
+        self.name = name
+        self.batch_size = batch_size
+        self.show_progress_bar = show_progress_bar
+        self.index_config = index_config
+        self.primary_metric = "llm_P@1"
+
+    def __call__(
+        self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
+        miner = ShortlistMiner(
+            model, self.labels, self.index_config, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+        )
+        top1 = miner.mine(self.documents.texts, k=1)
+        candidates = [[self.labels.texts[j] for j in top1.for_doc(i)] for i in range(len(top1))]
+        result = self.teacher.judge(self.documents.texts, candidates, desc="Teacher (dev top-1)")
+        judged = [row[0] for row in result.judgments if row]
+        metrics = {
+            "llm_P@1": sum(j.verdict == "yes" for j in judged) / max(len(judged), 1),
+            "llm_mean_score": sum(j.score for j in judged) / max(len(judged), 1),
+        }
+        logger.info("LLM-judged P@1 on %d documents: %.4f", len(judged), metrics["llm_P@1"])
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"documents": len(self.documents), "teacher": self.teacher.model_name}

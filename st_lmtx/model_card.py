@@ -1,0 +1,133 @@
+"""The model card (README.md) and the metrics picture of a trained LMTX tagger.
+
+The card names the teacher model and never its endpoint or key: only what :meth:`Teacher.describe` returns
+minus anything URL-like is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MODEL_CARD_TAGS = ["sentence-transformers", "lmtx", "zero-shot", "extreme-classification", "text-classification"]
+PLOT_FILE = "lmtx_metrics.png"
+
+_CITATION = """@inproceedings{zhang2025lmtx,
+    title={Large Language Model as a Teacher for Zero-shot Tagging at Extreme Scales},
+    author={Jinbin Zhang and Nasib Ullah and Rohit Babbar},
+    booktitle={Proceedings of the 31st International Conference on Computational Linguistics (COLING 2025)},
+    year={2025},
+    eprint={2406.09288},
+    archivePrefix={arXiv},
+    primaryClass={cs.CL}
+}"""
+
+
+def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """A PNG of the LLM-judged P@1 per round and, where ground truth was given, P@k per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rounds:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    xs = [r["round"] for r in rounds]
+    series: dict[str, list[float | None]] = {}
+    for r in rounds:
+        for key, value in r.get("dev", {}).items():
+            if key == "llm_P@1":
+                series.setdefault("LLM-judged P@1 (dev)", [None] * len(rounds))[xs.index(r["round"])] = 100 * value
+        for key, value in r.get("eval", {}).items():
+            if key.split("@")[0] in ("P", "R") and key in ("P@1", "P@5", "R@10"):
+                series.setdefault(f"{key} (eval)", [None] * len(rounds))[xs.index(r["round"])] = 100 * value
+    for name, values in series.items():
+        points = [(x, v) for x, v in zip(xs, values) if v is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=name, linestyle="--" if "LLM" in name else "-")
+    ax.set_xlabel("round (0 = base model, zero-shot)")
+    ax.set_ylabel("%")
+    ax.set_xticks(xs)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("LMTX curriculum")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def render_model_card(summary: dict[str, Any]) -> str:
+    """``summary``: base_model, num_labels, teacher (describe()), rounds (list of per-round dicts), best_round,
+    args, loss (config dict), has_plot, label_examples."""
+    teacher = {k: v for k, v in summary["teacher"].items() if k not in ("endpoints", "base_url", "api_key")}
+    rounds = summary["rounds"]
+    tags = "\n".join(f"- {t}" for t in MODEL_CARD_TAGS)
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags:",
+        tags,
+        f"base_model: {summary['base_model']}" if summary.get("base_model_is_hub") else "",
+        "---",
+        "",
+        "# LMTX zero-shot tagger",
+        "",
+        f"A bi-encoder fine-tuned from `{summary['base_model']}` with [LMTX](https://arxiv.org/abs/2406.09288) to tag "
+        f"documents with **{summary['num_labels']:,} labels**, with no human annotation: an LLM teacher "
+        f"(`{teacher.get('model', '?')}`) judged shortlisted (document, label) pairs during training only. At "
+        "inference the bi-encoder and a FAISS index over the label embeddings do all the work.",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from st_lmtx import LMTXTagger",
+        "",
+        'tagger = LMTXTagger.load("path/or/hub-id")',
+        'tagger.predict(["Some document text ..."], top_k=5)',
+        "```",
+        "",
+        "The folder is also a plain `SentenceTransformer`; the label set (`lmtx_labels.jsonl`) and the index "
+        "(`lmtx_index.faiss`) sit beside the model.",
+        "",
+        "## Training",
+        "",
+        f"- Teacher: `{teacher.get('model', '?')}` ({teacher.get('backend', '?')} backend"
+        + (", graded p(yes) scores" if teacher.get("graded") else "")
+        + ")",
+        f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']}",
+        f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "
+        f"{summary['args'].get('restart_from_base')}",
+        f"- Loss: `LMTXTripletLoss` {summary.get('loss', {})}",
+        "",
+        "| round | documents | pairs judged | yes-rate | training pairs | LLM-judged P@1 (dev) | "
+        + " | ".join(summary.get("eval_keys", []))
+        + (" |" if summary.get("eval_keys") else ""),
+        "|---|---|---|---|---|---|" + "---|" * len(summary.get("eval_keys", [])),
+    ]
+    for r in rounds:
+        stats = r.get("pseudo_labels", {})
+        dev = r.get("dev", {}).get("llm_P@1")
+        evals = [r.get("eval", {}).get(k) for k in summary.get("eval_keys", [])]
+        cells = [
+            str(r["round"]) + (" (zero-shot)" if r["round"] == 0 else ""),
+            str(stats.get("documents", "-")),
+            str(stats.get("pairs", "-")),
+            f"{stats['yes_rate']:.3f}" if "yes_rate" in stats else "-",
+            str(r.get("training_pairs", "-")),
+            f"{100 * dev:.2f}" if dev is not None else "-",
+            *[f"{100 * v:.2f}" if v is not None else "-" for v in evals],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if summary.get("eval_name"):
+        lines += [f"Evaluation columns: `{summary['eval_name']}` (ground truth), in %.", ""]
+    if summary.get("has_plot"):
+        lines += [f"![LMTX metrics per round]({PLOT_FILE})", ""]
+    lines += ["## Citation", "", "```bibtex", _CITATION, "```", ""]
+    return "\n".join(line for line in lines if line is not None)

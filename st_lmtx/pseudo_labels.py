@@ -1,0 +1,206 @@
+"""Pseudo-labels: from a shortlist and the teacher's judgments to the training pairs of a round.
+
+Positive selection policies (``positives``):
+
+- ``"random-yes"`` (the reference code): every "yes" label is a positive; one is drawn at random each time
+  the document is used (once per epoch).
+- ``"top-yes"``: only the "yes" label with the highest teacher score, if that score is at least
+  ``threshold``. With a graded teacher (p(yes)) this keeps the judge's most confident choice.
+- ``"score-weighted"``: one "yes" drawn per use with probability proportional to its score.
+
+Documents with no usable positive are left out of the round. Every "yes" label of a document is a known
+positive: the loss never uses it as that document's in-batch negative. Optionally one "no" label per use is
+added as a hard negative (the paper found this hurts; off by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from datasets import Dataset
+
+from st_lmtx.inputs import DocumentSet, LabelSet
+from st_lmtx.shortlist import Shortlist
+from st_lmtx.teacher.base import Judgment
+
+PositivePolicy = Literal["random-yes", "top-yes", "score-weighted"]
+POLICIES: tuple[str, ...] = ("random-yes", "top-yes", "score-weighted")
+
+
+@dataclass
+class JudgedLabel:
+    label: int
+    verdict: str
+    score: float
+
+
+@dataclass
+class DocumentPseudoLabels:
+    """One document's shortlist with the teacher's verdicts, best shortlist rank first."""
+
+    doc: int
+    judged: list[JudgedLabel] = field(default_factory=list)
+
+    @property
+    def yes(self) -> list[JudgedLabel]:
+        return [j for j in self.judged if j.verdict == "yes"]
+
+    @property
+    def no(self) -> list[JudgedLabel]:
+        return [j for j in self.judged if j.verdict == "no"]
+
+
+@dataclass
+class PseudoLabels:
+    """The judged shortlists of a round (``docs[i].doc`` indexes the round's document set)."""
+
+    docs: list[DocumentPseudoLabels]
+
+    @classmethod
+    def from_judgments(cls, shortlist: Shortlist, judgments: Sequence[Sequence[Judgment]]) -> PseudoLabels:
+        docs = []
+        for i, row in enumerate(judgments):
+            label_ids = shortlist.for_doc(i)
+            docs.append(
+                DocumentPseudoLabels(i, [JudgedLabel(l, j.verdict, j.score) for l, j in zip(label_ids, row)])
+            )
+        return cls(docs)
+
+    def stats(self) -> dict[str, float]:
+        pairs = sum(len(d.judged) for d in self.docs)
+        yes = sum(len(d.yes) for d in self.docs)
+        unparseable = sum(j.verdict == "unparseable" for d in self.docs for j in d.judged)
+        with_yes = sum(bool(d.yes) for d in self.docs)
+        return {
+            "documents": len(self.docs),
+            "pairs": pairs,
+            "yes": yes,
+            "yes_rate": yes / pairs if pairs else 0.0,
+            "unparseable": unparseable,
+            "documents_with_yes": with_yes,
+        }
+
+    def save(self, path: str | os.PathLike, doc_ids: Sequence[str], labels: LabelSet) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            for d in self.docs:
+                record = {
+                    "doc": d.doc,
+                    "doc_id": doc_ids[d.doc],
+                    "judged": [
+                        {"label": j.label, "label_id": labels.ids[j.label], "verdict": j.verdict, "score": j.score}
+                        for j in d.judged
+                    ],
+                }
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PseudoLabels:
+        docs = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                judged = [JudgedLabel(j["label"], j["verdict"], j["score"]) for j in record["judged"]]
+                docs.append(DocumentPseudoLabels(record["doc"], judged))
+        return cls(docs)
+
+
+@dataclass
+class SelectionConfig:
+    """How pseudo-labels become training pairs."""
+
+    positives: PositivePolicy = "random-yes"
+    threshold: float = 0.0
+    hard_negatives: bool = False
+    epochs: int = 1
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.positives not in POLICIES:
+            raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+
+
+def candidate_positives(d: DocumentPseudoLabels, config: SelectionConfig) -> list[JudgedLabel]:
+    """The labels a document may be trained on, under the policy."""
+    yes = [j for j in d.yes if j.score >= config.threshold]
+    if config.positives == "top-yes" and yes:
+        return [max(yes, key=lambda j: j.score)]
+    return yes
+
+
+@dataclass
+class TrainingPair:
+    """One training row: document ``doc``'s ``positive`` label, an optional hard ``negative``, and all its
+    "yes" labels (``known``: never its negatives)."""
+
+    doc: int
+    positive: int
+    negative: int | None
+    known: list[int]
+
+
+def select_pairs(pseudo: PseudoLabels, num_labels: int, config: SelectionConfig | None = None) -> list[TrainingPair]:
+    """One pair per document with a usable positive and per epoch; draws use a generator seeded with
+    ``config.seed`` so a round is reproducible."""
+    config = config or SelectionConfig()
+    rng = random.Random(config.seed)
+    usable = [(d, candidate_positives(d, config)) for d in pseudo.docs]
+    usable = [(d, pos) for d, pos in usable if pos]
+    pairs = []
+    for _ in range(config.epochs):
+        for d, positives in usable:
+            if config.positives == "score-weighted":
+                positive = rng.choices(positives, weights=[max(p.score, 1e-6) for p in positives])[0]
+            else:
+                positive = rng.choice(positives)
+            negative = _hard_negative(d, num_labels, rng) if config.hard_negatives else None
+            pairs.append(TrainingPair(d.doc, positive.label, negative, [j.label for j in d.yes]))
+    return pairs
+
+
+def pairs_to_dataset(pairs: Sequence[TrainingPair], documents: DocumentSet, labels: LabelSet) -> Dataset:
+    """Columns ``anchor`` (document text), ``positive`` (label text), ``negative`` (when the pairs have hard
+    negatives) and ``label``: the ids :class:`LMTXTripletLoss` masks with (the positive's, the negative's,
+    then all the document's "yes" labels, -1 padded to a common width)."""
+    with_negatives = any(p.negative is not None for p in pairs)
+    width = max((len(p.known) for p in pairs), default=0)
+    rows: dict[str, list] = {"anchor": [], "positive": []}
+    if with_negatives:
+        rows["negative"] = []
+    rows["label"] = []
+    for p in pairs:
+        rows["anchor"].append(documents.texts[p.doc])
+        rows["positive"].append(labels.texts[p.positive])
+        ids = [p.positive]
+        if with_negatives:
+            rows["negative"].append(labels.texts[p.negative])
+            ids.append(p.negative)
+        rows["label"].append(ids + p.known + [-1] * (width - len(p.known)))
+    return Dataset.from_dict(rows)
+
+
+def build_pseudo_label_dataset(
+    pseudo: PseudoLabels,
+    documents: DocumentSet,
+    labels: LabelSet,
+    config: SelectionConfig | None = None,
+) -> Dataset:
+    """The training ``datasets.Dataset`` of a round: :func:`select_pairs` then :func:`pairs_to_dataset`."""
+    return pairs_to_dataset(select_pairs(pseudo, len(labels), config), documents, labels)
+
+
+def _hard_negative(d: DocumentPseudoLabels, num_labels: int, rng: random.Random) -> int:
+    if d.no:
+        return rng.choice(d.no).label
+    # No "no" in the shortlist: any label that is not a "yes" keeps the column filled.
+    yes = {j.label for j in d.yes}
+    while True:
+        candidate = rng.randrange(num_labels)
+        if candidate not in yes or len(yes) >= num_labels:
+            return candidate

@@ -1,0 +1,29 @@
+import json
+
+from st_lmtx import LMTXTagger
+from st_lmtx.cli import main
+
+
+def test_judge_with_the_oracle_reports_perfect_precision(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "judged.jsonl"
+    code = main(["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "3", "--teacher", "oracle",
+                 "--cache", str(tmp_path / "cache"), "--out", str(out), "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["documents"] == 8 and summary["pairs"] == 24
+    assert summary["yes_precision"] == 1.0 and summary["yes_recall_in_shortlist"] == 1.0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["id"] == "d0" and len(rows[0]["shortlist"]) == 3
+    assert {"label_id", "label", "cosine", "verdict", "score"} <= set(rows[0]["shortlist"][0])
+
+
+def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    output = tmp_path / "run"
+    code = main(["-q", "train", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--teacher", "oracle",
+                 "--output", str(output), "--rounds", "1", "--k", "3", "--batch-size", "4", "--warmup", "0",
+                 "--dev-size", "4"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "zero-shot (round 0)" in printed and "round 1 *" in printed and "P@1" in printed
+    assert LMTXTagger.load(output).predict(["gold"], top_k=1)[0][0].text
+    assert main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", str(output), "--json"]) == 0

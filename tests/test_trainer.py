@@ -1,0 +1,144 @@
+import json
+from collections import Counter
+
+import pytest
+from conftest import TOY_DOCS, TOY_LABELS
+from datasets import Dataset
+
+from st_lmtx import LMTXArguments, LMTXTagger, LMTXTrainer, OpenAITeacher, OracleTeacher, load_lfxmc
+from st_lmtx.tagger import files_to_upload
+
+SECRET = "sk-trainer-secret-0987654321"
+
+
+def args(out, **kw):
+    base = dict(output_dir=str(out), max_rounds=2, dev_size=4, batch_size=4, warmup_steps=0, learning_rate=1e-3,
+                shortlist_k=3, show_progress_bar=False, patience=5)  # fmt: skip
+    base.update(kw)
+    return LMTXArguments(**base)
+
+
+def endpoint_teacher(server, out, **kw):
+    return OpenAITeacher("fake-model", base_url=server.url, api_key=SECRET, show_progress_bar=False,
+                         cache=out / "lmtx-work" / "teacher_cache.sqlite", **kw)  # fmt: skip
+
+
+def asked(server) -> Counter:
+    return Counter((e["doc"], e["label"]) for e in server.log if "doc" in e)
+
+
+def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    _, test_docs = load_lfxmc(toy_lfxmc, "tst")
+    out = tmp_path / "run"
+    model = LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out), args=args(out)).fit(
+        docs, eval_data=test_docs
+    )
+    work = out / "lmtx-work"
+    for r in ("round-01", "round-02"):
+        for name in ("shortlist.npz", "pseudo_labels.jsonl", "metrics.json", "model/model.safetensors"):
+            assert (work / r / name).exists(), f"{r}/{name}"
+    metrics = json.loads((work / "round-01" / "metrics.json").read_text())
+    assert metrics["pseudo_labels"]["pairs"] == len(docs) * 3
+    assert 0 <= metrics["dev"]["llm_P@1"] <= 1 and "P@1" in metrics["eval"]
+    # ground truth measured the pseudo-labels (it never trained anything)
+    assert 0 <= metrics["pseudo_label_precision"]["yes_precision"] <= 1
+    pseudo = [json.loads(line) for line in (work / "round-01" / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert [p["doc_id"] for p in pseudo] == docs.ids and len(pseudo[0]["judged"]) == 3
+    assert {"lmtx_labels.jsonl", "lmtx_index.faiss", "README.md", "lmtx_metrics.png", "modules.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    run = json.loads((out / "lmtx_run.json").read_text())
+    assert [r["round"] for r in run["rounds"]] == [0, 1, 2] and run["best_round"] in (1, 2)
+
+    # every pair was asked once; a second fit on the finished folder asks nothing and returns the model
+    assert max(asked(fake_server).values()) == 1
+    calls = len(fake_server.log)
+    again = LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out), args=args(out)).fit(docs)
+    assert len(fake_server.log) == calls
+    assert again.encode(["x"]).tolist() == model.encode(["x"]).tolist()
+
+    # the model card: tags, teacher name, no secret and no endpoint
+    card = (out / "README.md").read_text()
+    for tag in ("lmtx", "zero-shot", "extreme-classification"):
+        assert f"- {tag}\n" in card
+    assert "fake-model" in card and "lmtx_metrics.png" in card and "2406.09288" in card
+    upload = files_to_upload(out)
+    assert "README.md" in upload and "lmtx_labels.jsonl" in upload and "lmtx_index.faiss" in upload
+    assert not [f for f in upload if f.startswith("lmtx-work/") or ".sqlite" in f]
+    for name in upload:
+        text = (out / name).read_bytes()
+        assert SECRET.encode() not in text and b"127.0.0.1" not in text, name
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+    # the folder is a tagger: load and predict, no LLM involved
+    tags = LMTXTagger.load(out).predict(["Gold prices rallied."], top_k=2)
+    assert len(tags[0]) == 2 and tags[0][0].text in TOY_LABELS
+
+
+def test_interrupted_fit_resumes_without_repeating_calls(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "run"
+
+    class InterruptedInRoundTwo(OpenAITeacher):
+        """Judges half of round 2's documents, then the user presses Ctrl-C."""
+
+        def judge(self, documents, candidates, desc="Teacher"):
+            if desc == "Teacher (round 2)":
+                super().judge(documents[:4], candidates[:4], desc)
+                raise KeyboardInterrupt
+            return super().judge(documents, candidates, desc)
+
+    first = InterruptedInRoundTwo("fake-model", base_url=fake_server.url, api_key=SECRET, show_progress_bar=False,
+                                  cache=out / "lmtx-work" / "teacher_cache.sqlite")  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        LMTXTrainer(tiny_model_dir, labels, teacher=first, args=args(out, max_rounds=3)).fit(docs)
+    work = out / "lmtx-work"
+    assert (work / "round-01" / "metrics.json").exists() and not (work / "round-02" / "metrics.json").exists()
+    round1 = (work / "round-01" / "metrics.json").stat().st_mtime_ns
+    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out),
+                args=args(out, max_rounds=3)).fit(docs)  # fmt: skip
+    assert (work / "round-01" / "metrics.json").stat().st_mtime_ns == round1  # round 1 was not redone
+    assert (work / "round-03" / "metrics.json").exists()
+    assert max(asked(fake_server).values()) == 1  # no pair was asked twice across the two runs
+    # a run with other settings does not silently reuse the folder
+    with pytest.raises(RuntimeError, match="different args"):
+        LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out),
+                    args=args(out, margin=0.5)).fit(docs)  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["list", "dataset", "path"])
+def test_fit_accepts_every_input_form(form, tiny_model_dir, toy_lfxmc, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    teacher = OracleTeacher(labels, docs)
+    inputs = {
+        "list": (TOY_LABELS, docs.texts),
+        "dataset": (Dataset.from_dict({"text": TOY_LABELS}), Dataset.from_dict({"text": docs.texts})),
+        "path": (toy_lfxmc / "lbl.json", toy_lfxmc / "trn.json"),
+    }[form]
+    out = tmp_path / form
+    model = LMTXTrainer(tiny_model_dir, inputs[0], teacher=teacher, args=args(out, max_rounds=1)).fit(inputs[1])
+    assert model.encode(["Gold"]).shape == (1, 32)
+    stats = json.loads((out / "lmtx-work" / "round-01" / "metrics.json").read_text())["pseudo_labels"]
+    assert stats["documents"] == len(docs) and stats["yes"] > 0
+    assert LMTXTagger.load(out).labels.texts == TOY_LABELS
+
+
+def test_default_teacher_error_says_how_to_give_one(tiny_model_dir, toy_lfxmc, tmp_path, monkeypatch):
+    monkeypatch.delenv("LMTX_TEACHER_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("ST_LMTX_CACHE", str(tmp_path / "empty-cache"))
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    with pytest.raises(RuntimeError, match="LMTX_TEACHER_URL.*st-lmtx fetch-model"):
+        LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o")).fit(docs)
+
+
+def test_default_teacher_from_environment(tiny_model_dir, toy_lfxmc, fake_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMTX_TEACHER_URL", fake_server.url)
+    monkeypatch.setenv("LMTX_TEACHER_MODEL", "fake-model")
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o", max_rounds=1)).fit(docs)
+    assert len(asked(fake_server)) >= len(docs) * 3
+    assert (tmp_path / "o" / "lmtx-work" / "teacher_cache.sqlite").exists()
