@@ -146,6 +146,7 @@ def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, document
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    from st_lmtx.evaluation.teacher_quality import judge_summary
     from st_lmtx.inputs import load_lfxmc
     from st_lmtx.models import load_model
     from st_lmtx.shortlist import ShortlistMiner
@@ -174,40 +175,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
     summary = judge_summary(result, shortlist, docs)
     print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in summary.items()))
     return 0
-
-
-def judge_summary(result, shortlist, docs) -> dict[str, Any]:
-    """Pairs, yes-rate, usage; with ground truth, precision and recall of "yes" and of the top-scored label."""
-    u = result.usage
-    pairs = sum(len(row) for row in result.judgments)
-    yes = sum(j.verdict == "yes" for row in result.judgments for j in row)
-    summary: dict[str, Any] = {
-        "documents": len(result.judgments),
-        "pairs": pairs,
-        "yes_rate": round(yes / max(pairs, 1), 4),
-        "unparseable": sum(j.verdict == "unparseable" for row in result.judgments for j in row),
-        "calls": u.calls,
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "seconds": round(u.seconds, 1),
-        "seconds_per_document": round(u.seconds / max(len(result.judgments), 1), 2),
-        "cache_hits": u.cache_hits,
-        "retries": u.retries,
-    }
-    if docs.targets is not None:
-        true_yes = in_shortlist = top_right = 0
-        for i, row in enumerate(result.judgments):
-            truth = set(docs.targets[i])
-            ids = shortlist.for_doc(i)
-            true_yes += sum(j.verdict == "yes" and l in truth for l, j in zip(ids, row))
-            in_shortlist += len(truth & set(ids))
-            if row:
-                best = max(range(len(row)), key=lambda n: (row[n].score, -n))
-                top_right += ids[best] in truth
-        summary["yes_precision"] = round(true_yes / max(yes, 1), 4)
-        summary["yes_recall_in_shortlist"] = round(true_yes / max(in_shortlist, 1), 4)
-        summary["top_score_precision"] = round(top_right / max(len(result.judgments), 1), 4)
-    return summary
 
 
 # ------------------------------------------------------------------------------------------------- train

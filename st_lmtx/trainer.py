@@ -231,7 +231,9 @@ class LMTXTrainer:
         return model
 
     def _round_zero(self, dev: LLMJudgedEvaluator, xmc: XMCEvaluator | None) -> dict[str, Any]:
+        before = self.teacher.usage.to_dict()
         record: dict[str, Any] = {"round": 0, "dev": dev(self.base_model)}
+        record["teacher_usage"] = self._usage_since(before)
         if xmc is not None:
             record["eval"] = xmc(self.base_model)
         return record
@@ -243,6 +245,7 @@ class LMTXTrainer:
         round_dir.mkdir(parents=True, exist_ok=True)
         logger.info("LMTX round %d: %d training documents", r, len(train_docs))
         started = time.perf_counter()
+        usage_before = self.teacher.usage.to_dict()
 
         # 1. Shortlist with the latest model (the base model in round 1).
         previous = self._round_model(r - 1) if r > 1 else self._fresh_base()
@@ -280,17 +283,20 @@ class LMTXTrainer:
             "round": r,
             "pseudo_labels": stats,
             "training_pairs": len(dataset),
-            "teacher_usage": judged.usage.to_dict(),
             "train_seconds": train_seconds,
         }
         if train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
             record["pseudo_label_precision"] = _pseudo_label_precision(pairs, pseudo, train_docs)
         record["dev"] = dev(model)
+        record["teacher_usage"] = self._usage_since(usage_before)  # shortlist and dev judgments of the round
         if xmc is not None:
             record["eval"] = xmc(model)
         record["seconds"] = time.perf_counter() - started
         (round_dir / "metrics.json").write_text(json.dumps(record, indent=2))
         return record
+
+    def _usage_since(self, before: dict[str, Any]) -> dict[str, Any]:
+        return {k: v - before[k] for k, v in self.teacher.usage.to_dict().items()}
 
     def _train(self, model: SentenceTransformer, dataset, round_dir: Path) -> float:
         args = self.args
@@ -318,14 +324,16 @@ class LMTXTrainer:
             dataloader_pin_memory=torch.cuda.is_available(),
             **args.training_overrides,
         )
-        loss = LMTXTripletLoss(model, margin=args.margin, num_negatives=args.num_negatives,
-                               softmax_weighting=args.softmax_weighting, temperature=args.temperature)  # fmt: skip
-        trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss)
+        trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset, loss=self._loss(model))
         started = time.perf_counter()
         trainer.train()
         shutil.rmtree(round_dir / "checkpoints", ignore_errors=True)
-        self.loss_config = loss.get_config_dict()
         return time.perf_counter() - started
+
+    def _loss(self, model: SentenceTransformer) -> LMTXTripletLoss:
+        a = self.args
+        return LMTXTripletLoss(model, margin=a.margin, num_negatives=a.num_negatives,
+                               softmax_weighting=a.softmax_weighting, temperature=a.temperature)  # fmt: skip
 
     # ------------------------------------------------------------------ models and state
 
@@ -416,9 +424,7 @@ class LMTXTrainer:
             "rounds": rounds,
             "best_round": state["best_round"],
             "args": self.args.to_dict(),
-            "loss": getattr(self, "loss_config", None) or LMTXTripletLoss(model, self.args.margin, self.args.num_negatives,
-                                                                         self.args.softmax_weighting,
-                                                                         self.args.temperature).get_config_dict(),
+            "loss": self._loss(model).get_config_dict(),
             "has_plot": has_plot,
             "eval_keys": eval_keys,
             "eval_name": "eval_data" if has_eval else None,

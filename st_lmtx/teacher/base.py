@@ -209,7 +209,7 @@ class Teacher(ABC):
         answer is known, and count calls and tokens in ``run``."""
 
     def close(self) -> None:
-        """Release the backend (servers, models). The cache stays usable until :meth:`close_cache`."""
+        """Release the backend (servers, models); the cache stays open."""
 
     def __enter__(self) -> Teacher:
         return self
