@@ -1,0 +1,123 @@
+"""Inference speed: tagging (encode + FAISS search) against bare ``model.encode``, and the label index's build.
+
+    python benchmarks/inference.py [--docs 512] [--synthetic 500000]
+
+Label sets: the 90 Reuters-21578 labels, the 13,330 AmazonCat-13K label names, and N synthetic labels
+(perturbed copies of the AmazonCat label embeddings, so they cluster like real label names; encoding 500k
+texts would only measure the encoder again). Documents: the first ``--docs`` Reuters test documents.
+Each label set is measured in a fresh process so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REUTERS = Path(os.environ.get("LMTX_DATA", SHARED / "reuters21578"))
+AMAZONCAT = SHARED / "amazoncat13k-labels" / "lbl.json"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(label_set: str, n_docs: int, synthetic: int, repeats: int) -> dict:
+    import faiss
+    import numpy as np
+
+    from st_lmtx import LabelIndex, LMTXTagger, load_labels, load_lfxmc
+    from st_lmtx.models import load_model
+    from st_lmtx.shortlist import encode
+
+    model = load_model("sentence-transformers/all-MiniLM-L6-v2")
+    _, test = load_lfxmc(REUTERS, "tst")
+    docs = test.texts[:n_docs]
+    if label_set == "reuters":
+        labels = load_labels(REUTERS / "lbl.json")
+    else:
+        labels = load_labels(AMAZONCAT)
+    started = time.perf_counter()
+    embeddings = encode(model, labels.texts, 256, False)
+    encode_labels_s = time.perf_counter() - started
+    if label_set == "synthetic":
+        rng = np.random.default_rng(0)
+        base = embeddings[rng.integers(0, len(embeddings), synthetic)]
+        embeddings = base + rng.normal(scale=0.03, size=base.shape).astype(np.float32)
+        labels = load_labels({f"s{i}": f"synthetic label {i}" for i in range(synthetic)})
+        encode_labels_s = float("nan")
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    index = LabelIndex.build(embeddings)
+    build_s = time.perf_counter() - started
+    rss_after = peak_rss_mb()
+    index_mb = faiss.serialize_index(index.index).nbytes / 2**20
+    tagger = LMTXTagger(model, labels, index=index)
+
+    model.encode(docs[:32])  # warm up
+    bare, tagged = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.encode(docs, batch_size=64)
+        bare.append(len(docs) / (time.perf_counter() - started))
+        started = time.perf_counter()
+        tagger.predict(docs, top_k=10)
+        tagged.append(len(docs) / (time.perf_counter() - started))
+    # recall of the index against exact search, for the approximate (HNSW) case
+    queries = encode(model, docs[:200], 64, False)
+    exact = faiss.IndexFlatIP(embeddings.shape[1])
+    exact.add(np.ascontiguousarray(embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), dtype=np.float32))
+    truth = exact.search(queries, 10)[1]
+    found = index.search(queries, 10)[0]
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)]))
+    return {
+        "labels": len(labels),
+        "index": index.kind,
+        "encode_labels_s": encode_labels_s,
+        "build_s": build_s,
+        "build_peak_mb": max(rss_after - rss_before, 0.0),
+        "index_mb": index_mb,
+        "process_peak_mb": peak_rss_mb(),
+        "bare_docs_s": max(bare),
+        "tag_docs_s": max(tagged),
+        "ratio": max(tagged) / max(bare),
+        "recall@10": recall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=512)
+    parser.add_argument("--synthetic", type=int, default=500_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one label set in this process
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.docs, args.synthetic, args.repeats)))
+        return
+    rows = []
+    for name in ("reuters", "amazoncat", "synthetic"):
+        cmd = [sys.executable, __file__, "--one", name, "--docs", str(args.docs), "--synthetic", str(args.synthetic),
+               "--repeats", str(args.repeats)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows.append((name, json.loads(out)))
+        print(f"measured {name}", file=sys.stderr)
+    print(f"\nall-MiniLM-L6-v2, {args.docs} Reuters test documents, top-10, {os.cpu_count()} CPU cores\n")
+    print("| label set | labels | index | label encoding s | index build s | build peak MB | index MB | "
+          "bare encode docs/s | tagging docs/s | tagging / bare | recall@10 vs exact |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows:
+        enc = "-" if r["encode_labels_s"] != r["encode_labels_s"] else f"{r['encode_labels_s']:.1f}"
+        print(f"| {name} | {r['labels']:,} | {r['index']} | {enc} | {r['build_s']:.2f} | {r['build_peak_mb']:.0f} | "
+              f"{r['index_mb']:.0f} | {r['bare_docs_s']:.1f} | {r['tag_docs_s']:.1f} | {r['ratio']:.2f} | "
+              f"{r['recall@10']:.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

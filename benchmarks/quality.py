@@ -1,0 +1,199 @@
+"""LMTX end to end on Reuters-21578: train from all-MiniLM-L6-v2 on training documents without their labels,
+measure on the test split.
+
+    python benchmarks/quality.py                      # every run below, then the table
+    python benchmarks/quality.py --only zero-shot,local-best
+    python benchmarks/quality.py --table              # print the table from finished runs only
+
+Runs (teacher x recipe):
+
+- ``zero-shot``: the base model, no training.
+- ``local-*``: the real local teacher (Qwen2.5-Coder-1.5B-Instruct Q4_K_M in llama.cpp, in process, p(yes)).
+- ``oracle-*``: ``OracleTeacher`` on the same shortlists (a perfect judge: the ceiling); ``oracle20-*``: the
+  oracle with 20% of its answers flipped.
+- recipes: ``reference`` (a random "yes" per use, every round from the base model, the reference's loss and
+  optimiser) and ``best`` (see ``RECIPES``; BENCHMARKS.md says what each setting changes).
+- ``title-content``: an LLM-free baseline: (content, title) pairs of the same documents, same loss.
+
+Every run is an ``LMTXTrainer`` output folder under ``.cache/bench-quality/`` and resumes; the local teacher's
+answers are cached in ``.cache/bench-quality/teacher-local.sqlite``, so a re-run costs training only.
+Ground truth is used for the oracle (an evaluation tool), for test metrics and to measure pseudo-labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+REUTERS = Path(os.environ.get("LMTX_DATA", REPO.parent / "shared" / "data" / "reuters21578"))
+OUT = REPO / ".cache" / "bench-quality"
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+COMMON: dict[str, Any] = {"max_docs": 1000, "max_rounds": 3, "dev_size": 300, "patience": 3, "seed": 42}
+RECIPES: dict[str, dict[str, Any]] = {
+    # The reference code's recipe; warmup as a fraction, because 100 warmup steps exceed a whole round here.
+    "reference": {"positives": "random-yes", "restart_from_base": True, "batch_size": 128, "learning_rate": 2e-4,
+                  "warmup_steps": 0.1, "softmax_weighting": True},
+    "best": {"positives": "top-yes", "restart_from_base": False, "batch_size": 32, "learning_rate": 1e-4,
+             "warmup_steps": 0.1, "epochs_per_round": 2},
+}  # fmt: skip
+TEACHERS = {"local": "local", "oracle": "oracle", "oracle20": "oracle:0.2"}
+METRICS = ["P@1", "P@3", "P@5", "R@5", "R@10", "nDCG@5", "PSP@5"]
+
+
+def run_names() -> list[str]:
+    names = ["zero-shot", "title-content"]
+    names += [f"{t}-{r}" for t in TEACHERS for r in RECIPES]
+    return names
+
+
+def make_teacher(kind: str, labels, train):
+    from st_lmtx.teacher import make_teacher as make
+
+    if kind == "local":
+        return make("local", cache=OUT / "teacher-local.sqlite")
+    return make(TEACHERS[kind], labels=labels, documents=train)
+
+
+def lmtx_run(name: str, labels, train, test) -> dict[str, Any]:
+    from st_lmtx import LMTXArguments, LMTXTrainer
+
+    teacher_kind, recipe = name.split("-", 1)
+    args = LMTXArguments(output_dir=str(OUT / name), eval_k=(1, 3, 5, 10), **COMMON, **RECIPES[recipe])
+    with make_teacher(teacher_kind, labels, train) as teacher:
+        LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)
+    return summarize(name)
+
+
+def summarize(name: str) -> dict[str, Any] | None:
+    path = OUT / name / "lmtx_run.json"
+    if not path.exists():
+        return None
+    run = json.loads(path.read_text())
+    rounds = [r for r in run["rounds"] if r["round"] > 0]
+    best = next(r for r in run["rounds"] if r["round"] == run["best_round"])
+    usage = [r.get("teacher_usage", {}) for r in run["rounds"]]
+    return {
+        "metrics": best["eval"],
+        "docs": rounds[0]["pseudo_labels"]["documents"] if rounds else 0,
+        "rounds": f"{len(rounds)} (best {run['best_round']})",
+        "calls": sum(u.get("calls", 0) for u in usage),
+        "pairs": sum(u.get("calls", 0) + u.get("cache_hits", 0) for u in usage),
+        "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
+        "teacher_s": sum(u.get("seconds", 0.0) for u in usage),
+        "train_s": sum(r.get("train_seconds", 0.0) for r in rounds),
+        "precision": "/".join(f"{r['pseudo_label_precision']['trained_positive_precision']:.2f}" for r in rounds),
+        "per_round_p1": "/".join(f"{100 * r['eval']['P@1']:.1f}" for r in run["rounds"]),
+    }
+
+
+def zero_shot(labels, train, test) -> dict[str, Any]:
+    path = OUT / "zero-shot" / "result.json"
+    if not path.exists():
+        from st_lmtx import XMCEvaluator
+        from st_lmtx.models import load_model
+
+        metrics = XMCEvaluator(labels, test, train_truth=train.targets, show_progress_bar=True)(load_model(BASE_MODEL))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"metrics": metrics}))
+    return {"metrics": json.loads(path.read_text())["metrics"], "docs": 0, "rounds": "-", "calls": 0, "pairs": 0,
+            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": 0.0, "precision": "-", "per_round_p1": "-"}  # fmt: skip
+
+
+def title_content(labels, train, test) -> dict[str, Any]:
+    """LLM-free: each document's content is an anchor and its own title the positive; same loss, same docs."""
+    import random
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from st_lmtx import LMTXTripletLoss, XMCEvaluator
+    from st_lmtx.models import load_model
+
+    path = OUT / "title-content" / "result.json"
+    if not path.exists():
+        rng = random.Random(COMMON["seed"])
+        indices = sorted(rng.sample(range(len(train)), COMMON["max_docs"]))
+        records = [json.loads(line) for line in (REUTERS / "trn.json").read_text().splitlines()]
+        pairs = [(records[i]["content"], records[i]["title"]) for i in indices if records[i]["content"] and records[i]["title"]]
+        model = load_model(BASE_MODEL)
+        dataset = Dataset.from_dict({"anchor": [c for c, _ in pairs], "positive": [t for _, t in pairs]})
+        recipe = RECIPES["best"]
+        targs = SentenceTransformerTrainingArguments(
+            output_dir=str(OUT / "title-content" / "checkpoints"), num_train_epochs=recipe.get("epochs_per_round", 1),
+            per_device_train_batch_size=recipe["batch_size"], learning_rate=recipe["learning_rate"],
+            warmup_steps=recipe["warmup_steps"], save_strategy="no", report_to="none", seed=COMMON["seed"],
+            dataloader_pin_memory=False,
+        )  # fmt: skip
+        started = time.perf_counter()
+        SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset, loss=LMTXTripletLoss(model)).train()
+        seconds = time.perf_counter() - started
+        model.save(str(OUT / "title-content" / "model"))
+        metrics = XMCEvaluator(labels, test, train_truth=train.targets, show_progress_bar=True)(model)
+        path.write_text(json.dumps({"metrics": metrics, "docs": len(pairs), "train_s": seconds}))
+    saved = json.loads(path.read_text())
+    return {"metrics": saved["metrics"], "docs": saved["docs"], "rounds": "1 epoch x2", "calls": 0, "pairs": 0,
+            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": saved["train_s"], "precision": "-", "per_round_p1": "-"}  # fmt: skip
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    print(f"\nReuters-21578 test split (3,019 documents), trained from {BASE_MODEL} on a random "
+          f"{COMMON['max_docs']} of the 7,770 training documents (their labels unused), at most "
+          f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the best round "
+          "by LLM-judged P@1.\n")  # fmt: skip
+    head = ["run", *METRICS, "docs", "rounds", "P@1 per round (0 = zero-shot)", "teacher calls", "pairs judged",
+            "prompt tokens", "teacher s", "training s", "trained-positive precision per round"]  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name, r in results.items():
+        m = r["metrics"]
+        cells = [name, *[f"{100 * m[k]:.2f}" for k in METRICS], str(r["docs"]), r["rounds"], r["per_round_p1"],
+                 f"{r['calls']:,}", f"{r['pairs']:,}", f"{r['prompt_tokens']:,}", f"{r['teacher_s']:.0f}",
+                 f"{r['train_s']:.0f}", r["precision"]]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(run_names())}")
+    parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "httpx2", "faiss.loader", "sentence_transformers", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from st_lmtx import load_lfxmc
+
+    labels, train = load_lfxmc(REUTERS, "trn")
+    _, test = load_lfxmc(REUTERS, "tst")
+    names = args.only.split(",") if args.only else run_names()
+    unknown = set(names) - set(run_names())
+    if unknown:
+        raise SystemExit(f"unknown runs: {sorted(unknown)}")
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if args.table:
+            result = summarize(name) if "-" in name and name.split("-")[0] in TEACHERS else None
+            if name == "zero-shot" and (OUT / name / "result.json").exists():
+                result = zero_shot(labels, train, test)
+            if name == "title-content" and (OUT / name / "result.json").exists():
+                result = title_content(labels, train, test)
+        elif name == "zero-shot":
+            result = zero_shot(labels, train, test)
+        elif name == "title-content":
+            result = title_content(labels, train, test)
+        else:
+            result = lmtx_run(name, labels, train, test)
+        if result is not None:
+            results[name] = result
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
