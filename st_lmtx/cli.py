@@ -206,6 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         positives=args.positives,
         positive_threshold=args.threshold,
         hard_negatives=args.hard_negatives,
+        accumulate_judgments=args.accumulate_judgments,
         max_docs=args.max_docs,
         margin=args.margin,
         num_negatives=args.num_negatives,
@@ -311,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positives", default="random-yes", choices=["random-yes", "top-yes", "score-weighted"])
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")
     p.add_argument("--hard-negatives", action="store_true")
+    p.add_argument("--accumulate-judgments", action="store_true",
+                   help="choose positives among every label judged so far, not only the current shortlist")
     p.add_argument("--margin", type=float, default=0.3)
     p.add_argument("--num-negatives", type=int, default=10)
     p.add_argument("--softmax-weighting", action="store_true")

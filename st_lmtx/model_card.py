@@ -15,17 +15,6 @@ logger = logging.getLogger(__name__)
 MODEL_CARD_TAGS = ["sentence-transformers", "lmtx", "zero-shot", "extreme-classification", "text-classification"]
 PLOT_FILE = "lmtx_metrics.png"
 
-_CITATION = """@inproceedings{zhang2025lmtx,
-    title={Large Language Model as a Teacher for Zero-shot Tagging at Extreme Scales},
-    author={Jinbin Zhang and Nasib Ullah and Rohit Babbar},
-    booktitle={Proceedings of the 31st International Conference on Computational Linguistics (COLING 2025)},
-    year={2025},
-    eprint={2406.09288},
-    archivePrefix={arXiv},
-    primaryClass={cs.CL}
-}"""
-
-
 def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
     """A PNG of the LLM-judged P@1 per round and, where ground truth was given, P@k per round."""
     import matplotlib
@@ -63,17 +52,15 @@ def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
 
 def render_model_card(summary: dict[str, Any]) -> str:
     """``summary``: base_model, num_labels, teacher (describe()), rounds (list of per-round dicts), best_round,
-    args, loss (config dict), has_plot, label_examples."""
+    args, loss (config dict), citation (the loss's BibTeX), has_plot, eval_keys, eval_name."""
     teacher = {k: v for k, v in summary["teacher"].items() if k not in ("endpoints", "base_url", "api_key")}
     rounds = summary["rounds"]
     tags = "\n".join(f"- {t}" for t in MODEL_CARD_TAGS)
+    front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:", tags]
+    if summary.get("base_model_is_hub"):
+        front.append(f"base_model: {summary['base_model']}")
     lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: sentence-similarity",
-        "tags:",
-        tags,
-        f"base_model: {summary['base_model']}" if summary.get("base_model_is_hub") else "",
+        *front,
         "---",
         "",
         "# LMTX zero-shot tagger",
@@ -129,5 +116,5 @@ def render_model_card(summary: dict[str, Any]) -> str:
         lines += [f"Evaluation columns: `{summary['eval_name']}` (ground truth), in %.", ""]
     if summary.get("has_plot"):
         lines += [f"![LMTX metrics per round]({PLOT_FILE})", ""]
-    lines += ["## Citation", "", "```bibtex", _CITATION, "```", ""]
-    return "\n".join(line for line in lines if line is not None)
+    lines += ["## Citation", "", "```bibtex", summary["citation"].strip(), "```", ""]
+    return "\n".join(lines)

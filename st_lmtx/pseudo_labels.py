@@ -71,6 +71,16 @@ class PseudoLabels:
             )
         return cls(docs)
 
+    def merged_with(self, earlier: PseudoLabels) -> PseudoLabels:
+        """These judgments plus the earlier rounds' judgments of labels no longer shortlisted (same documents)."""
+        if len(earlier.docs) != len(self.docs):
+            raise ValueError("can only merge pseudo-labels of the same documents")
+        docs = []
+        for now, before in zip(self.docs, earlier.docs):
+            seen = {j.label for j in now.judged}
+            docs.append(DocumentPseudoLabels(now.doc, now.judged + [j for j in before.judged if j.label not in seen]))
+        return PseudoLabels(docs)
+
     def stats(self) -> dict[str, float]:
         pairs = sum(len(d.judged) for d in self.docs)
         yes = sum(len(d.yes) for d in self.docs)

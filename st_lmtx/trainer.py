@@ -63,6 +63,8 @@ class LMTXArguments:
         margin / num_negatives / softmax_weighting / temperature: :class:`LMTXTripletLoss`.
         learning_rate / warmup_steps / batch_size / weight_decay / max_grad_norm: the optimiser (AdamW,
             linear decay); ``warmup_steps`` below 1 is a fraction of the round's steps.
+        accumulate_judgments: choose positives among every label judged for a document so far, not only
+            among the current round's shortlist (the reference uses the current shortlist).
         epochs_per_round: passes over the round's pseudo-labels (a fresh positive draw each pass).
         restart_from_base: train every round from the base model (reference) instead of the last round's.
         max_rounds: curriculum rounds at most (reference: 6).
@@ -82,6 +84,7 @@ class LMTXArguments:
     positives: str = "random-yes"
     positive_threshold: float = 0.0
     hard_negatives: bool = False
+    accumulate_judgments: bool = False
     max_docs: int | None = None
     margin: float = 0.3
     num_negatives: int = 10
@@ -120,8 +123,8 @@ class LMTXArguments:
 
     # What must match for a run to be resumed (changing e.g. max_rounds or dev metrics is fine).
     _RUN_DEFINING = (
-        "shortlist_k", "positives", "positive_threshold", "hard_negatives", "max_docs", "margin", "num_negatives",
-        "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
+        "shortlist_k", "positives", "positive_threshold", "hard_negatives", "accumulate_judgments", "max_docs",
+        "margin", "num_negatives", "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
         "epochs_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
     )  # fmt: skip
 
@@ -195,8 +198,9 @@ class LMTXTrainer:
         if teacher.cache.path == ":memory:":
             logger.warning("The teacher has no persistent cache: an interrupted run will ask again")
 
+        # PSP propensities come from the training documents' ground truth when they have any (evaluation only).
         xmc = XMCEvaluator(self.labels, eval_docs, k_values=args.eval_k, name="", batch_size=args.encode_batch_size,
-                           show_progress_bar=args.show_progress_bar, write_csv=False,
+                           show_progress_bar=args.show_progress_bar, write_csv=False, train_truth=documents.targets,
                            index_config=self.index_config) if eval_docs is not None else None  # fmt: skip
         dev = LLMJudgedEvaluator(self.labels, dev_docs, teacher, batch_size=args.encode_batch_size,
                                  show_progress_bar=args.show_progress_bar, index_config=self.index_config)  # fmt: skip
@@ -262,6 +266,8 @@ class LMTXTrainer:
         candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
         judged = self.teacher.judge(train_docs.texts, candidates, desc=f"Teacher (round {r})")
         pseudo = PseudoLabels.from_judgments(shortlist, judged.judgments)
+        if args.accumulate_judgments and r > 1:
+            pseudo = pseudo.merged_with(PseudoLabels.load(self.work_dir / f"round-{r - 1:02d}" / "pseudo_labels.jsonl"))
         pseudo.save(round_dir / "pseudo_labels.jsonl", train_docs.ids, self.labels)
         stats = pseudo.stats()
         logger.info("Round %d pseudo-labels: %s", r, stats)
@@ -375,8 +381,15 @@ class LMTXTrainer:
         fingerprint = json.loads(json.dumps(self._fingerprint(documents)))
         if path.exists():
             state = json.loads(path.read_text())
+            # A setting added after the run started matches when it is at its default.
+            defaults = LMTXArguments().run_defining()
+            stored_args = state["fingerprint"].get("args", {})
+            for name, value in fingerprint["args"].items():
+                if name not in stored_args and value == defaults[name]:
+                    stored_args[name] = value
             if state["fingerprint"] != fingerprint:
-                changed = [k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k]]
+                changed = [k for k in fingerprint if k != "args" and state["fingerprint"].get(k) != fingerprint[k]]
+                changed += [f"args ({n})" for n, v in fingerprint["args"].items() if stored_args.get(n) != v]
                 raise RuntimeError(
                     f"{self.output_dir} holds a run with different {', '.join(changed)}; use another output_dir "
                     "or delete it"
@@ -425,6 +438,7 @@ class LMTXTrainer:
             "best_round": state["best_round"],
             "args": self.args.to_dict(),
             "loss": self._loss(model).get_config_dict(),
+            "citation": self._loss(model).citation,
             "has_plot": has_plot,
             "eval_keys": eval_keys,
             "eval_name": "eval_data" if has_eval else None,

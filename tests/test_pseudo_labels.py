@@ -63,3 +63,18 @@ def test_stats_and_round_trip(tmp_path):
     assert PseudoLabels.load(tmp_path / "p.jsonl") == PSEUDO
     with pytest.raises(ValueError, match="positives must be"):
         SelectionConfig(positives="best")
+
+
+def test_merging_keeps_labels_judged_in_earlier_rounds():
+    later = PseudoLabels(
+        [
+            DocumentPseudoLabels(0, [JudgedLabel(2, "no", 0.2), JudgedLabel(0, "yes", 0.9)]),
+            DocumentPseudoLabels(1, [JudgedLabel(3, "no", 0.1)]),
+            DocumentPseudoLabels(2, [JudgedLabel(3, "no", 0.1)]),
+        ]
+    )
+    merged = later.merged_with(PSEUDO)
+    assert [j.label for j in merged.docs[0].judged] == [2, 0, 1, 3]  # current first, then what dropped out
+    assert [j.label for j in merged.docs[1].yes] == [2]  # a "yes" from an earlier shortlist still counts
+    with pytest.raises(ValueError, match="same documents"):
+        later.merged_with(PseudoLabels(PSEUDO.docs[:1]))

@@ -142,3 +142,17 @@ def test_default_teacher_from_environment(tiny_model_dir, toy_lfxmc, fake_server
     LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o", max_rounds=1)).fit(docs)
     assert len(asked(fake_server)) >= len(docs) * 3
     assert (tmp_path / "o" / "lmtx-work" / "teacher_cache.sqlite").exists()
+
+
+def test_resume_accepts_settings_added_later_at_their_default(tiny_model_dir, toy_lfxmc, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "run"
+    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, max_rounds=1)).fit(docs)
+    state_path = out / "lmtx-work" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["fingerprint"]["args"]["accumulate_judgments"]  # as written by a version without the setting
+    state_path.write_text(json.dumps(state))
+    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, max_rounds=1)).fit(docs)
+    with pytest.raises(RuntimeError, match=r"args \(accumulate_judgments\)"):
+        LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
+                    args=args(out, max_rounds=1, accumulate_judgments=True)).fit(docs)  # fmt: skip
