@@ -208,7 +208,7 @@ class LMTXTrainer:
         rounds: list[dict[str, Any]] = state["rounds"]
         if not rounds:
             # Round 0 is the base model, for the record. Its dev top-1 pairs are among round 1's shortlisted
-            # pairs, so judging them here costs nothing extra: round 1 finds them in the cache.
+            # pairs, so round 1 finds them in the cache: the record costs no extra teacher calls.
             rounds.append(self._round_zero(dev, xmc))
             self._save_state(state)
 
