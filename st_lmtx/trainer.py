@@ -167,6 +167,7 @@ class LMTXTrainer:
         self.output_dir = Path(self.args.output_dir)
         self.work_dir = self.output_dir / WORK_DIR
         self._teacher = teacher
+        self._owns_teacher = False  # True once the trainer builds the default teacher: then fit releases it
         self.index_config = IndexConfig(hnsw_threshold=self.args.hnsw_threshold)
 
     @property
@@ -174,14 +175,30 @@ class LMTXTrainer:
         if self._teacher is None:
             self._teacher = default_teacher(cache=JudgmentCache(self.work_dir / CACHE_FILE),
                                             show_progress_bar=self.args.show_progress_bar)  # fmt: skip
+            self._owns_teacher = True
         return self._teacher
+
+    def _release_teacher(self) -> None:
+        # The embedded teacher holds a 1.1 GB model (or a server process): free it when fit ends, however it
+        # ends. A teacher the caller passed in is theirs to close. The next access builds a fresh one.
+        if self._owns_teacher and self._teacher is not None:
+            teacher, self._teacher, self._owns_teacher = self._teacher, None, False
+            teacher.close()
+            teacher.cache.close()
 
     # ------------------------------------------------------------------ the loop
 
     def fit(self, docs: Any, eval_data: Any = None) -> SentenceTransformer:
         """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
         the best round's model. ``eval_data``: documents with ground truth (a ``DocumentSet``, an LF-XMC
-        ``tst.json`` path, ...) evaluated every round with :class:`XMCEvaluator`."""
+        ``tst.json`` path, ...) evaluated every round with :class:`XMCEvaluator`. A teacher the trainer built
+        itself (no ``teacher=``) is closed when ``fit`` returns or fails."""
+        try:
+            return self._fit(docs, eval_data)
+        finally:
+            self._release_teacher()
+
+    def _fit(self, docs: Any, eval_data: Any) -> SentenceTransformer:
         args = self.args
         documents = load_documents(docs)
         eval_docs = load_documents(eval_data, num_labels=len(self.labels)) if eval_data is not None else None

@@ -1,4 +1,5 @@
 import json
+import sqlite3
 from collections import Counter
 
 import pytest
@@ -142,6 +143,43 @@ def test_default_teacher_from_environment(tiny_model_dir, toy_lfxmc, fake_server
     LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o", max_rounds=1)).fit(docs)
     assert len(asked(fake_server)) >= len(docs) * 3
     assert (tmp_path / "o" / "lmtx-work" / "teacher_cache.sqlite").exists()
+
+
+def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc, fake_server, tmp_path,
+                                                        monkeypatch):  # fmt: skip
+    import st_lmtx.trainer as trainer_module
+
+    built, closed = [], []
+    real_default = trainer_module.default_teacher
+
+    def recording_default(**kw):
+        teacher = real_default(**kw)
+        teacher.close = lambda: closed.append(teacher)  # the endpoint teacher holds nothing; count the call
+        built.append(teacher)
+        return teacher
+
+    monkeypatch.setattr(trainer_module, "default_teacher", recording_default)
+    monkeypatch.setenv("LMTX_TEACHER_URL", fake_server.url)
+    monkeypatch.setenv("LMTX_TEACHER_MODEL", "fake-model")
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    trainer = LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o", max_rounds=1))
+    trainer.fit(docs)
+    assert len(built) == 1 and closed == built
+    with pytest.raises(sqlite3.ProgrammingError):  # its cache connection is closed too
+        built[0].cache.count()
+    # a failing fit releases it as well; the next access builds a fresh one
+    def fail(*a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(trainer, "_write_final", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        trainer.fit(docs)
+    assert len(built) == 2 and closed == built and trainer.teacher is not built[1]
+
+    # a teacher the caller passed in stays open: the caller may use it again
+    mine = endpoint_teacher(fake_server, tmp_path / "p")
+    LMTXTrainer(tiny_model_dir, labels, teacher=mine, args=args(tmp_path / "p", max_rounds=1)).fit(docs)
+    assert mine.cache.count() > 0
 
 
 def test_resume_accepts_settings_added_later_at_their_default(tiny_model_dir, toy_lfxmc, tmp_path):
