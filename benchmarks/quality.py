@@ -13,7 +13,8 @@ Runs (teacher x recipe):
   oracle with 20% of its answers flipped.
 - recipes: ``reference`` (a random "yes" per use, every round from the base model, the reference's loss and
   optimiser) and ``best`` (see ``RECIPES``; BENCHMARKS.md says what each setting changes).
-- ``title-content``: an LLM-free baseline: (content, title) pairs of the same documents, the LMTX loss with its defaults.
+- ``title-content``: an LLM-free baseline: (content, title) pairs of the same documents, the LMTX loss with
+  its defaults.
 
 Every run is an ``LMTXTrainer`` output folder under ``.cache/bench-quality/`` and resumes; the local teacher's
 answers are cached in ``.cache/bench-quality/teacher-local.sqlite``, so a re-run costs training only.

@@ -167,7 +167,7 @@ class LMTXTrainer:
         self.output_dir = Path(self.args.output_dir)
         self.work_dir = self.output_dir / WORK_DIR
         self._teacher = teacher
-        self._owns_teacher = False  # True once the trainer builds the default teacher: then fit releases it
+        self._owns_teacher = teacher is None  # then the trainer builds the default teacher and fit releases it
         self.index_config = IndexConfig(hnsw_threshold=self.args.hnsw_threshold)
 
     @property
@@ -175,14 +175,13 @@ class LMTXTrainer:
         if self._teacher is None:
             self._teacher = default_teacher(cache=JudgmentCache(self.work_dir / CACHE_FILE),
                                             show_progress_bar=self.args.show_progress_bar)  # fmt: skip
-            self._owns_teacher = True
         return self._teacher
 
     def _release_teacher(self) -> None:
         # The embedded teacher holds a 1.1 GB model (or a server process): free it when fit ends, however it
         # ends. A teacher the caller passed in is theirs to close. The next access builds a fresh one.
         if self._owns_teacher and self._teacher is not None:
-            teacher, self._teacher, self._owns_teacher = self._teacher, None, False
+            teacher, self._teacher = self._teacher, None
             teacher.close()
             teacher.cache.close()
 

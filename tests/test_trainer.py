@@ -167,6 +167,7 @@ def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc
     assert len(built) == 1 and closed == built
     with pytest.raises(sqlite3.ProgrammingError):  # its cache connection is closed too
         built[0].cache.count()
+
     # a failing fit releases it as well; the next access builds a fresh one
     def fail(*a, **kw):
         raise RuntimeError("disk full")
