@@ -86,6 +86,7 @@ def render_model_card(summary: dict[str, Any]) -> str:
         "",
         f"- Teacher: `{teacher.get('model', '?')}` ({teacher.get('backend', '?')} backend"
         + (", graded p(yes) scores" if teacher.get("graded") else "")
+        + (f", `{teacher['prompt']}` prompt" if teacher.get("prompt") else "")
         + ")",
         f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']}",
         f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "

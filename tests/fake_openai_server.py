@@ -1,7 +1,7 @@
 """A real HTTP server on 127.0.0.1 that speaks enough of the OpenAI API to test teachers against, and
 injects faults on demand.
 
-It answers the paper's prompt with "Yes" when any word of the tag (4+ letters) occurs in the document,
+It answers the pointwise prompts (paper and compact layouts) with "Yes" when any word of the tag (4+ letters) occurs in the document,
 else "No"; p(yes) is 0.9 / 0.1 in the logprobs. Faults are consumed one per request, in order:
 ``"429"`` (with Retry-After), ``"500"``, ``"hang"`` (sleeps past the client's timeout), ``"drop"``
 (closes the connection without answering), ``"malformed"`` (200 with a body that is not JSON),
@@ -17,8 +17,17 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-POINTWISE_RE = re.compile(r'document = "(.*)"\. Is the tag "(.*)" relevant', re.S)
+# The paper's prompt and the compact layout (question first, then the document, then the tag).
+POINTWISE_RES = (
+    re.compile(r'document = "(.*)"\. Is the tag "(.*)" relevant', re.S),
+    re.compile(r'Document: """(.*)"""\nTag: "(.*?)"', re.S),
+)
 LISTWISE_RE = re.compile(r'document = "(.*)"\.\nWhich of these tags.*?\n(.*)\nAnswer with', re.S)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 refuses connections when many clients connect at once
 
 
 def relevant(doc: str, label: str) -> bool:
@@ -34,6 +43,8 @@ class FakeOpenAIServer:
         self.retry_after = retry_after
         self.lock = threading.Lock()
         self.log: list[dict] = []  # one entry per request: time, kind, doc, label, outcome, headers
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests the server was handling at once
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,7 +62,14 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                server.handle(self, body)
+                with server.lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    server.handle(self, body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
 
             def _json(self, status: int, payload, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()
@@ -63,8 +81,7 @@ class FakeOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -98,7 +115,7 @@ class FakeOpenAIServer:
             fault = self.faults.pop(0) if self.faults else None
         entry = {"time": time.monotonic(), "endpoint": endpoint, "text": text, "outcome": fault or "ok",
                  "authorization": h.headers.get("authorization")}  # fmt: skip
-        match = POINTWISE_RE.search(text)
+        match = next((m for m in (r.search(text) for r in POINTWISE_RES) if m), None)
         if match:
             entry["doc"], entry["label"] = match.group(1), match.group(2)
         with self.lock:

@@ -65,3 +65,37 @@ def test_in_process_teacher_scores_p_yes(model_path, tmp_path):
     assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]]
     assert all(j.graded for row in result.judgments for j in row)
     assert again.usage.calls == 0 and again.usage.cache_hits == 4
+
+
+def test_batched_and_sequential_scoring_agree(model_path, tmp_path):
+    """One multi-sequence decode per document (the head shared by all) scores what one decode per label does."""
+    from st_lmtx.teacher import LlamaCppTeacher
+
+    docs = DOCS + ["Crude oil prices fell as OPEC output rose; refiners bought more crude."]
+    candidates = CANDIDATES + [["Crude Oil", "Coffee", "Interest Rates", "Ship"]]
+    for prompt in ("compact", "reference"):
+        results = {}
+        for scoring in ("sequential", "batched"):
+            with LlamaCppTeacher(model_path, prompt=prompt, scoring=scoring, docs_per_batch=2, show_progress_bar=False) as t:
+                results[scoring] = t.judge(docs, candidates)
+        seq, bat = ([[j for j in row] for row in results[k].judgments] for k in ("sequential", "batched"))
+        assert [[j.verdict for j in row] for row in seq] == [[j.verdict for j in row] for row in bat], prompt
+        for row_s, row_b in zip(seq, bat):
+            for a, b in zip(row_s, row_b):
+                assert b.score == pytest.approx(a.score, abs=0.03), (prompt, a.label)  # quantised matmuls differ by batch shape
+        assert [row[0].verdict for row in bat] == ["yes", "yes", "yes"]
+        # the batched scorer evaluates the shared head once, not once a document
+        assert results["batched"].usage.prompt_tokens < results["sequential"].usage.prompt_tokens
+
+
+def test_a_teacher_served_from_its_cache_never_loads_the_model(model_path, tmp_path):
+    from st_lmtx.teacher import LlamaCppTeacher
+
+    with LlamaCppTeacher(model_path, cache=tmp_path / "c.sqlite", show_progress_bar=False) as teacher:
+        teacher.judge(DOCS, CANDIDATES)
+        path = tmp_path / "j.jsonl.gz"
+        teacher.export_judgments(path)
+    with LlamaCppTeacher(model_path, cache=tmp_path / "other.sqlite", show_progress_bar=False) as teacher:
+        teacher.import_judgments(path)
+        result = teacher.judge(DOCS, CANDIDATES)
+        assert result.usage.calls == 0 and teacher._model is None

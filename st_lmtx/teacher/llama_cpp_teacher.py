@@ -1,16 +1,28 @@
-"""An in-process teacher on ``llama_cpp.Llama``: graded p(yes) at the cost of a plain yes/no answer.
+"""An in-process teacher on llama.cpp: graded p(yes) from the logits, with the shared parts of the prompt
+evaluated once.
 
-For each document the chat prompt up to the end of the document is evaluated once; for each shortlisted
-label the KV cache is cut back to that prefix and only the label's suffix (about 40 tokens) is evaluated.
+A pointwise prompt is cut in three (:meth:`PromptTemplate.pointwise_parts` rendered through the model's chat
+template): the *head* before the document is the same for every pair, the *document* part (up to the label)
+for every label of a document, the *suffix* (the label and the end of the turn) is the only per-pair part.
+
+- ``scoring="batched"`` (default): the head is evaluated once and kept in KV-cache sequence 0. Documents are
+  packed a few at a time: each gets its own sequence (a metadata-only copy of sequence 0) and all their
+  document parts go through one ``llama_decode``; then every label gets a sequence copied from its document's,
+  and all the suffixes of the pack go through one more decode, reading each suffix's last logits. Every token
+  is evaluated once where it is shared, and the per-pair work runs as large batches.
+- ``scoring="sequential"``: the scorer before batching: per document, the head and the document in one
+  sequence, then each label's suffix alone after cutting the cache back to the document. It scores the same
+  token sequences (the two agree within float noise) and is kept to measure against.
+
 The verdict is the most likely next token (yes, no, or anything else: unparseable) and the score is
-``P(yes) / (P(yes) + P(no))`` over the case and leading-space variants of both words, read straight from the
-logits, with no sampling and no HTTP round trip.
+``P(yes) / (P(yes) + P(no))`` over the case and leading-space variants of both words, with no sampling.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +30,46 @@ import numpy as np
 
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.model_files import find_default_model
-from st_lmtx.teacher.prompts import PromptTemplate
+from st_lmtx.teacher.prompts import PromptTemplate, as_prompt
 
 logger = logging.getLogger(__name__)
 
 _YES = ("Yes", "yes", " Yes", " yes", "YES", " YES")
 _NO = ("No", "no", " No", " no", "NO", " NO")
+_ROOT = 0  # the KV-cache sequence that holds the head for the whole run
+SCORING = ("batched", "sequential")
+
+
+@dataclass
+class _Doc:
+    """A pending document cut into tokens: its document part and one suffix per label to judge."""
+
+    item: PendingDocument
+    doc_tokens: list[int]
+    suffixes: list[list[int]]  # aligned with item.positions
+
+    @property
+    def cells(self) -> int:
+        return len(self.doc_tokens) + sum(len(s) for s in self.suffixes)
 
 
 class LlamaCppTeacher(Teacher):
     """Judge pairs with a GGUF model loaded in this process (``pip install st-lmtx[local]``).
+
+    Args:
+        model_path: a GGUF file; default: the fetched default model (``st-lmtx fetch-model``).
+        prompt: a :class:`PromptTemplate` or a layout name (``compact``, ``reference``); default ``compact``.
+        scoring: ``batched`` (default) or ``sequential`` (see the module docstring).
+        docs_per_batch: documents packed into one decode (batched scoring). On 2 CPU cores 1 is fastest (7.5
+            pairs/s against 7.1 for 4 and 6.4 for 8): a packed suffix attends over every packed document.
+        n_ctx: KV-cache cells shared by the packed documents; a pack is cut to fit.
+        n_batch: tokens per ``llama_decode`` call at most.
+        n_threads: CPU threads (default: all cores).
+        flash_attn: llama.cpp's flash attention.
+        cache, max_calls, max_tokens, show_progress_bar: see :class:`Teacher`.
+
+    The model is loaded on the first pair the cache cannot answer, so a run served from the cache (or from
+    imported judgments) never loads it.
 
     Example::
 
@@ -41,38 +83,42 @@ class LlamaCppTeacher(Teacher):
     def __init__(
         self,
         model_path: str | os.PathLike | None = None,
-        prompt: PromptTemplate | None = None,
-        n_ctx: int = 2048,
+        prompt: PromptTemplate | str | None = None,
+        scoring: str = "batched",
+        docs_per_batch: int = 1,
+        n_ctx: int = 4096,
+        n_batch: int = 2048,
         n_threads: int | None = None,
+        flash_attn: bool = False,
         **teacher_kwargs: Any,
     ) -> None:
         super().__init__(**teacher_kwargs)
         try:
-            from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+            import llama_cpp  # noqa: F401
         except ImportError as e:
             raise ImportError("LlamaCppTeacher needs llama-cpp-python: pip install 'st-lmtx[local]'") from e
         path = model_path or find_default_model()
         if path is None:
             raise FileNotFoundError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
         self.model_path = Path(path)
-        self.prompt = prompt or PromptTemplate()
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"GGUF model not found: {self.model_path}")
+        if scoring not in SCORING:
+            raise ValueError(f"scoring must be one of {SCORING}, got {scoring!r}")
+        if docs_per_batch < 1:
+            raise ValueError("docs_per_batch must be >= 1")
+        self.prompt = as_prompt(prompt)
         if self.prompt.kind != "chat":
             raise ValueError("LlamaCppTeacher renders the model's chat template; use a chat PromptTemplate")
-        self.llm = Llama(
-            model_path=str(self.model_path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
-            logits_all=False,
-            verbose=False,
-        )
-        self._n_ctx = n_ctx
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ValueError(f"{self.model_path.name} carries no chat template")
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")
-        self._yes_ids = self._first_token_ids(_YES)
-        self._no_ids = self._first_token_ids(_NO)
+        self.scoring = scoring
+        self.docs_per_batch = docs_per_batch
+        self.n_ctx = n_ctx
+        self.n_batch = min(n_batch, n_ctx)
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.flash_attn = flash_attn
+        self._model = None  # llama_cpp internals, loaded on first use
+        self._ctx = None
+        self._batch = None
 
     @property
     def model_name(self) -> str:
@@ -83,54 +129,212 @@ class LlamaCppTeacher(Teacher):
         return True
 
     def config(self) -> dict[str, Any]:
+        # How the work is scheduled (scoring, packing) does not change the answers: not part of the namespace.
         return {**super().config(), "prompt": self.prompt.to_dict(), "mode": "pointwise"}
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "prompt": self.prompt.name, "scoring": self.scoring}
+
+    # ------------------------------------------------------------------ the model
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import llama_cpp
+        from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
+        from llama_cpp._logger import set_verbose
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        set_verbose(False)  # llama.cpp's load and context logs, as Llama(verbose=False) does
+        params = llama_cpp.llama_model_default_params()
+        self._model = LlamaModel(path_model=str(self.model_path), params=params, verbose=False)
+        template = self._model.metadata().get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{self.model_path.name} carries no chat template")
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")
+        self._n_vocab = self._model.n_vocab()
+        self._yes_ids = self._first_token_ids(_YES)
+        self._no_ids = self._first_token_ids(_NO)
+        # Sequence 0 holds the head; each packed document takes one sequence and each of its labels one more.
+        self._n_seq = min(llama_cpp.llama_max_parallel_sequences(), 1 + self.docs_per_batch * 64)
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = self.n_ctx
+        ctx_params.n_batch = self.n_batch
+        ctx_params.n_ubatch = min(512, self.n_batch)
+        ctx_params.n_threads = ctx_params.n_threads_batch = self.n_threads
+        ctx_params.n_seq_max = self._n_seq
+        ctx_params.kv_unified = True  # one cell pool, so copying a shared prefix to a sequence copies no data
+        ctx_params.no_perf = True
+        ctx_params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        self._ctx = LlamaContext(model=self._model, params=ctx_params, verbose=False)
+        self._batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._head_tokens = self._tokens(self._render_parts()[0], first=True)
+        self._head_ready = False
+
     def _first_token_ids(self, words: tuple[str, ...]) -> np.ndarray:
-        ids = {self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
+        ids = {self._model.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
         return np.array(sorted(ids))
 
-    def _render(self, user: str) -> str:
+    def _tokens(self, text: str, first: bool = False) -> list[int]:
+        return self._model.tokenize(text.encode("utf-8"), add_bos=first, special=True)
+
+    def _render_parts(self) -> tuple[str, str, str]:
+        """The rendered chat prompt around its fields: head (to the document), middle (document to label), tail
+        (after the label: the rest of the question and of the turn, what the chat template adds included)."""
+        doc_mark, label_mark = "\x00DOC\x00", "\x00LABEL\x00"
+        head, middle, tail = self.prompt.pointwise_parts()
+        user = head + doc_mark + middle + label_mark + tail
         messages = ([{"role": "system", "content": self.prompt.system}] if self.prompt.system else []) + [
             {"role": "user", "content": user}
         ]
-        return self._formatter(messages=messages).prompt
+        rendered = self._formatter(messages=messages).prompt
+        if rendered.count(doc_mark) != 1 or rendered.count(label_mark) != 1:
+            raise TeacherError("the chat template changed the prompt's fields; use a plain PromptTemplate")
+        head, rest = rendered.split(doc_mark)
+        middle, tail = rest.split(label_mark)
+        return head, middle, tail
 
-    def _split(self, doc: str, labels: list[str]) -> tuple[str, list[str]]:
-        """The rendered prompt up to the end of the document, and each label's remainder."""
-        truncated = self.prompt.truncate(doc)
-        rendered = [self._render(self.prompt.render_pointwise(doc, label)) for label in labels]
-        end = rendered[0].find(truncated) + len(truncated)
-        prefix = rendered[0][:end]
-        if not all(r.startswith(prefix) for r in rendered):
-            raise TeacherError("the prompt template must be identical up to the end of the document")
-        return prefix, [r[end:] for r in rendered]
+    def _cut(self, item: PendingDocument) -> _Doc:
+        _, middle, tail = self._parts
+        doc_tokens = self._tokens(self.prompt.truncate(item.doc) + middle)
+        suffixes = [self._tokens(item.labels[j] + tail) for j in item.positions]
+        room = self.n_ctx - len(self._head_tokens) - sum(len(s) for s in suffixes) - 1
+        if room < 16:
+            raise TeacherError(f"n_ctx={self.n_ctx} cannot hold one document with {len(suffixes)} labels")
+        if len(doc_tokens) > room:
+            # Keep the document's start and the text that leads to the label.
+            keep = self._tokens(middle)
+            doc_tokens = doc_tokens[: room - len(keep)] + keep
+        return _Doc(item, doc_tokens, suffixes)
 
-    def _tokens(self, text: str, first: bool) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=first, special=True)
+    # ------------------------------------------------------------------ decoding
+
+    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> list[int]:
+        """Decode ``(token, position, sequence, wants_logits)`` rows in ``n_batch`` chunks; the rows' indices of
+        their logits in the last chunk (callers read logits right after, so wanted rows go in one chunk)."""
+        import llama_cpp
+
+        out: list[int] = []
+        for start in range(0, len(rows), self.n_batch):
+            chunk = rows[start : start + self.n_batch]
+            batch = self._batch.batch
+            batch.n_tokens = len(chunk)
+            out = []
+            for i, (token, pos, seq, logits) in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = pos
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq
+                batch.logits[i] = logits
+                if logits:
+                    out.append(i)
+            code = llama_cpp.llama_decode(self._ctx.ctx, batch)
+            if code != 0:
+                raise TeacherError(f"llama_decode returned {code} (KV cache full? lower docs_per_batch or raise n_ctx)")
+        return out
+
+    def _logits(self, i: int) -> np.ndarray:
+        import llama_cpp
+
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, i), shape=(self._n_vocab,))
 
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
-        for item in pending:
-            labels = [item.labels[j] for j in item.positions]
-            prefix, suffixes = self._split(item.doc, labels)
-            prefix_tokens = self._tokens(prefix, first=True)
-            suffix_tokens = [self._tokens(s, first=False) for s in suffixes]
-            room = self._n_ctx - max(len(s) for s in suffix_tokens) - 1
-            if len(prefix_tokens) > room:
-                # Cut the document's tail: keep what fits (the template's start is at the front).
-                prefix_tokens = prefix_tokens[:room]
-            self.llm.reset()
-            self.llm.eval(prefix_tokens)
-            n_prefix = self.llm.n_tokens
-            run.prompt_tokens += len(prefix_tokens)
-            for j, tokens in zip(item.positions, suffix_tokens):
-                self.check_budget(run)
-                self.llm.n_tokens = n_prefix  # eval() drops the KV cache after n_tokens
-                self.llm.eval(tokens)
-                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
-                judgment = self._judgment(item.labels[j], logits)
+        self._load()
+        self._parts = self._render_parts()
+        # A document with more labels than free sequences is judged in parts (same prefix, fewer labels).
+        most = self._n_seq - 2
+        parts = (PendingDocument(item.index, item.doc, item.labels, item.positions[i : i + most])
+                 for item in pending for i in range(0, len(item.positions), most))  # fmt: skip
+        docs = (self._cut(item) for item in parts)
+        if self.scoring == "sequential":
+            for doc in docs:
+                self._judge_sequential(doc, emit, run)
+            return
+        for pack in self._packs(docs):
+            self._judge_pack(pack, emit, run)
+
+    def _packs(self, docs):
+        """Group documents while the pack fits the documents, the KV cells, the sequences and the budget."""
+        free = self.n_ctx - len(self._head_tokens)
+        pack: list[_Doc] = []
+        for doc in docs:
+            group = [*pack, doc]
+            cells = sum(d.cells for d in group)
+            seqs = 1 + sum(1 + len(d.suffixes) for d in group)
+            suffix_tokens = sum(len(s) for d in group for s in d.suffixes)
+            too_big = cells > free or seqs > self._n_seq or suffix_tokens > self.n_batch
+            if pack and (len(pack) >= self.docs_per_batch or too_big):
+                yield pack
+                pack = []
+            pack.append(doc)
+        if pack:
+            yield pack
+
+    def _ensure_head(self, run: TeacherUsage) -> None:
+        if not self._head_ready:
+            self._ctx.kv_cache_clear()
+            self._decode([(t, p, _ROOT, False) for p, t in enumerate(self._head_tokens)])
+            run.prompt_tokens += len(self._head_tokens)
+            self._head_ready = True
+
+    def _judge_pack(self, pack: list[_Doc], emit: Emit, run: TeacherUsage) -> None:
+        self._check_budget_for(sum(len(d.suffixes) for d in pack), run)
+        self._ensure_head(run)
+        n_head = len(self._head_tokens)
+        mem = self._ctx
+        # Documents: one sequence each, starting from the head.
+        seq = _ROOT + 1
+        doc_seqs, rows = [], []
+        for doc in pack:
+            mem.kv_cache_seq_cp(_ROOT, seq, -1, -1)
+            rows += [(t, n_head + p, seq, False) for p, t in enumerate(doc.doc_tokens)]
+            doc_seqs.append(seq)
+            seq += 1
+        self._decode(rows)
+        # Labels: one sequence each, starting from their document; every suffix of the pack in one decode.
+        rows, owners = [], []
+        for doc, doc_seq in zip(pack, doc_seqs):
+            start = n_head + len(doc.doc_tokens)
+            for n, tokens in enumerate(doc.suffixes):
+                mem.kv_cache_seq_cp(doc_seq, seq, -1, -1)
+                rows += [(t, start + p, seq, p == len(tokens) - 1) for p, t in enumerate(tokens)]
+                owners.append((doc, n))
+                seq += 1
+        if len(rows) > self.n_batch:
+            raise TeacherError(f"a pack's label suffixes ({len(rows)} tokens) exceed n_batch={self.n_batch}")
+        try:
+            indices = self._decode(rows)
+            for i, (doc, n) in zip(indices, owners):
+                j = doc.item.positions[n]
+                tokens = doc.suffixes[n]
                 run.calls += 1
-                run.prompt_tokens += len(tokens)
-                emit(item, j, judgment, len(tokens), 1)
+                run.prompt_tokens += len(tokens) + (len(doc.doc_tokens) if n == 0 else 0)
+                emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)),
+                     len(tokens) + (len(doc.doc_tokens) if n == 0 else 0), 1)  # fmt: skip
+        finally:
+            for s in range(_ROOT + 1, seq):  # drop the pack's sequences; the head stays
+                mem.kv_cache_seq_rm(s, -1, -1)
+
+    def _judge_sequential(self, doc: _Doc, emit: Emit, run: TeacherUsage) -> None:
+        self._ctx.kv_cache_clear()
+        self._head_ready = False
+        prefix = self._head_tokens + doc.doc_tokens
+        self._decode([(t, p, 0, p == len(prefix) - 1) for p, t in enumerate(prefix)])
+        run.prompt_tokens += len(prefix)
+        for n, (j, tokens) in enumerate(zip(doc.item.positions, doc.suffixes)):
+            self.check_budget(run)
+            self._ctx.kv_cache_seq_rm(0, len(prefix), -1)  # back to the end of the document
+            (i,) = self._decode([(t, len(prefix) + p, 0, p == len(tokens) - 1) for p, t in enumerate(tokens)])
+            run.calls += 1
+            run.prompt_tokens += len(tokens)
+            emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)),
+                 len(tokens) + (len(prefix) if n == 0 else 0), 1)  # fmt: skip
+
+    def _check_budget_for(self, pairs: int, run: TeacherUsage) -> None:
+        # A pack is judged whole: stop before one that would overrun the call budget.
+        self.check_budget(run, in_flight=pairs - 1)
 
     def _judgment(self, label: str, logits: np.ndarray) -> Judgment:
         top = int(np.argmax(logits))
@@ -139,11 +343,12 @@ class LlamaCppTeacher(Teacher):
         p_yes = np.exp(logits[self._yes_ids] - shift).sum()
         p_no = np.exp(logits[self._no_ids] - shift).sum()
         score = float(p_yes / (p_yes + p_no)) if p_yes + p_no > 0 else (1.0 if verdict == "yes" else 0.0)
-        token = self.llm.detokenize([top]).decode("utf-8", errors="replace")
+        token = self._model.token_to_piece(top, special=True).decode("utf-8", errors="replace")
         return Judgment(label, verdict, score, graded=True, answer=token)
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            llm.close()
-            self.llm = None
+        for name in ("_batch", "_ctx", "_model"):
+            part = getattr(self, name, None)
+            if part is not None:
+                part.close()
+                setattr(self, name, None)

@@ -1,8 +1,14 @@
 """Prompts and answer parsing for the teacher.
 
-The paper's pointwise prompt puts the document first, so every label of a document shares the same prompt
-prefix and a server with a prefix cache (llama.cpp, vLLM) evaluates the document once per document, not once
-per label. Templates must keep ``{doc}`` before ``{label}`` for that reason.
+A pointwise prompt has three parts: what comes before ``{doc}`` (the same for every pair: a scorer that keeps
+it evaluates it once a run), the document up to ``{label}`` (the same for every label of a document: evaluated
+once a document), and the label with the rest of the turn (evaluated once a pair). Templates must keep
+``{doc}`` before ``{label}`` so that a document's labels share its prefix, in process and in a server's
+prefix cache (llama.cpp, vLLM).
+
+Two layouts ship (:data:`PROMPTS`): ``reference``, the paper's prompt (the question after the document, so
+about 15 tokens of it are paid for every label), and ``compact``, the same question asked before the
+document, so a pair costs only its label and the end of the turn.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 PAPER_PROMPT = 'document = "{doc}". Is the tag "{label}" relevant to the document? answer yes or no'
+# The question first, the document, then only the label: the per-pair part is the label and the end of the turn.
+COMPACT_PROMPT = 'Is the tag relevant to the document? Answer yes or no.\nDocument: """{doc}"""\nTag: "{label}"'
+PROMPTS = {"reference": PAPER_PROMPT, "compact": COMPACT_PROMPT}
+DEFAULT_PROMPT = "compact"
 LISTWISE_PROMPT = (
     'document = "{doc}".\n'
     "Which of these tags are relevant to the document?\n{candidates}\n"
@@ -36,7 +46,7 @@ class PromptTemplate:
     ``max_doc_words`` truncates documents (the teacher's context is small and cost grows with length).
     """
 
-    pointwise: str = PAPER_PROMPT
+    pointwise: str = PROMPTS[DEFAULT_PROMPT]
     listwise: str = LISTWISE_PROMPT
     kind: Literal["chat", "completion"] = "chat"
     system: str | None = None
@@ -55,6 +65,24 @@ class PromptTemplate:
                 raise ValueError(f"the {name} template lacks {', '.join(missing)}")
             if template.index("{doc}") > template.index(fields[1]):
                 raise ValueError(f"the {name} template must put {{doc}} first so the server's prefix cache works")
+
+    @classmethod
+    def named(cls, name: str, **kwargs) -> PromptTemplate:
+        """A shipped layout by name (``reference``: the paper's prompt; ``compact``), with other fields."""
+        if name not in PROMPTS:
+            raise ValueError(f"unknown prompt {name!r}: use one of {', '.join(PROMPTS)}")
+        return cls(pointwise=PROMPTS[name], **kwargs)
+
+    @property
+    def name(self) -> str:
+        """``reference`` or ``compact`` for a shipped layout, else ``custom``."""
+        return next((n for n, text in PROMPTS.items() if text == self.pointwise), "custom")
+
+    def pointwise_parts(self) -> tuple[str, str, str]:
+        """The template around its fields: (before ``{doc}``, between ``{doc}`` and ``{label}``, after)."""
+        head, rest = self.pointwise.split("{doc}", 1)
+        middle, tail = rest.split("{label}", 1)
+        return head, middle, tail
 
     def truncate(self, doc: str) -> str:
         words = doc.split()
@@ -118,3 +146,12 @@ def p_yes(alternatives: Iterable[tuple[str, float]]) -> float | None:
     if yes + no == 0.0:
         return None
     return yes / (yes + no)
+
+
+def as_prompt(prompt: PromptTemplate | str | None) -> PromptTemplate:
+    """A :class:`PromptTemplate` from a template, a shipped layout's name, or None (the default layout)."""
+    if prompt is None:
+        return PromptTemplate()
+    if isinstance(prompt, str):
+        return PromptTemplate.named(prompt)
+    return prompt
