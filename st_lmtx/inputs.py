@@ -11,6 +11,7 @@ document or a shifted label index would show up much later as a quietly worse mo
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -131,7 +132,7 @@ def load_labels(source: Any) -> LabelSet:
         if path.is_dir():
             path = path / "lbl.json"
         ids, texts = [], []
-        for line_no, record in _read_jsonl(path):
+        for line_no, record in read_jsonl(path):
             text = _field(record, LABEL_TEXT_FIELDS, path, line_no)
             label_id = _optional_field(record, LABEL_ID_FIELDS)
             ids.append(str(label_id) if label_id is not None else str(len(ids)))
@@ -163,7 +164,7 @@ def load_documents(source: Any, num_labels: int | None = None) -> DocumentSet:
     if isinstance(source, DocumentSet):
         docs = source
     elif isinstance(source, (str, os.PathLike)) and _looks_like_path(source):
-        docs = _documents_from_records(_read_jsonl(Path(source)), Path(source))
+        docs = _documents_from_records(read_jsonl(Path(source)), Path(source))
     elif isinstance(source, str):
         raise InputError(
             f"documents: {source!r} is not a file; pass a list of texts to use a string as a document"
@@ -232,20 +233,27 @@ def _documents_from_records(records: Iterable[tuple[int, Mapping[str, Any]]], pa
     return DocumentSet(texts=texts, ids=ids, targets=targets if saw_targets else None)
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path, error: type[Exception] = InputError) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of a JSON-lines file, gzip-compressed or not; a missing file, a malformed or
+    truncated line or a line that is not an object raises ``error`` naming the file and line."""
     if not path.exists():
-        raise InputError(f"{path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{line_no}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            yield line_no, record
+        raise error(f"{path} does not exist")
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise error(f"{path}:{line_no}: malformed JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(record, dict):
+                    raise error(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+                yield line_no, record
+    except (OSError, EOFError, UnicodeDecodeError) as e:  # a truncated or corrupted file
+        raise error(f"{path}: unreadable ({e})") from e
 
 
 def _field(record: Mapping[str, Any], names: Sequence[str], path: Path, line_no: int) -> Any:

@@ -27,3 +27,25 @@ def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_pa
     assert "zero-shot (round 0)" in printed and "round 1 *" in printed and "P@1" in printed
     assert LMTXTagger.load(output).predict(["gold"], top_k=1)[0][0].text
     assert main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", str(output), "--json"]) == 0
+
+
+def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
+    def judge(cache, *extra):
+        return main(["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "2", "--json",
+                     "--teacher", fake_server.url, "--teacher-model", "fake-model", "--cache", str(cache), *extra])  # fmt: skip
+
+    assert judge(tmp_path / "a") == 0
+    first = json.loads(capsys.readouterr().out)
+    asked = len(fake_server.log)
+    assert first["calls"] == 16 and asked == 16
+    assert fake_server.log[0]["text"].startswith("Is the tag relevant")  # the compact layout is the default
+    exported = tmp_path / "j.jsonl.gz"
+    assert main(["-q", "judgments", "export", str(exported), "--cache", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    assert judge(tmp_path / "b", "--import-judgments", str(exported)) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["calls"] == 0 and second["cache_hits"] == 16 and len(fake_server.log) == asked
+    assert second["yes_rate"] == first["yes_rate"]
+    # the reference prompt is another teacher: its cache cannot take these answers
+    assert judge(tmp_path / "c", "--prompt", "reference", "--import-judgments", str(exported)) == 2
+    assert "another teacher" in capsys.readouterr().err and len(fake_server.log) == asked

@@ -10,14 +10,36 @@ from st_lmtx.teacher.base import (
 )
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.factory import default_teacher, make_teacher
+from st_lmtx.teacher.judgments import (
+    ImportReport,
+    JudgmentsFileError,
+    export_judgments,
+    import_judgments,
+    load_judgments,
+)
 from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
 from st_lmtx.teacher.local import LlamaServer, LocalTeacher
 from st_lmtx.teacher.model_files import fetch_default_model, find_default_model
 from st_lmtx.teacher.openai_teacher import OpenAITeacher
 from st_lmtx.teacher.oracle import OracleTeacher
-from st_lmtx.teacher.prompts import LISTWISE_PROMPT, PAPER_PROMPT, PromptTemplate, parse_listwise, parse_verdict
+from st_lmtx.teacher.prompts import (
+    COMPACT_PROMPT,
+    LISTWISE_PROMPT,
+    PAPER_PROMPT,
+    PROMPTS,
+    PromptTemplate,
+    parse_listwise,
+    parse_verdict,
+)
 
 __all__ = [
+    "COMPACT_PROMPT",
+    "ImportReport",
+    "JudgmentsFileError",
+    "PROMPTS",
+    "export_judgments",
+    "import_judgments",
+    "load_judgments",
     "JudgeResult",
     "Judgment",
     "JudgmentCache",

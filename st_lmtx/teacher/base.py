@@ -208,6 +208,19 @@ class Teacher(ABC):
         """Judge every ``(item, j) for j in item.positions``, calling ``emit`` once per pair as soon as its
         answer is known, and count calls and tokens in ``run``."""
 
+    def export_judgments(self, path: str | os.PathLike) -> int:
+        """Write this teacher's cached answers to a judgments file (see :mod:`st_lmtx.teacher.judgments`)."""
+        from st_lmtx.teacher.judgments import export_judgments
+
+        return export_judgments(self.cache, path, teacher=self)
+
+    def import_judgments(self, path: str | os.PathLike):
+        """Add a judgments file's answers to this teacher's cache, so they are not asked again. The file must
+        hold this teacher's answers (same model, prompt and mode) and pass its checks, else nothing is added."""
+        from st_lmtx.teacher.judgments import import_judgments
+
+        return import_judgments(self.cache, path, teacher=self)
+
     def close(self) -> None:
         """Release the backend (servers, models); the cache stays open."""
 

@@ -2,8 +2,10 @@
 
 Every answer is committed the moment it arrives, so a process killed with SIGKILL loses at most the calls it
 had in flight, and a second run, or a later curriculum round, asks only for pairs that are not here. Rows are
-keyed by a hash of (namespace, document, label), where the namespace fingerprints what decides the answer
-(backend, model name, prompt template, mode) and never holds a URL or an API key.
+keyed by a hash of (namespace, sha256 of the document, label), where the namespace fingerprints what decides the
+answer (backend, model name, prompt template, mode) and never holds a URL or an API key. A row keeps the
+document's hash (never its text), so the answers can be exported and imported as data
+(:mod:`st_lmtx.teacher.judgments`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ CREATE TABLE IF NOT EXISTS judgments (
     answer TEXT,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    doc_hash TEXT
 );
 """
+# 2: keys hash the document's sha256 (so rows can be imported without the text) and rows keep that hash.
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -49,7 +54,16 @@ def namespace_of(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pair_key(namespace: str, doc: str, label: str) -> str:
+def doc_hash(doc: str) -> str:
+    return hashlib.sha256(doc.encode("utf-8")).hexdigest()
+
+
+def pair_key(namespace: str, doc_sha256: str, label: str) -> str:
+    return hashlib.sha256(f"{namespace}\0{doc_sha256}\0{label}".encode()).hexdigest()
+
+
+def _legacy_key(namespace: str, doc: str, label: str) -> str:
+    # Schema 1 hashed the document text itself; such rows stay readable.
     return hashlib.sha256(f"{namespace}\0{doc}\0{label}".encode()).hexdigest()
 
 
@@ -67,6 +81,13 @@ class JudgmentCache:
         # NORMAL in WAL mode survives a killed process (only an OS crash could lose the last commits).
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(judgments)")}
+        if "doc_hash" not in columns:  # a schema-1 file: keep its rows, look them up by their old keys
+            self._conn.execute("ALTER TABLE judgments ADD COLUMN doc_hash TEXT")
+        self._legacy = bool(self._conn.execute("SELECT 1 FROM judgments WHERE doc_hash IS NULL LIMIT 1").fetchone())
+        if version < SCHEMA_VERSION:
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def register(self, config: dict) -> str:
         namespace = namespace_of(config)
@@ -78,12 +99,17 @@ class JudgmentCache:
         return namespace
 
     def get(self, namespace: str, doc: str, label: str) -> CachedAnswer | None:
+        keys = [pair_key(namespace, doc_hash(doc), label)]
+        if self._legacy:
+            keys.append(_legacy_key(namespace, doc, label))
         with self._lock:
-            row = self._conn.execute(
-                "SELECT verdict, score, graded, answer FROM judgments WHERE key = ?",
-                (pair_key(namespace, doc, label),),
-            ).fetchone()
-        return None if row is None else CachedAnswer(row[0], row[1], bool(row[2]), row[3])
+            for key in keys:
+                row = self._conn.execute(
+                    "SELECT verdict, score, graded, answer FROM judgments WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    return CachedAnswer(row[0], row[1], bool(row[2]), row[3])
+        return None
 
     def put(
         self,
@@ -97,11 +123,13 @@ class JudgmentCache:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> None:
+        digest = doc_hash(doc)
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO judgments (key, namespace, label, verdict, score, graded, answer, "
+                "prompt_tokens, completion_tokens, created, doc_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    pair_key(namespace, doc, label),
+                    pair_key(namespace, digest, label),
                     namespace,
                     label,
                     verdict,
@@ -111,8 +139,55 @@ class JudgmentCache:
                     int(prompt_tokens),
                     int(completion_tokens),
                     time.time(),
+                    digest,
                 ),
             )
+
+    def namespaces(self) -> dict[str, dict]:
+        """Every registered namespace and the teacher configuration it fingerprints."""
+        with self._lock:
+            rows = self._conn.execute("SELECT namespace, config FROM namespaces").fetchall()
+        return {namespace: json.loads(config) for namespace, config in rows}
+
+    def rows(self, namespace: str | None = None) -> list[tuple]:
+        """``(namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens)`` of
+        every answer stored with its document hash, ordered by namespace, document and label."""
+        where = "doc_hash IS NOT NULL" + (" AND namespace = ?" if namespace else "")
+        with self._lock:
+            return self._conn.execute(
+                "SELECT namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens "
+                f"FROM judgments WHERE {where} ORDER BY namespace, doc_hash, label",
+                (namespace,) if namespace else (),
+            ).fetchall()
+
+    def legacy_rows(self) -> int:
+        """Answers from a schema-1 file, which lack the document hash and so cannot be exported."""
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM judgments WHERE doc_hash IS NULL").fetchone()[0]
+
+    def add_rows(self, configs: dict[str, dict], rows: list[tuple]) -> int:
+        """Insert :meth:`rows`-shaped answers and their namespaces in one transaction (all or nothing); an answer
+        already here is kept. Returns how many were new."""
+        now = time.time()
+        with self._lock:
+            before = self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)",
+                    [(ns, json.dumps(config, sort_keys=True)) for ns, config in configs.items()],
+                )
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO judgments (key, namespace, label, verdict, score, graded, answer, "
+                    "prompt_tokens, completion_tokens, created, doc_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(pair_key(ns, dh, label), ns, label, verdict, float(score), int(graded), answer, int(pt), int(ct),
+                      now, dh) for ns, dh, label, verdict, score, graded, answer, pt, ct in rows],
+                )  # fmt: skip
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] - before
 
     def count(self, namespace: str | None = None) -> int:
         with self._lock:

@@ -1,0 +1,151 @@
+"""The teacher's answers as data: export, import, checks, the Dataset view, the CLI, and old cache files."""
+
+import gzip
+import hashlib
+import json
+import sqlite3
+
+import pytest
+from fake_openai_server import FakeOpenAIServer
+
+from st_lmtx.cli import main
+from st_lmtx.teacher import (
+    JudgmentCache,
+    JudgmentsFileError,
+    OpenAITeacher,
+    export_judgments,
+    import_judgments,
+    load_judgments,
+)
+
+DOCS = ["Wheat exports rose as the wheat harvest beat forecasts.", "Gold bullion rallied; gold miners gained."]
+CANDIDATES = [["Wheat", "Gold", "Coffee"], ["Gold", "Wheat"]]
+PAIRS = 5
+
+
+def endpoint_teacher(server, cache, model="fake-model", **kw):
+    return OpenAITeacher(model, base_url=server.url, cache=cache, show_progress_bar=False, logprobs=True, **kw)
+
+
+@pytest.fixture()
+def exported(tmp_path):
+    """A judgments file of 5 answers from the loopback server, and the answers themselves."""
+    with FakeOpenAIServer() as server:
+        result = endpoint_teacher(server, tmp_path / "a.sqlite").judge(DOCS, CANDIDATES)
+        teacher = endpoint_teacher(server, tmp_path / "a.sqlite")
+        path = tmp_path / "judgments.jsonl.gz"
+        assert teacher.export_judgments(path) == PAIRS
+    return path, [[(j.verdict, j.score) for j in row] for row in result.judgments]
+
+
+def test_export_import_then_a_run_makes_no_teacher_call(tmp_path, exported):
+    path, answers = exported
+    with FakeOpenAIServer() as server:
+        teacher = endpoint_teacher(server, tmp_path / "b.sqlite")
+        report = teacher.import_judgments(path)
+        assert (report.rows, report.added, report.models) == (PAIRS, PAIRS, ["fake-model"])
+        result = teacher.judge(DOCS, CANDIDATES)
+        assert server.log == []  # nothing reached the server
+    assert result.usage.calls == 0 and result.usage.cache_hits == PAIRS
+    assert [[(j.verdict, j.score) for j in row] for row in result.judgments] == answers
+    # importing again adds nothing and changes nothing
+    assert teacher.import_judgments(path).added == 0 and teacher.cache.count() == PAIRS
+
+
+def test_file_holds_hashes_not_texts_and_reads_as_a_dataset(exported):
+    path, _ = exported
+    raw = gzip.decompress(path.read_bytes()).decode()
+    assert "Wheat exports rose" not in raw  # documents are hashed, never written
+    rows = [json.loads(line) for line in raw.splitlines()]
+    assert {r["doc_sha256"] for r in rows} == {hashlib.sha256(d.encode()).hexdigest() for d in DOCS}
+    assert json.loads(rows[0]["teacher"])["model"] == "fake-model" and "127.0.0.1" not in raw
+    dataset = load_judgments(path)
+    assert dataset.num_rows == PAIRS and set(dataset.column_names) >= {"doc_sha256", "label", "verdict", "score"}
+    assert sorted(dataset["verdict"]) == ["no", "no", "no", "yes", "yes"]
+    assert all(0.0 <= s <= 1.0 for s in dataset["score"])
+
+
+def _rewrite(path, edit):
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    out = path.with_name("edited.jsonl")
+    out.write_text("\n".join(edit(lines)) + "\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ls: ls[:2] + ["{not json"] + ls[2:], r"edited.jsonl:3: malformed JSON"),
+        (lambda ls: ls + ['["a list"]'], r":6: expected a JSON object"),
+        (lambda ls: [ls[0].replace('"verdict": "yes"', '"verdict": "maybe"').replace('"verdict": "no"', '"verdict": "maybe"')]
+         + ls[1:], r":1: verdict 'maybe'"),
+        (lambda ls: ls[:-1] + [ls[-1].replace('"score": ', '"score": 7.5, "x": ')], r":5: score 7.5 is not in \[0, 1\]"),
+        (lambda ls: [ls[0].replace('"doc_sha256": "', '"doc_sha256": "zz')] + ls[1:], r":1: doc_sha256"),
+        (lambda ls: [ls[0].replace('fake-model', 'other-model')] + ls[1:], r":1: namespace .* does not match"),
+        (lambda ls: [json.dumps({k: v for k, v in json.loads(ls[0]).items() if k != "label"})] + ls[1:], r":1: missing label"),
+        (lambda ls: [], r"holds no judgments"),
+    ],
+)  # fmt: skip
+def test_a_malformed_file_imports_nothing(tmp_path, exported, edit, message):
+    path, _ = exported
+    bad = _rewrite(path, edit)
+    cache = JudgmentCache(tmp_path / "c.sqlite")
+    with pytest.raises(JudgmentsFileError, match=message):
+        import_judgments(cache, bad)
+    assert cache.count() == 0
+
+
+def test_a_truncated_gzip_file_imports_nothing(tmp_path, exported):
+    path, _ = exported
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(path.read_bytes()[:-20])
+    cache = JudgmentCache(tmp_path / "c.sqlite")
+    with pytest.raises(JudgmentsFileError, match="cut.jsonl.gz: unreadable .*; nothing was imported"):
+        import_judgments(cache, cut)
+    assert cache.count() == 0
+
+
+def test_another_teachers_answers_are_refused(tmp_path, exported):
+    path, _ = exported
+    with FakeOpenAIServer() as server:
+        for other in (endpoint_teacher(server, tmp_path / "m.sqlite", model="other-model"),
+                      endpoint_teacher(server, tmp_path / "p.sqlite", prompt="reference")):  # fmt: skip
+            with pytest.raises(JudgmentsFileError, match=r"another teacher \(openai fake-model, compact prompt"):
+                other.import_judgments(path)
+            assert other.cache.count() == 0
+
+
+def test_cli_export_and_import(tmp_path, exported, capsys):
+    path, _ = exported
+    assert main(["-q", "judgments", "import", str(path), "--cache", str(tmp_path / "run")]) == 0
+    assert "5 judgments of fake-model" in capsys.readouterr().out
+    assert JudgmentCache(tmp_path / "run" / "teacher_cache.sqlite").count() == PAIRS
+    again = tmp_path / "again.jsonl.gz"
+    assert main(["-q", "judgments", "export", str(again), "--cache", str(tmp_path / "run")]) == 0
+    assert gzip.decompress(again.read_bytes()) == gzip.decompress(path.read_bytes())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("nope\n")
+    assert main(["-q", "judgments", "import", str(bad), "--cache", str(tmp_path / "run")]) == 2
+    assert "bad.jsonl:1: malformed JSON" in capsys.readouterr().err
+
+
+def test_a_schema_1_cache_keeps_its_answers(tmp_path):
+    """Caches written before documents were hashed in the key are still read (their rows cannot be exported)."""
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE namespaces (namespace TEXT PRIMARY KEY, config TEXT NOT NULL);"
+        "CREATE TABLE judgments (key TEXT PRIMARY KEY, namespace TEXT NOT NULL, label TEXT NOT NULL, verdict TEXT "
+        "NOT NULL, score REAL NOT NULL, graded INTEGER NOT NULL, answer TEXT, prompt_tokens INTEGER NOT NULL "
+        "DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);"
+    )
+    key = hashlib.sha256("ns\0old doc\0Wheat".encode()).hexdigest()
+    conn.execute("INSERT INTO judgments VALUES (?, 'ns', 'Wheat', 'yes', 0.8, 1, 'Yes', 3, 1, 0)", (key,))
+    conn.commit()
+    conn.close()
+    cache = JudgmentCache(path)
+    assert cache.get("ns", "old doc", "Wheat").score == 0.8
+    cache.put("ns", "new doc", "Wheat", "no", 0.1, True)
+    assert cache.get("ns", "new doc", "Wheat").verdict == "no"
+    assert cache.legacy_rows() == 1 and len(cache.rows("ns")) == 1
+    assert export_judgments(cache, tmp_path / "j.jsonl.gz") == 1
