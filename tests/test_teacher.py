@@ -13,6 +13,7 @@ import pytest
 from fake_openai_server import FakeOpenAIServer, relevant
 
 from st_lmtx.teacher import (
+    PAPER_PROMPT,
     JudgmentCache,
     OpenAITeacher,
     OracleTeacher,
@@ -41,6 +42,7 @@ def teacher(server, cache, **kw):
     kw.setdefault("backoff_multiplier", 0.01)
     kw.setdefault("backoff_max", 0.05)
     kw.setdefault("show_progress_bar", False)
+    kw.setdefault("concurrency", 1)  # these tests follow faults and budgets request by request
     return OpenAITeacher("fake-model", base_url=kw.pop("base_url", server.url), api_key=SECRET, cache=cache, **kw)
 
 
@@ -75,7 +77,7 @@ def test_prompt_template_checks():
         PromptTemplate(pointwise='Is "{label}" relevant to "{doc}"?')
     with pytest.raises(ValueError, match="lacks"):
         PromptTemplate(pointwise="{doc} only")
-    p = PromptTemplate(max_doc_words=3)
+    p = PromptTemplate.named("reference", max_doc_words=3)
     assert p.render_pointwise("a {b} c d e", "L") == 'document = "a {b} c". Is the tag "L" relevant to the document? answer yes or no'
 
 
@@ -184,6 +186,35 @@ def test_concurrency_judges_everything_once(tmp_path):
     assert elapsed < PAIRS * 0.05  # requests overlapped
 
 
+def test_default_concurrency_sends_a_documents_labels_together_after_its_first(tmp_path):
+    docs = [f"Document {i} about wheat exports and gold." for i in range(6)]
+    candidates = [["Wheat", "Gold", "Coffee", "Sugar", "Shipping"]] * len(docs)
+    with FakeOpenAIServer(delay=0.05) as server:
+        t = OpenAITeacher("fake-model", base_url=server.url, cache=tmp_path / "c.sqlite", show_progress_bar=False)
+        started = time.perf_counter()
+        result = t.judge(docs, candidates)
+        elapsed = time.perf_counter() - started
+    assert t.concurrency == 8 and result.usage.calls == 30 and set(answered_pairs(server).values()) == {1}
+    assert 2 < server.max_in_flight <= 8
+    assert elapsed < 30 * 0.05 / 3  # at least 3x the throughput of one request at a time
+    # A document's first request is answered before its other labels go out, so they find it in the prefix cache.
+    for doc in docs:
+        times = sorted(e["time"] for e in server.log if e.get("doc") == doc)
+        assert len(times) == 5 and all(x >= times[0] + 0.045 for x in times[1:]), doc
+
+
+def test_compact_prompt_asks_first_and_ends_with_the_label(fake_server, tmp_path):
+    assert PromptTemplate().name == "compact" and PromptTemplate.named("reference").pointwise == PAPER_PROMPT
+    with pytest.raises(ValueError, match="unknown prompt"):
+        PromptTemplate.named("short")
+    result = teacher(fake_server, tmp_path / "c.sqlite").judge(DOCS[:1], CANDIDATES[:1])
+    text = fake_server.log[0]["text"]
+    assert text.startswith("Is the tag relevant to the document?") and text.endswith('Tag: "Wheat"')
+    assert [j.verdict for j in result.judgments[0]] == ["yes", "no", "no"]
+    head, middle, tail = PromptTemplate.named("reference").pointwise_parts()
+    assert (head, middle, tail) == ('document = "', '". Is the tag "', '" relevant to the document? answer yes or no')
+
+
 def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
     docs = [f"Document {i} about wheat and gold prices." for i in range(12)]
     candidates = [["Wheat", "Gold", "Coffee"]] * len(docs)
@@ -194,7 +225,7 @@ def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
         import json, sys
         from st_lmtx.teacher import OpenAITeacher
         job = json.load(open({str(spec)!r}))
-        OpenAITeacher("fake-model", base_url=sys.argv[1], api_key="x", cache={str(cache)!r},
+        OpenAITeacher("fake-model", base_url=sys.argv[1], api_key="x", cache={str(cache)!r}, concurrency=1,
                       show_progress_bar=False).judge(job["docs"], job["candidates"])
     """)
     with FakeOpenAIServer(delay=0.1) as server:

@@ -175,6 +175,9 @@ class LocalTeacher(OpenAITeacher):
         if path is None:
             raise FileNotFoundError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
         logprobs = kwargs.get("logprobs", False)
+        # llama-cpp-python's server answers one request at a time and keeps the last prompt's prefix: requests
+        # in flight together would only interleave documents and miss that prefix.
+        kwargs.setdefault("concurrency", 1)
         self.server = LlamaServer(path, n_ctx=n_ctx, n_threads=n_threads, logits_all=logprobs,
                                   startup_timeout=startup_timeout)  # fmt: skip
         self.server.start()

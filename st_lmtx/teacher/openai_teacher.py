@@ -1,7 +1,7 @@
 """A teacher on any OpenAI-compatible endpoint (vLLM, llama.cpp's server, OpenAI), through the ``openai`` client.
 
-- Pointwise: one request per (document, label) with the paper's prompt; a document's requests go out one
-  after the other with the document first, so the server's prefix cache evaluates the document once.
+- Pointwise: one request per (document, label); a document's first request goes alone, then its other labels
+  together, all with the same prefix up to the label, so the server's prefix cache evaluates the document once.
 - Listwise: one request per document listing its candidates; the answer is the numbers of the relevant ones.
 - p(yes) from the top logprobs of the answer token, on the chat and the completions endpoints (``logprobs``).
 - Retries (tenacity): exponential backoff with jitter on 429, 5xx, timeouts, dropped connections and
@@ -25,7 +25,7 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
-from st_lmtx.teacher.prompts import PromptTemplate, p_yes, parse_listwise, parse_verdict
+from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_listwise, parse_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,10 @@ class OpenAITeacher(Teacher):
         mode: ``"pointwise"`` (one call per pair) or ``"listwise"`` (one call per document).
         logprobs: ask for the answer's top logprobs and score p(yes); costs extra time on some servers.
         top_logprobs: how many alternatives to ask for.
-        concurrency: requests in flight per base URL.
+        concurrency: requests in flight per base URL (default 8). vLLM and llama.cpp's ``llama-server`` batch
+            concurrent requests, so use about the server's parallel slots (``llama-server --parallel N``; vLLM
+            serves 32-256 at once on one GPU); a hosted API: what its rate limit allows. One document's labels
+            are sent together after its first request, so they share the server's prefix cache.
         timeout: seconds per request.
         max_retries: retries per request after the first attempt.
         backoff_multiplier / backoff_max: exponential backoff with jitter between attempts, in seconds.
@@ -126,11 +129,11 @@ class OpenAITeacher(Teacher):
         model: str,
         base_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
-        prompt: PromptTemplate | None = None,
+        prompt: PromptTemplate | str | None = None,
         mode: str = "pointwise",
         logprobs: bool = False,
         top_logprobs: int = 5,
-        concurrency: int = 1,
+        concurrency: int = 8,
         timeout: float = 120.0,
         max_retries: int = 6,
         backoff_multiplier: float = 0.5,
@@ -149,7 +152,7 @@ class OpenAITeacher(Teacher):
         urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
         self.base_urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [None]
         self._api_key = api_key
-        self.prompt = prompt or PromptTemplate()
+        self.prompt = as_prompt(prompt)
         self.mode = mode
         self.logprobs = logprobs
         self.top_logprobs = top_logprobs
@@ -175,7 +178,8 @@ class OpenAITeacher(Teacher):
         return {**super().config(), "prompt": self.prompt.to_dict(), "mode": self.mode, "temperature": self.temperature}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "mode": self.mode, "endpoints": [redact_url(u) for u in self.base_urls if u]}
+        return {**super().describe(), "mode": self.mode, "prompt": self.prompt.name,
+                "endpoints": [redact_url(u) for u in self.base_urls if u]}  # fmt: skip
 
     def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
         key = self._api_key or os.environ.get("OPENAI_API_KEY")
@@ -195,23 +199,19 @@ class OpenAITeacher(Teacher):
             pool.submit(asyncio.run, self._run(pending, emit, run)).result()
 
     async def _run(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
-        # Round-robin documents over the servers; each server gets `concurrency` workers that take work in
-        # document order, so one document's requests are sent back to back (prefix-cache friendly).
+        # Documents go round-robin to the servers. Per server, `concurrency` requests are in flight at most, and
+        # as many documents are open: a document's first request goes alone (it puts the document in the
+        # server's prefix cache), then its other labels go together and reuse that prefix.
         queues: list[asyncio.Queue] = [asyncio.Queue() for _ in self.base_urls]
         for n, item in enumerate(pending):
-            queue = queues[n % len(queues)]
-            if self.mode == "listwise":
-                queue.put_nowait((item, list(item.positions)))
-            else:
-                for j in item.positions:
-                    queue.put_nowait((item, [j]))
+            queues[n % len(queues)].put_nowait(item)
         in_flight = [0]
         clients = [self._client(url) for url in self.base_urls]
-        workers = [
-            asyncio.create_task(self._worker(client, queue, emit, run, in_flight))
-            for client, queue in zip(clients, queues)
-            for _ in range(self.concurrency)
-        ]
+        workers = []
+        for client, queue in zip(clients, queues):
+            slots = asyncio.Semaphore(self.concurrency)
+            workers += [asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight))
+                        for _ in range(self.concurrency)]  # fmt: skip
         try:
             # The first failure (budget, exhausted retries) cancels the rest; answers so far are stored.
             await asyncio.gather(*workers)
@@ -222,24 +222,37 @@ class OpenAITeacher(Teacher):
             for client in clients:
                 await client.close()
 
-    async def _worker(self, client, queue: asyncio.Queue, emit: Emit, run: TeacherUsage, in_flight: list[int]):
+    async def _documents(self, client, slots: asyncio.Semaphore, queue: asyncio.Queue, emit: Emit,
+                         run: TeacherUsage, in_flight: list[int]) -> None:  # fmt: skip
         while True:
             try:
-                item, positions = queue.get_nowait()
+                item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            units = [list(item.positions)] if self.mode == "listwise" else [[j] for j in item.positions]
+            await self._request(client, slots, item, units[0], emit, run, in_flight)
+            rest = [asyncio.ensure_future(self._request(client, slots, item, u, emit, run, in_flight)) for u in units[1:]]
+            try:
+                await asyncio.gather(*rest)
+            finally:
+                for task in rest:  # after a failure, stop this document's other requests too
+                    task.cancel()
+
+    async def _request(self, client, slots: asyncio.Semaphore, item: PendingDocument, positions: list[int],
+                       emit: Emit, run: TeacherUsage, in_flight: list[int]) -> None:  # fmt: skip
+        async with slots:
             self.check_budget(run, in_flight[0])
             in_flight[0] += 1
             try:
                 judgments, prompt_tokens, completion_tokens = await self._ask(client, item, positions, run)
             finally:
                 in_flight[0] -= 1
-            run.calls += 1
-            run.prompt_tokens += prompt_tokens
-            run.completion_tokens += completion_tokens
-            for n, (j, judgment) in enumerate(zip(positions, judgments)):
-                # Tokens are booked on the first pair of a call, so cache totals add up to the calls'.
-                emit(item, j, judgment, prompt_tokens if n == 0 else 0, completion_tokens if n == 0 else 0)
+        run.calls += 1
+        run.prompt_tokens += prompt_tokens
+        run.completion_tokens += completion_tokens
+        for n, (j, judgment) in enumerate(zip(positions, judgments)):
+            # Tokens are booked on the first pair of a call, so cache totals add up to the calls'.
+            emit(item, j, judgment, prompt_tokens if n == 0 else 0, completion_tokens if n == 0 else 0)
 
     async def _ask(self, client, item: PendingDocument, positions: list[int], run: TeacherUsage):
         labels = [item.labels[j] for j in positions]
