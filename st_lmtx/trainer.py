@@ -218,13 +218,16 @@ class LMTXTrainer:
         xmc = XMCEvaluator(self.labels, eval_docs, k_values=args.eval_k, name="", batch_size=args.encode_batch_size,
                            show_progress_bar=args.show_progress_bar, write_csv=False, train_truth=documents.targets,
                            index_config=self.index_config) if eval_docs is not None else None  # fmt: skip
+        # The dev documents are training documents: judging their whole shortlist under a round's model is what
+        # the next round asks about them, so the stop rule costs the teacher almost nothing extra.
         dev = LLMJudgedEvaluator(self.labels, dev_docs, teacher, batch_size=args.encode_batch_size,
-                                 show_progress_bar=args.show_progress_bar, index_config=self.index_config)  # fmt: skip
+                                 show_progress_bar=args.show_progress_bar, index_config=self.index_config,
+                                 k=args.shortlist_k)  # fmt: skip
 
         rounds: list[dict[str, Any]] = state["rounds"]
         if not rounds:
-            # Round 0 is the base model, for the record. Its dev top-1 pairs are among round 1's shortlisted
-            # pairs, so round 1 finds them in the cache: the record costs no extra teacher calls.
+            # Round 0 is the base model, for the record. Its dev pairs are round 1's shortlisted pairs of the
+            # dev documents, so round 1 finds them in the cache: the record costs no extra teacher calls.
             rounds.append(self._round_zero(dev, xmc))
             self._save_state(state)
 
@@ -254,6 +257,7 @@ class LMTXTrainer:
         before = self.teacher.usage.to_dict()
         record: dict[str, Any] = {"round": 0, "dev": dev(self.base_model)}
         record["teacher_usage"] = self._usage_since(before)
+        record["dev_teacher_usage"] = dev.last_usage.to_dict()
         if xmc is not None:
             record["eval"] = xmc(self.base_model)
         return record
@@ -309,7 +313,10 @@ class LMTXTrainer:
         }
         if train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
             record["pseudo_label_precision"] = _pseudo_label_precision(pairs, pseudo, train_docs)
+        # The last possible round has no next round to judge these documents' shortlists for: top-1 only.
+        dev.k = 1 if r >= args.max_rounds else args.shortlist_k
         record["dev"] = dev(model)
+        record["dev_teacher_usage"] = dev.last_usage.to_dict()  # the part of the round's usage the stop rule took
         record["teacher_usage"] = self._usage_since(usage_before)  # shortlist and dev judgments of the round
         if xmc is not None:
             record["eval"] = xmc(model)

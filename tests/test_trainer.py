@@ -51,6 +51,12 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     }
     run = json.loads((out / "lmtx_run.json").read_text())
     assert [r["round"] for r in run["rounds"]] == [0, 1, 2] and run["best_round"] in (1, 2)
+    # The stop rule's dev judging is folded into the rounds: round 0 judged the 4 dev documents' whole
+    # shortlists, which round 1 then found in the cache; the last round, with no next round, judged top-1s.
+    zero, one, two = run["rounds"]
+    assert zero["dev_teacher_usage"]["pairs"] == 4 * 3 and zero["dev_teacher_usage"]["calls"] == 4 * 3
+    assert one["teacher_usage"]["cache_hits"] - one["dev_teacher_usage"]["cache_hits"] == 4 * 3
+    assert two["dev_teacher_usage"]["pairs"] == 4
 
     # every pair was asked once; a second fit on the finished folder asks nothing and returns the model
     assert max(asked(fake_server).values()) == 1
@@ -64,6 +70,7 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     for tag in ("lmtx", "zero-shot", "extreme-classification"):
         assert f"- {tag}\n" in card
     assert "fake-model" in card and "lmtx_metrics.png" in card and "2406.09288" in card
+    assert "`compact` prompt" in card
     upload = files_to_upload(out)
     assert "README.md" in upload and "lmtx_labels.jsonl" in upload and "lmtx_index.faiss" in upload
     assert not [f for f in upload if f.startswith("lmtx-work/") or ".sqlite" in f]

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from st_lmtx.inputs import DocumentSet, LabelSet
-    from st_lmtx.teacher.base import Teacher
+    from st_lmtx.teacher.base import Teacher, TeacherUsage
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
         batch_size: int = 64,
         show_progress_bar: bool = False,
         index_config: IndexConfig | None = None,
+        k: int = 1,
     ) -> None:
         """
         P@1 as the teacher judges it, for data with no ground truth: every document's top-1 label under the
@@ -36,6 +37,11 @@ class LLMJudgedEvaluator(BaseEvaluator):
         LMTX's stop rule compares ``llm_P@1`` between curriculum rounds on a fixed sample of training documents
         (800 in the reference). The teacher's cache makes repeated top-1 labels free.
 
+        With ``k > 1`` the teacher judges each document's whole top-k, which costs little more than the top-1
+        with a teacher that reuses the document's prefix, and is what the next LMTX round asks about these
+        documents anyway (the trainer passes its shortlist size: the next round finds them in the cache).
+        ``last_usage`` holds the teacher's usage of the last call.
+
         Args:
             labels: the label set
             documents: the documents to judge (ground truth, if any, is not used)
@@ -44,6 +50,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
             batch_size: encoding batch size
             show_progress_bar: show progress bars while encoding
             index_config: the label index's configuration
+            k: labels judged per document (the top-1 is the one measured)
 
         Example:
             ::
@@ -59,7 +66,9 @@ class LLMJudgedEvaluator(BaseEvaluator):
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
         self.index_config = index_config
+        self.k = k
         self.primary_metric = "llm_P@1"
+        self.last_usage: TeacherUsage | None = None
 
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -67,9 +76,10 @@ class LLMJudgedEvaluator(BaseEvaluator):
         miner = ShortlistMiner(
             model, self.labels, self.index_config, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
         )
-        top1 = miner.mine(self.documents.texts, k=1)
-        candidates = [[self.labels.texts[j] for j in top1.for_doc(i)] for i in range(len(top1))]
-        result = self.teacher.judge(self.documents.texts, candidates, desc="Teacher (dev top-1)")
+        top = miner.mine(self.documents.texts, k=min(self.k, len(self.labels)))
+        candidates = [[self.labels.texts[j] for j in top.for_doc(i)] for i in range(len(top))]
+        result = self.teacher.judge(self.documents.texts, candidates, desc=f"Teacher (dev top-{self.k})")
+        self.last_usage = result.usage
         judged = [row[0] for row in result.judgments if row]
         metrics = {
             "llm_P@1": sum(j.verdict == "yes" for j in judged) / max(len(judged), 1),
@@ -81,4 +91,4 @@ class LLMJudgedEvaluator(BaseEvaluator):
         return metrics
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"documents": len(self.documents), "teacher": self.teacher.model_name}
+        return {"documents": len(self.documents), "teacher": self.teacher.model_name, "k": self.k}
