@@ -52,6 +52,29 @@ def test_export_import_then_a_run_makes_no_teacher_call(tmp_path, exported):
     assert teacher.import_judgments(path).added == 0 and teacher.cache.count() == PAIRS
 
 
+def test_what_answers_cost_travels_with_them(tmp_path):
+    """Each answer is stored with the teacher seconds it cost; a cached or imported answer reports that cost, so
+    a run resumed in another session, or fed from another machine's answers, can still tell its teacher time."""
+    with FakeOpenAIServer(delay=0.05) as server:
+        teacher = endpoint_teacher(server, tmp_path / "a.sqlite", concurrency=1)
+        first = teacher.judge(DOCS, CANDIDATES)
+        n, stored = teacher.cache.cost(teacher.namespace)
+        assert n == PAIRS and stored >= PAIRS * 0.05  # one request a pair, 50 ms each at least
+        assert stored <= first.usage.seconds  # the answers' costs add up to the call's time, never more
+        again = teacher.judge(DOCS, CANDIDATES)
+        assert again.usage.calls == 0 and again.usage.cached_seconds == pytest.approx(stored)
+        path = tmp_path / "j.jsonl.gz"
+        teacher.export_judgments(path)
+    assert sum(load_judgments(path)["seconds"]) == pytest.approx(stored, abs=1e-3)
+    other = JudgmentCache(tmp_path / "b.sqlite")
+    import_judgments(other, path)
+    assert other.cost()[1] == pytest.approx(stored, abs=1e-3)
+    # a file written before the column existed imports with no cost, not as an error
+    old = _rewrite(path, lambda ls: [json.dumps({k: v for k, v in json.loads(x).items() if k != "seconds"}) for x in ls])
+    third = JudgmentCache(tmp_path / "c.sqlite")
+    assert import_judgments(third, old).added == PAIRS and third.cost() == (PAIRS, 0.0)
+
+
 def test_file_holds_hashes_not_texts_and_reads_as_a_dataset(exported):
     path, _ = exported
     raw = gzip.decompress(path.read_bytes()).decode()
@@ -83,6 +106,7 @@ def _rewrite(path, edit):
         (lambda ls: [ls[0].replace('"doc_sha256": "', '"doc_sha256": "zz')] + ls[1:], r":1: doc_sha256"),
         (lambda ls: [ls[0].replace('fake-model', 'other-model')] + ls[1:], r":1: namespace .* does not match"),
         (lambda ls: [json.dumps({k: v for k, v in json.loads(ls[0]).items() if k != "label"})] + ls[1:], r":1: missing label"),
+        (lambda ls: [ls[0].replace('"seconds": ', '"seconds": -1, "x": ')] + ls[1:], r":1: seconds -1"),
         (lambda ls: [], r"holds no judgments"),
     ],
 )  # fmt: skip

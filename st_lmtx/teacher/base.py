@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ class TeacherUsage:
     completion_tokens: int = 0
     seconds: float = 0.0
     cache_hits: int = 0
+    cached_seconds: float = 0.0  # what the answers served from the cache cost the teacher when they were produced
     retries: int = 0
     yes: int = 0
     unparseable: int = 0
@@ -151,6 +153,7 @@ class Teacher(ABC):
                 if hit is not None and (hit.graded or not self.graded):
                     results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
                     run.cache_hits += 1
+                    run.cached_seconds += hit.seconds
                 else:
                     positions.append(j)
             if positions:
@@ -159,7 +162,15 @@ class Teacher(ABC):
         total_pairs = sum(len(p.positions) for p in pending)
         bar = tqdm(total=total_pairs, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
 
+        clock = {"last": time.perf_counter()}
+        clock_lock = threading.Lock()
+
         def emit(item: PendingDocument, j: int, judgment: Judgment, prompt_tokens: int, completion_tokens: int) -> None:
+            # Each answer is booked the wall time since the previous one, so the stored costs of a call's answers
+            # add up to the time it took, and a resumed run or an import can still tell what its answers cost.
+            with clock_lock:
+                now = time.perf_counter()
+                seconds, clock["last"] = now - clock["last"], now
             # Stored before anything else happens, so a crash right after loses nothing already answered.
             self.cache.put(
                 self.namespace,
@@ -171,11 +182,12 @@ class Teacher(ABC):
                 judgment.answer,
                 prompt_tokens,
                 completion_tokens,
+                seconds,
             )
             results[item.index][j] = judgment
             bar.update(1)
 
-        start = time.perf_counter()
+        start = clock["last"] = time.perf_counter()
         try:
             if pending:
                 self._judge_documents(pending, emit, run)

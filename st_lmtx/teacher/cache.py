@@ -35,10 +35,12 @@ CREATE TABLE IF NOT EXISTS judgments (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    doc_hash TEXT
+    doc_hash TEXT,
+    seconds REAL NOT NULL DEFAULT 0
 );
 """
-# 2: keys hash the document's sha256 (so rows can be imported without the text) and rows keep that hash.
+# 2: keys hash the document's sha256 (so rows can be imported without the text) and rows keep that hash, and
+# the teacher seconds the answer cost (so a run resumed or fed from imported answers can tell what it cost).
 SCHEMA_VERSION = 2
 
 
@@ -48,6 +50,7 @@ class CachedAnswer:
     score: float
     graded: bool
     answer: str | None
+    seconds: float = 0.0  # teacher time the answer cost when it was produced
 
 
 def namespace_of(config: dict) -> str:
@@ -85,6 +88,8 @@ class JudgmentCache:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(judgments)")}
         if "doc_hash" not in columns:  # a schema-1 file: keep its rows, look them up by their old keys
             self._conn.execute("ALTER TABLE judgments ADD COLUMN doc_hash TEXT")
+        if "seconds" not in columns:
+            self._conn.execute("ALTER TABLE judgments ADD COLUMN seconds REAL NOT NULL DEFAULT 0")
         self._legacy = bool(self._conn.execute("SELECT 1 FROM judgments WHERE doc_hash IS NULL LIMIT 1").fetchone())
         if version < SCHEMA_VERSION:
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -105,10 +110,10 @@ class JudgmentCache:
         with self._lock:
             for key in keys:
                 row = self._conn.execute(
-                    "SELECT verdict, score, graded, answer FROM judgments WHERE key = ?", (key,)
+                    "SELECT verdict, score, graded, answer, seconds FROM judgments WHERE key = ?", (key,)
                 ).fetchone()
                 if row is not None:
-                    return CachedAnswer(row[0], row[1], bool(row[2]), row[3])
+                    return CachedAnswer(row[0], row[1], bool(row[2]), row[3], row[4])
         return None
 
     def put(
@@ -122,12 +127,13 @@ class JudgmentCache:
         answer: str | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        seconds: float = 0.0,
     ) -> None:
         digest = doc_hash(doc)
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO judgments (key, namespace, label, verdict, score, graded, answer, "
-                "prompt_tokens, completion_tokens, created, doc_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prompt_tokens, completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")",
                 (
                     pair_key(namespace, digest, label),
                     namespace,
@@ -140,6 +146,7 @@ class JudgmentCache:
                     int(completion_tokens),
                     time.time(),
                     digest,
+                    float(seconds),
                 ),
             )
 
@@ -150,13 +157,13 @@ class JudgmentCache:
         return {namespace: json.loads(config) for namespace, config in rows}
 
     def rows(self, namespace: str | None = None) -> list[tuple]:
-        """``(namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens)`` of
-        every answer stored with its document hash, ordered by namespace, document and label."""
+        """``(namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens,
+        seconds)`` of every answer stored with its document hash, ordered by namespace, document and label."""
         where = "doc_hash IS NOT NULL" + (" AND namespace = ?" if namespace else "")
         with self._lock:
             return self._conn.execute(
-                "SELECT namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens "
-                f"FROM judgments WHERE {where} ORDER BY namespace, doc_hash, label",
+                "SELECT namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, "
+                f"seconds FROM judgments WHERE {where} ORDER BY namespace, doc_hash, label",
                 (namespace,) if namespace else (),
             ).fetchall()
 
@@ -179,15 +186,23 @@ class JudgmentCache:
                 )
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO judgments (key, namespace, label, verdict, score, graded, answer, "
-                    "prompt_tokens, completion_tokens, created, doc_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "prompt_tokens, completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")",
                     [(pair_key(ns, dh, label), ns, label, verdict, float(score), int(graded), answer, int(pt), int(ct),
-                      now, dh) for ns, dh, label, verdict, score, graded, answer, pt, ct in rows],
+                      now, dh, float(sec)) for ns, dh, label, verdict, score, graded, answer, pt, ct, sec in rows],
                 )  # fmt: skip
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             return self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] - before
+
+    def cost(self, namespace: str | None = None) -> tuple[int, float]:
+        """``(answers, teacher seconds they cost when produced)``, of one namespace or all: the teacher time
+        behind a cache, whichever runs, sessions or imports the answers came from."""
+        where, params = ("WHERE namespace = ?", (namespace,)) if namespace else ("", ())
+        with self._lock:
+            n, seconds = self._conn.execute(f"SELECT COUNT(*), SUM(seconds) FROM judgments {where}", params).fetchone()
+        return n, float(seconds or 0.0)
 
     def count(self, namespace: str | None = None) -> int:
         with self._lock:

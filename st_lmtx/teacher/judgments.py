@@ -14,6 +14,7 @@ graded             whether ``score`` is a probability
 answer             the raw answer (a token or a short text)
 prompt_tokens      tokens the answer cost (booked on one pair of a call)
 completion_tokens
+seconds            teacher seconds the answer cost when it was produced (optional on import; 0 if absent)
 =================  ===============================================================================
 
 A file is checked whole before anything is written: a malformed line, a row whose namespace does not match its
@@ -55,7 +56,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("namespace", "teacher", "doc_sha256", "label", "verdict", "score", "graded", "answer", "prompt_tokens",
-           "completion_tokens")  # fmt: skip
+           "completion_tokens", "seconds")  # fmt: skip
+_OPTIONAL = ("seconds",)  # files written before the column existed import with 0
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -91,10 +93,11 @@ def export_judgments(
     tmp = path.with_name(path.name + ".tmp")
     # mtime=0: the same answers give the same bytes, so a committed file changes only when its answers do.
     with (gzip.GzipFile(tmp, "wb", mtime=0) if path.suffix == ".gz" else open(tmp, "wb")) as raw:
-        for ns, digest, label, verdict, score, graded, answer, pt, ct in rows:
+        for ns, digest, label, verdict, score, graded, answer, pt, ct, seconds in rows:
             record = {"namespace": ns, "teacher": json.dumps(configs.get(ns, {}), sort_keys=True),
                       "doc_sha256": digest, "label": label, "verdict": verdict, "score": score,
-                      "graded": bool(graded), "answer": answer, "prompt_tokens": pt, "completion_tokens": ct}  # fmt: skip
+                      "graded": bool(graded), "answer": answer, "prompt_tokens": pt, "completion_tokens": ct,
+                      "seconds": round(seconds, 4)}  # fmt: skip
             raw.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
     os.replace(tmp, path)
     return len(rows)
@@ -112,7 +115,7 @@ def read_judgments(path: str | os.PathLike) -> tuple[dict[str, dict], list[tuple
 
 
 def _row(where: str, record: dict[str, Any], configs: dict[str, dict]) -> tuple:
-    missing = [c for c in COLUMNS if c not in record]
+    missing = [c for c in COLUMNS if c not in record and c not in _OPTIONAL]
     if missing:
         raise JudgmentsFileError(f"{where}: missing {', '.join(missing)}")
     ns, digest, label, verdict, score = (record[k] for k in ("namespace", "doc_sha256", "label", "verdict", "score"))
@@ -137,11 +140,14 @@ def _row(where: str, record: dict[str, Any], configs: dict[str, dict]) -> tuple:
         problems.append(f"score {score!r} is not in [0, 1]")
     if not isinstance(record["graded"], bool):
         problems.append("graded is not true/false")
+    seconds = record.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        problems.append(f"seconds {seconds!r} is not a number >= 0")
     if problems:
         raise JudgmentsFileError(f"{where}: {'; '.join(problems)}")
     tokens = [record[k] if isinstance(record[k], int) and not isinstance(record[k], bool) else 0
               for k in ("prompt_tokens", "completion_tokens")]  # fmt: skip
-    return (ns, digest, label, verdict, float(score), record["graded"], record["answer"], *tokens)
+    return (ns, digest, label, verdict, float(score), record["graded"], record["answer"], *tokens, float(seconds))
 
 
 def import_judgments(
@@ -174,9 +180,9 @@ def load_judgments(path: str | os.PathLike) -> Dataset:
 
     configs, rows = read_judgments(path)
     columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    for ns, digest, label, verdict, score, graded, answer, pt, ct in rows:
+    for ns, digest, label, verdict, score, graded, answer, pt, ct, seconds in rows:
         for column, value in zip(COLUMNS, (ns, json.dumps(configs[ns], sort_keys=True), digest, label, verdict,
-                                           score, graded, answer, pt, ct)):  # fmt: skip
+                                           score, graded, answer, pt, ct, seconds)):  # fmt: skip
             columns[column].append(value)
     return Dataset.from_dict(columns)
 
