@@ -179,11 +179,9 @@ def test_documents_go_out_in_order_and_spread_over_servers(fake_server, tmp_path
 def test_concurrency_judges_everything_once(tmp_path):
     with FakeOpenAIServer(delay=0.05) as server:
         t = teacher(server, tmp_path / "c.sqlite", concurrency=4)
-        started = time.perf_counter()
         result = t.judge(DOCS, CANDIDATES)
-        elapsed = time.perf_counter() - started
     assert result.usage.calls == PAIRS and set(answered_pairs(server).values()) == {1}
-    assert elapsed < PAIRS * 0.05  # requests overlapped
+    assert 1 < server.max_in_flight <= 4  # requests overlapped, within the limit (counted, not timed)
 
 
 def test_default_concurrency_sends_a_documents_labels_together_after_its_first(tmp_path):
@@ -191,12 +189,9 @@ def test_default_concurrency_sends_a_documents_labels_together_after_its_first(t
     candidates = [["Wheat", "Gold", "Coffee", "Sugar", "Shipping"]] * len(docs)
     with FakeOpenAIServer(delay=0.05) as server:
         t = OpenAITeacher("fake-model", base_url=server.url, cache=tmp_path / "c.sqlite", show_progress_bar=False)
-        started = time.perf_counter()
         result = t.judge(docs, candidates)
-        elapsed = time.perf_counter() - started
     assert t.concurrency == 8 and result.usage.calls == 30 and set(answered_pairs(server).values()) == {1}
-    assert 2 < server.max_in_flight <= 8
-    assert elapsed < 30 * 0.05 / 3  # at least 3x the throughput of one request at a time
+    assert 2 < server.max_in_flight <= 8  # several documents' requests in flight at once
     # A document's first request is answered before its other labels go out, so they find it in the prefix cache.
     for doc in docs:
         times = sorted(e["time"] for e in server.log if e.get("doc") == doc)
