@@ -1,53 +1,86 @@
-"""Teacher modes on Reuters-21578: speed, tokens, cache and the quality of the answers against ground truth.
+"""Teacher throughput and answer quality on Reuters-21578: the in-process scorers, prompt layouts, server modes
+and endpoint concurrency.
 
-    python benchmarks/teacher.py [--docs 100] [--k 10] [--modes inprocess,pointwise,logprobs,listwise]
+    python benchmarks/teacher.py                         # the four in-process rows (about 25 minutes)
+    python benchmarks/teacher.py --modes batched-compact,server-pointwise
+    python benchmarks/teacher.py --endpoint              # pairs/s against the loopback test server (1 minute)
 
-The first ``--docs`` training documents, each with its top-``--k`` shortlist from zero-shot
-all-MiniLM-L6-v2, are judged by the default local model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M) in each mode:
+The first ``--docs`` training documents, each with its top-``--k`` shortlist from zero-shot all-MiniLM-L6-v2
+(1,000 pairs by default), are judged by the default local model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M):
 
-- ``pointwise``: llama.cpp's server, the paper's prompt, text answer only (document first: prefix cache);
-- ``logprobs``: the same with the answer token's top-5 logprobs, p(yes) as the score;
-- ``listwise``: llama.cpp's server, one call per document listing the candidates;
-- ``inprocess``: ``LlamaCppTeacher``, p(yes) from the yes/no logits with the document evaluated once.
+- ``sequential-<prompt>``: ``LlamaCppTeacher(scoring="sequential")``, the scorer before batching: per
+  document the prompt up to the label is evaluated, then each label's suffix alone (one decode a label);
+- ``batched-<prompt>``: ``LlamaCppTeacher(scoring="batched")``: the part before the document once a run, the
+  document once, all its labels' suffixes in one multi-sequence decode;
+- ``<prompt>``: ``reference`` (the paper's prompt) or ``compact`` (the question before the document);
+- ``server-pointwise`` / ``server-logprobs`` / ``server-listwise``: llama.cpp's server (``LocalTeacher``).
 
-Each mode is run twice on a fresh cache; the second run shows the cache hits. Ground truth measures the
-answers only. Caches stay in ``.cache/bench-teacher`` (out of git).
+Each mode runs twice on a fresh cache; the second run shows the cache hits. Ground truth measures the answers
+only. Caches stay in ``.cache/bench-teacher`` (out of git).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REUTERS = Path(os.environ.get("LMTX_DATA", REPO.parent / "shared" / "data" / "reuters21578"))
 CACHE = REPO / ".cache" / "bench-teacher"
+IN_PROCESS = ["sequential-reference", "batched-reference", "sequential-compact", "batched-compact"]
 
 
 def make(mode: str, cache: Path):
     from st_lmtx.teacher import LlamaCppTeacher, LocalTeacher
 
     common = {"cache": cache, "show_progress_bar": True}
-    if mode == "inprocess":
-        return LlamaCppTeacher(**common)
-    if mode == "pointwise":
-        return LocalTeacher(**common)
-    if mode == "logprobs":
-        return LocalTeacher(logprobs=True, **common)
-    if mode == "listwise":
+    if mode.startswith(("sequential-", "batched-")):
+        scoring, prompt = mode.split("-", 1)
+        return LlamaCppTeacher(prompt=prompt, scoring=scoring, **common)
+    if mode == "server-pointwise":
+        return LocalTeacher(prompt="reference", **common)
+    if mode == "server-logprobs":
+        return LocalTeacher(prompt="reference", logprobs=True, **common)
+    if mode == "server-listwise":
         return LocalTeacher(mode="listwise", **common)
-    raise ValueError(mode)
+    raise ValueError(f"unknown mode {mode!r}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=100)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--modes", default="inprocess,pointwise,logprobs,listwise")
-    parser.add_argument("--keep-cache", action="store_true", help="reuse earlier answers (no fresh first run)")
-    args = parser.parse_args()
+def agreement(a, b) -> tuple[float, float, float]:
+    """Share of equal verdicts, mean and max |p(yes) difference| between two judgments of the same pairs."""
+    pairs = [(x, y) for ra, rb in zip(a.judgments, b.judgments) for x, y in zip(ra, rb)]
+    same = sum(x.verdict == y.verdict for x, y in pairs) / len(pairs)
+    diffs = [abs(x.score - y.score) for x, y in pairs]
+    return same, sum(diffs) / len(diffs), max(diffs)
 
+
+def anatomy(docs, candidates) -> None:
+    """Tokens of each part of the rendered prompt, per layout: what is paid once a run (batched), once a
+    document, and once a pair; and what the chat template adds on its own."""
+    from st_lmtx.teacher import LlamaCppTeacher
+    from st_lmtx.teacher.base import PendingDocument
+
+    print("\n| prompt | head (once a run) | document part, mean (once a document) | label suffix, mean (once a pair) | "
+          "of which the chat template's default system prompt |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
+    for prompt in ("reference", "compact"):
+        with LlamaCppTeacher(prompt=prompt, cache=None, show_progress_bar=False) as teacher:
+            teacher._load()
+            teacher._parts = teacher._render_parts()
+            items = [PendingDocument(i, d, c, list(range(len(c)))) for i, (d, c) in enumerate(zip(docs, candidates))]
+            cut = [teacher._cut(item) for item in items]
+            head = teacher._parts[0]
+            system = head[: head.find("<|im_start|>user")] if "<|im_start|>user" in head else ""
+            doc_mean = sum(len(c.doc_tokens) for c in cut) / len(cut)
+            suffix_mean = sum(len(s) for c in cut for s in c.suffixes) / sum(len(c.suffixes) for c in cut)
+            print(f"| {prompt} | {len(teacher._head_tokens)} | {doc_mean:.1f} | {suffix_mean:.1f} | "
+                  f"{len(teacher._tokens(system)) if system else 0} |")  # fmt: skip
+
+
+def in_process(args) -> None:
     from st_lmtx import ShortlistMiner, load_lfxmc
     from st_lmtx.evaluation.teacher_quality import judge_summary
     from st_lmtx.models import load_model
@@ -59,7 +92,7 @@ def main() -> None:
     candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
     encoder_top1 = sum(shortlist.indices[i][0] in docs.targets[i] for i in range(len(docs))) / len(docs)
 
-    rows = []
+    rows, results = [], {}
     for mode in args.modes.split(","):
         cache = CACHE / f"{mode}-k{args.k}-n{args.docs}.sqlite"
         if not args.keep_cache:
@@ -67,21 +100,73 @@ def main() -> None:
                 path.unlink()
         cache.parent.mkdir(parents=True, exist_ok=True)
         with make(mode, cache) as teacher:
-            first = judge_summary(teacher.judge(docs.texts, candidates, desc=mode), shortlist, docs)
+            result = teacher.judge(docs.texts, candidates, desc=mode)
+            first = judge_summary(result, shortlist, docs)
             second = judge_summary(teacher.judge(docs.texts, candidates, desc=f"{mode} again"), shortlist, docs)
+        results[mode] = result
         rows.append((mode, first, second))
         print(mode, first, f"second run: {second['calls']} calls, {second['cache_hits']} cache hits", flush=True)
 
-    print(f"\n{args.docs} Reuters training documents x top-{args.k} MiniLM shortlist "
-          f"({sum(len(c) for c in candidates)} pairs); Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp, "
-          f"{os.cpu_count()} cores. Encoder's own top-1 precision: {encoder_top1:.3f}\n")  # fmt: skip
-    print("| mode | s / doc | pairs / s | calls | prompt tokens / pair (server: billed; in-process: evaluated) | 2nd run: calls / cache hits | yes-rate | "
-          "yes precision | yes recall (in shortlist) | top-scored label precision |")  # fmt: skip
+    pairs = sum(len(c) for c in candidates)
+    print(f"\n{args.docs} Reuters training documents x top-{args.k} MiniLM shortlist ({pairs} pairs); "
+          f"Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp, {os.cpu_count()} cores. Encoder's own top-1 "
+          f"precision: {encoder_top1:.3f}\n")  # fmt: skip
+    print("| mode | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair (server: billed) | 2nd run: calls / "
+          "cache hits | yes-rate | yes precision | yes recall (in shortlist) | top-scored label precision |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for mode, r, again in rows:
-        print(f"| {mode} | {r['seconds_per_document']:.2f} | {r['pairs'] / max(r['seconds'], 1e-9):.2f} | {r['calls']} | "
+        seconds = max(r["seconds"], 1e-9)
+        print(f"| {mode} | {seconds / r['pairs']:.3f} | {r['pairs'] / seconds:.2f} | {r['seconds_per_document']:.2f} | "
               f"{r['prompt_tokens'] / r['pairs']:.1f} | {again['calls']} / {again['cache_hits']} | {r['yes_rate']:.3f} | "
               f"{r['yes_precision']:.3f} | {r['yes_recall_in_shortlist']:.3f} | {r['top_score_precision']:.3f} |")  # fmt: skip
+    anatomy(docs.texts, candidates)
+    for prompt in ("reference", "compact"):
+        a, b = results.get(f"sequential-{prompt}"), results.get(f"batched-{prompt}")
+        if a and b:
+            same, mean, worst = agreement(a, b)
+            print(f"\n{prompt}: batched vs sequential: {same:.3f} of verdicts equal, |p(yes) difference| "
+                  f"mean {mean:.4f}, max {worst:.4f}")  # fmt: skip
+
+
+def endpoint(args) -> None:
+    """Pairs/s of ``OpenAITeacher`` against the loopback test server, which answers each request after a fixed
+    delay standing in for the model (and serves requests in parallel, as vLLM does)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from fake_openai_server import FakeOpenAIServer
+
+    from st_lmtx.teacher import OpenAITeacher
+
+    docs = [f"Document {i} about wheat exports, crude oil and interest rates." for i in range(args.endpoint_docs)]
+    candidates = [["Wheat", "Crude Oil", "Gold", "Coffee", "Interest Rates", "Shipping", "Sugar", "Copper", "Cotton",
+                   "Trade"] for _ in docs]  # fmt: skip
+    pairs = sum(len(c) for c in candidates)
+    print(f"\nOpenAITeacher against the loopback test server ({args.delay * 1000:.0f} ms a request, served in "
+          f"parallel), {pairs} pairs, one URL\n")  # fmt: skip
+    print("| concurrency | seconds | pairs / s | requests in flight at most |")
+    print("|---:|---:|---:|---:|")
+    for concurrency in (1, 8, 32):
+        with FakeOpenAIServer(delay=args.delay) as server:
+            teacher = OpenAITeacher("fake", base_url=server.url, concurrency=concurrency, show_progress_bar=False)
+            started = time.perf_counter()
+            teacher.judge(docs, candidates)
+            seconds = time.perf_counter() - started
+            print(f"| {concurrency} | {seconds:.1f} | {pairs / seconds:.1f} | {server.max_in_flight} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=100)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--modes", default=",".join(IN_PROCESS))
+    parser.add_argument("--keep-cache", action="store_true", help="reuse earlier answers (no fresh first run)")
+    parser.add_argument("--endpoint", action="store_true", help="only the endpoint concurrency table")
+    parser.add_argument("--endpoint-docs", type=int, default=50)
+    parser.add_argument("--delay", type=float, default=0.05, help="the test server's seconds per request")
+    args = parser.parse_args()
+    if args.endpoint:
+        endpoint(args)
+    else:
+        in_process(args)
 
 
 if __name__ == "__main__":
