@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from st_lmtx.inputs import InputError
 
+    from st_lmtx.teacher.factory import TeacherConfigError
     from st_lmtx.teacher.judgments import JudgmentsFileError
 
     try:
@@ -415,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except JudgmentsFileError as e:
         print(f"st-lmtx: judgments file error: {e}", file=sys.stderr)
+        return 2
+    except TeacherConfigError as e:
+        print(f"st-lmtx: teacher: {e}", file=sys.stderr)
         return 2
 
 

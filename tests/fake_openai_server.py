@@ -36,7 +36,10 @@ def relevant(doc: str, label: str) -> bool:
 
 
 class FakeOpenAIServer:
-    def __init__(self, delay: float = 0.0, hang_seconds: float = 3.0, retry_after: str = "1") -> None:
+    def __init__(
+        self, delay: float = 0.0, hang_seconds: float = 3.0, retry_after: str = "1", models: tuple[str, ...] = ("fake",)
+    ) -> None:
+        self.models = list(models)  # what GET /models lists (empty: the route answers 404)
         self.faults: list[str | None] = []
         self.delay = delay
         self.hang_seconds = hang_seconds
@@ -54,8 +57,9 @@ class FakeOpenAIServer:
                 pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
-                    self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                if self.path.rstrip("/").endswith("/models") and server.models:
+                    data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in server.models]
+                    self._json(200, {"object": "list", "data": data})
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
@@ -114,7 +118,7 @@ class FakeOpenAIServer:
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
         entry = {"time": time.monotonic(), "endpoint": endpoint, "text": text, "outcome": fault or "ok",
-                 "authorization": h.headers.get("authorization")}  # fmt: skip
+                 "authorization": h.headers.get("authorization"), "model": body.get("model")}  # fmt: skip
         match = next((m for m in (r.search(text) for r in POINTWISE_RES) if m), None)
         if match:
             entry["doc"], entry["label"] = match.group(1), match.group(2)

@@ -49,3 +49,26 @@ def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model
     # the reference prompt is another teacher: its cache cannot take these answers
     assert judge(tmp_path / "c", "--prompt", "reference", "--import-judgments", str(exported)) == 2
     assert "another teacher" in capsys.readouterr().err and len(fake_server.log) == asked
+
+
+def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(toy_lfxmc, tiny_model_dir, tmp_path, capsys,
+                                                                          monkeypatch):  # fmt: skip
+    from fake_openai_server import FakeOpenAIServer
+
+    monkeypatch.delenv("LMTX_TEACHER_MODEL", raising=False)
+
+    def judge(server, cache):
+        return main(["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "2", "--json",
+                     "--teacher", server.url, "--cache", str(cache)])  # fmt: skip
+
+    with FakeOpenAIServer(models=("qwen-served",)) as server:
+        assert judge(server, tmp_path / "a") == 0
+        assert json.loads(capsys.readouterr().out)["calls"] == 16
+        assert {e["model"] for e in server.log} == {"qwen-served"}
+    with FakeOpenAIServer(models=("model-a", "model-b")) as server:
+        assert judge(server, tmp_path / "b") == 2
+        assert "serves 2 models: model-a, model-b; choose one with --teacher-model" in capsys.readouterr().err
+        assert server.log == []  # nothing judged with a guessed model
+    with FakeOpenAIServer(models=()) as server:  # no /models route: the error says what to give
+        assert judge(server, tmp_path / "c") == 2
+        assert "needs a model name: --teacher-model or LMTX_TEACHER_MODEL" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -9,11 +10,17 @@ from st_lmtx.inputs import DocumentSet, LabelSet
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.teacher.model_files import find_default_model
 
+logger = logging.getLogger(__name__)
+
 TEACHER_URL_ENV = "LMTX_TEACHER_URL"
 TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
 
 _TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
 _ENDPOINT_ONLY = ("mode", "concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
+
+class TeacherConfigError(ValueError):
+    """A teacher specification that cannot be turned into a teacher (the message says what to give)."""
+
 
 NO_TEACHER_MESSAGE = (
     "No teacher: pass teacher=..., or set LMTX_TEACHER_URL (or OPENAI_BASE_URL) to an OpenAI-compatible endpoint "
@@ -40,14 +47,12 @@ def make_teacher(
     from st_lmtx.teacher.oracle import OracleTeacher
 
     if spec.startswith(("http://", "https://")):
-        name = model or os.environ.get(TEACHER_MODEL_ENV)
-        if not name:
-            raise ValueError(f"an endpoint teacher needs a model name: --teacher-model or {TEACHER_MODEL_ENV}")
         urls = [u.strip() for u in spec.split(",") if u.strip()]
+        name = model or os.environ.get(TEACHER_MODEL_ENV) or _discover_model(urls[0], kwargs.get("api_key"))
         return OpenAITeacher(name, base_url=urls, **kwargs)
     if spec.startswith("oracle"):
         if labels is None or documents is None:
-            raise ValueError("the oracle teacher needs the labels and the documents with ground truth")
+            raise TeacherConfigError("the oracle teacher needs the labels and the documents with ground truth")
         flip = float(spec.split(":", 1)[1]) if ":" in spec else 0.0
         kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
         return OracleTeacher(labels, documents, flip_fraction=flip, **kwargs)
@@ -58,7 +63,22 @@ def make_teacher(
         # The in-process scorer always grades and has no HTTP settings.
         kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY}
         return LlamaCppTeacher(model_path=path, **kwargs)
-    raise ValueError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, a .gguf path or oracle")
+    raise TeacherConfigError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, a .gguf path or oracle")
+
+
+def _discover_model(url: str, api_key: str | None) -> str:
+    """The one model an endpoint serves (``GET /models``), when no name is given."""
+    from st_lmtx.teacher.openai_teacher import redact_url, served_models
+
+    models = served_models(url, api_key)
+    if not models:
+        raise TeacherConfigError(f"an endpoint teacher needs a model name: --teacher-model or {TEACHER_MODEL_ENV} "
+                         f"({redact_url(url)} lists no model at GET /models)")  # fmt: skip
+    if len(models) > 1:
+        raise TeacherConfigError(f"{redact_url(url)} serves {len(models)} models: {', '.join(models)}; choose one with "
+                         f"--teacher-model or {TEACHER_MODEL_ENV}")  # fmt: skip
+    logger.info("Teacher model: %s (the one model %s lists)", models[0], redact_url(url))
+    return models[0]
 
 
 def default_teacher(**kwargs: Any) -> Teacher:

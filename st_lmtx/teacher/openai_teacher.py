@@ -92,6 +92,19 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def served_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
+    """The model ids an OpenAI-compatible endpoint lists at ``GET /models`` (vLLM and llama.cpp servers list the
+    one they serve), or None when it has no such route or cannot be reached."""
+    key = api_key or os.environ.get("OPENAI_API_KEY") or ("no-key" if _is_loopback(base_url) else None)
+    try:
+        client = openai.OpenAI(base_url=base_url, api_key=key or "no-key", timeout=timeout, max_retries=1)
+        with client:
+            return [m.id for m in client.models.list()]
+    except (openai.APIError, openai.OpenAIError) as e:
+        logger.debug("GET %s/models failed: %s", redact_url(base_url), e)
+        return None
+
+
 class OpenAITeacher(Teacher):
     """Judge pairs through OpenAI-compatible endpoints.
 
