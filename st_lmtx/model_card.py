@@ -17,6 +17,19 @@ PLOT_FILE = "lmtx_metrics.png"
 
 def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
     """A PNG of the LLM-judged P@1 per round and, where ground truth was given, P@k per round."""
+    import matplotlib.pyplot as plt
+
+    fig = metrics_figure(rounds)
+    if fig is None:
+        return None
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def metrics_figure(rounds: list[dict[str, Any]]):
+    """The figure :func:`plot_metrics` saves (None without rounds); the legend sits beside the axes, where it
+    cannot cover a point."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +37,7 @@ def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
 
     if not rounds:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=110)
     xs = [r["round"] for r in rounds]
     series: dict[str, list[float | None]] = {}
     for r in rounds:
@@ -42,12 +55,10 @@ def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
     ax.set_ylabel("%")
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.set_title("LMTX curriculum")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def render_model_card(summary: dict[str, Any]) -> str:

@@ -202,3 +202,23 @@ def test_resume_accepts_settings_added_later_at_their_default(tiny_model_dir, to
     with pytest.raises(RuntimeError, match=r"args \(accumulate_judgments\)"):
         LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
                     args=args(out, max_rounds=1, accumulate_judgments=True)).fit(docs)  # fmt: skip
+
+
+def test_the_metrics_plot_legend_covers_no_point(tmp_path):
+    """The legend used to sit inside the axes, where it could cover the last dev point (reported in issue 13)."""
+    import numpy as np
+
+    from st_lmtx.model_card import metrics_figure, plot_metrics
+
+    rounds = [{"round": r, "dev": {"llm_P@1": p}, "eval": {"P@1": e, "P@5": e / 4, "R@10": 0.9 + r / 100}}
+              for r, (p, e) in enumerate([(0.62, 0.49), (0.95, 0.85), (0.98, 0.86), (0.99, 0.90)])]  # fmt: skip
+    fig = metrics_figure(rounds)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    points = np.concatenate([ax.transData.transform(line.get_xydata()) for line in ax.get_lines()])
+    assert len(points) == 16 and not any(legend.contains(x, y) for x, y in points)
+    # beside the axes, so no point or line of any run can be under it; and inside the saved image
+    assert legend.x0 >= ax.get_window_extent().x1
+    assert fig.get_window_extent().contains(legend.x1 - 1, legend.y0 + 1)
+    assert plot_metrics(rounds, tmp_path / "m.png").stat().st_size > 0 and plot_metrics([], tmp_path / "e.png") is None
