@@ -8,7 +8,8 @@ measure on the test split.
 Runs (teacher x recipe):
 
 - ``zero-shot``: the base model, no training.
-- ``local-*``: the real local teacher (Qwen2.5-Coder-1.5B-Instruct Q4_K_M in llama.cpp, in process, p(yes)).
+- ``local-*``: the real local teacher (Qwen2.5-Coder-1.5B-Instruct Q4_K_M in llama.cpp, in process, p(yes);
+  the default compact prompt and batched scoring).
 - ``oracle-*``: ``OracleTeacher`` on the same shortlists (a perfect judge: the ceiling); ``oracle20-*``: the
   oracle with 20% of its answers flipped.
 - recipes: ``reference`` (a random "yes" per use, every round from the base model, the reference's loss and
@@ -17,7 +18,10 @@ Runs (teacher x recipe):
   its defaults.
 
 Every run is an ``LMTXTrainer`` output folder under ``.cache/bench-quality/`` and resumes; the local teacher's
-answers are cached in ``.cache/bench-quality/teacher-local.sqlite``, so a re-run costs training only.
+answers are cached in ``.cache/bench-quality/teacher-local.sqlite``, so a re-run costs training only. The
+answers the local runs need are committed in ``benchmarks/judgments/reuters-local.jsonl.gz`` and imported into
+that cache first, so on a fresh machine the local rows re-run with no LLM time (``--export-judgments`` writes
+the file again from the cache after new runs).
 Ground truth is used for the oracle (an evaluation tool), for test metrics and to measure pseudo-labels.
 """
 
@@ -34,6 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 REUTERS = Path(os.environ.get("LMTX_DATA", REPO.parent / "shared" / "data" / "reuters21578"))
 OUT = REPO / ".cache" / "bench-quality"
+JUDGMENTS = REPO / "benchmarks" / "judgments" / "reuters-local.jsonl.gz"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 COMMON: dict[str, Any] = {"max_docs": 1000, "max_rounds": 3, "dev_size": 300, "patience": 3, "seed": 42}
@@ -60,7 +65,11 @@ def make_teacher(kind: str, labels, train):
     from st_lmtx.teacher import make_teacher as make
 
     if kind == "local":
-        return make("local", cache=OUT / "teacher-local.sqlite")
+        teacher = make("local", cache=OUT / "teacher-local.sqlite")
+        if JUDGMENTS.exists():
+            report = teacher.import_judgments(JUDGMENTS)
+            logging.info("%s: %d committed judgments, %d new to the cache", JUDGMENTS.name, report.rows, report.added)
+        return teacher
     return make(TEACHERS[kind], labels=labels, documents=train)
 
 
@@ -88,6 +97,7 @@ def summarize(name: str) -> dict[str, Any] | None:
         return None
     best = next(r for r in run["rounds"] if r["round"] == run["best_round"])
     usage = [r.get("teacher_usage", {}) for r in run["rounds"]]
+    dev = [r.get("dev_teacher_usage") for r in run["rounds"]]
     return {
         "metrics": best["eval"],
         "docs": rounds[0]["pseudo_labels"]["documents"],
@@ -99,6 +109,8 @@ def summarize(name: str) -> dict[str, Any] | None:
         "train_s": sum(r.get("train_seconds", 0.0) for r in rounds),
         "precision": "/".join(f"{r['pseudo_label_precision']['trained_positive_precision']:.2f}" for r in rounds),
         "per_round_p1": "/".join(f"{100 * r['eval']['P@1']:.1f}" for r in run["rounds"]),
+        # What the stop rule's dev judging cost the teacher each round (new calls, seconds).
+        "dev_cost": "/".join(f"{d['calls']}:{d['seconds']:.0f}" for d in dev) if all(dev) else "-",
     }
 
 
@@ -112,7 +124,8 @@ def zero_shot(labels, train, test) -> dict[str, Any]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"metrics": metrics}))
     return {"metrics": json.loads(path.read_text())["metrics"], "docs": 0, "rounds": "-", "calls": 0, "pairs": 0,
-            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": 0.0, "precision": "-", "per_round_p1": "-"}  # fmt: skip
+            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": 0.0, "precision": "-", "per_round_p1": "-",
+            "dev_cost": "-"}  # fmt: skip
 
 
 def title_content(labels, train, test) -> dict[str, Any]:
@@ -150,7 +163,8 @@ def title_content(labels, train, test) -> dict[str, Any]:
         path.write_text(json.dumps({"metrics": metrics, "docs": len(pairs), "train_s": seconds}))
     saved = json.loads(path.read_text())
     return {"metrics": saved["metrics"], "docs": saved["docs"], "rounds": f"{epochs} epoch(s)", "calls": 0, "pairs": 0,
-            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": saved["train_s"], "precision": "-", "per_round_p1": "-"}  # fmt: skip
+            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": saved["train_s"], "precision": "-", "per_round_p1": "-",
+            "dev_cost": "-"}  # fmt: skip
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
@@ -159,21 +173,34 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
           f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the best round "
           "by LLM-judged P@1.\n")  # fmt: skip
     head = ["run", *METRICS, "docs", "rounds", "P@1 per round (0 = zero-shot)", "teacher calls", "pairs judged",
-            "prompt tokens", "teacher s", "training s", "trained-positive precision per round"]  # fmt: skip
+            "prompt tokens", "teacher s", "training s", "trained-positive precision per round",
+            "dev judging per round (new calls:s)"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, r in results.items():
         m = r["metrics"]
         cells = [name, *[f"{100 * m[k]:.2f}" for k in METRICS], str(r["docs"]), r["rounds"], r["per_round_p1"],
                  f"{r['calls']:,}", f"{r['pairs']:,}", f"{r['prompt_tokens']:,}", f"{r['teacher_s']:.0f}",
-                 f"{r['train_s']:.0f}", r["precision"]]  # fmt: skip
+                 f"{r['train_s']:.0f}", r["precision"], r["dev_cost"]]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
+    cache = OUT / "teacher-local.sqlite"
+    if cache.exists():
+        # Each answer keeps the teacher seconds it cost when produced, so this total holds for runs resumed
+        # across sessions or fed from the committed judgments (where "teacher s" above counts this process only).
+        from st_lmtx.teacher import JudgmentCache
+
+        with JudgmentCache(cache) as c:
+            n, seconds = c.cost()
+        print(f"\nLocal teacher cache: {n:,} answers, {seconds:,.0f} teacher seconds when they were produced "
+              f"({seconds / max(n, 1):.3f} s an answer), all local runs together.")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(run_names())}")
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
+    parser.add_argument("--export-judgments", action="store_true",
+                        help=f"write the local teacher's cached answers to {JUDGMENTS.relative_to(REPO)} and exit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "httpx2", "faiss.loader", "sentence_transformers", "matplotlib"):
@@ -181,6 +208,12 @@ def main() -> None:
 
     from st_lmtx import load_lfxmc
 
+    if args.export_judgments:
+        from st_lmtx.teacher import make_teacher
+
+        with make_teacher("local", cache=OUT / "teacher-local.sqlite") as teacher:
+            print(f"{teacher.export_judgments(JUDGMENTS)} judgments -> {JUDGMENTS} ({JUDGMENTS.stat().st_size:,} bytes)")
+        return
     labels, train = load_lfxmc(REUTERS, "trn")
     _, test = load_lfxmc(REUTERS, "tst")
     names = args.only.split(",") if args.only else run_names()
