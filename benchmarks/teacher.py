@@ -69,7 +69,6 @@ def anatomy(docs, candidates) -> None:
     for prompt in ("reference", "compact"):
         with LlamaCppTeacher(prompt=prompt, cache=None, show_progress_bar=False) as teacher:
             teacher._load()
-            teacher._parts = teacher._render_parts()
             items = [PendingDocument(i, d, c, list(range(len(c)))) for i, (d, c) in enumerate(zip(docs, candidates))]
             cut = [teacher._cut(item) for item in items]
             head = teacher._parts[0]

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS judgments (
 # 2: keys hash the document's sha256 (so rows can be imported without the text) and rows keep that hash, and
 # the teacher seconds the answer cost (so a run resumed or fed from imported answers can tell what it cost).
 SCHEMA_VERSION = 2
+_INSERT_ROW = (" INTO judgments (key, namespace, label, verdict, score, graded, answer, prompt_tokens, "
+               "completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")")
 
 
 @dataclass
@@ -132,8 +134,7 @@ class JudgmentCache:
         digest = doc_hash(doc)
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO judgments (key, namespace, label, verdict, score, graded, answer, "
-                "prompt_tokens, completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")",
+                "INSERT OR REPLACE" + _INSERT_ROW,
                 (
                     pair_key(namespace, digest, label),
                     namespace,
@@ -185,8 +186,7 @@ class JudgmentCache:
                     [(ns, json.dumps(config, sort_keys=True)) for ns, config in configs.items()],
                 )
                 self._conn.executemany(
-                    "INSERT OR IGNORE INTO judgments (key, namespace, label, verdict, score, graded, answer, "
-                    "prompt_tokens, completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")",
+                    "INSERT OR IGNORE" + _INSERT_ROW,
                     [(pair_key(ns, dh, label), ns, label, verdict, float(score), int(graded), answer, int(pt), int(ct),
                       now, dh, float(sec)) for ns, dh, label, verdict, score, graded, answer, pt, ct, sec in rows],
                 )  # fmt: skip

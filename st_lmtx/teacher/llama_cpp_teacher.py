@@ -170,7 +170,8 @@ class LlamaCppTeacher(Teacher):
         )
         self._ctx = LlamaContext(model=self._model, params=ctx_params, verbose=False)
         self._batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
-        self._head_tokens = self._tokens(self._render_parts()[0], first=True)
+        self._parts = self._render_parts()  # head, middle, tail: fixed for the teacher's life
+        self._head_tokens = self._tokens(self._parts[0], first=True)
         self._head_ready = False
 
     def _first_token_ids(self, words: tuple[str, ...]) -> np.ndarray:
@@ -242,7 +243,6 @@ class LlamaCppTeacher(Teacher):
 
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
         self._load()
-        self._parts = self._render_parts()
         # A document with more labels than free sequences is judged in parts (same prefix, fewer labels).
         most = self._n_seq - 2
         parts = (PendingDocument(item.index, item.doc, item.labels, item.positions[i : i + most])
@@ -280,7 +280,8 @@ class LlamaCppTeacher(Teacher):
             self._head_ready = True
 
     def _judge_pack(self, pack: list[_Doc], emit: Emit, run: TeacherUsage) -> None:
-        self._check_budget_for(sum(len(d.suffixes) for d in pack), run)
+        # A pack is judged whole: stop before one that would overrun the call budget.
+        self.check_budget(run, in_flight=sum(len(d.suffixes) for d in pack) - 1)
         self._ensure_head(run)
         n_head = len(self._head_tokens)
         mem = self._ctx
@@ -309,10 +310,10 @@ class LlamaCppTeacher(Teacher):
             for i, (doc, n) in zip(indices, owners):
                 j = doc.item.positions[n]
                 tokens = doc.suffixes[n]
+                evaluated = len(tokens) + (len(doc.doc_tokens) if n == 0 else 0)  # the document on its first pair
                 run.calls += 1
-                run.prompt_tokens += len(tokens) + (len(doc.doc_tokens) if n == 0 else 0)
-                emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)),
-                     len(tokens) + (len(doc.doc_tokens) if n == 0 else 0), 1)  # fmt: skip
+                run.prompt_tokens += evaluated
+                emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)), evaluated, 1)
         finally:
             for s in range(_ROOT + 1, seq):  # drop the pack's sequences; the head stays
                 mem.kv_cache_seq_rm(s, -1, -1)
@@ -331,10 +332,6 @@ class LlamaCppTeacher(Teacher):
             run.prompt_tokens += len(tokens)
             emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)),
                  len(tokens) + (len(prefix) if n == 0 else 0), 1)  # fmt: skip
-
-    def _check_budget_for(self, pairs: int, run: TeacherUsage) -> None:
-        # A pack is judged whole: stop before one that would overrun the call budget.
-        self.check_budget(run, in_flight=pairs - 1)
 
     def _judgment(self, label: str, logits: np.ndarray) -> Judgment:
         top = int(np.argmax(logits))

@@ -92,15 +92,21 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def _resolve_api_key(api_key: str | None, base_url: str | None) -> str | None:
+    """The key given, else ``OPENAI_API_KEY``; a loopback server gets a placeholder (it ignores the key, the
+    client insists on one)."""
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    return "no-key" if not key and _is_loopback(base_url) else key
+
+
 def served_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
     """The model ids an OpenAI-compatible endpoint lists at ``GET /models`` (vLLM and llama.cpp servers list the
     one they serve), or None when it has no such route or cannot be reached."""
-    key = api_key or os.environ.get("OPENAI_API_KEY") or ("no-key" if _is_loopback(base_url) else None)
     try:
-        client = openai.OpenAI(base_url=base_url, api_key=key or "no-key", timeout=timeout, max_retries=1)
-        with client:
+        key = _resolve_api_key(api_key, base_url)
+        with openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=1) as client:
             return [m.id for m in client.models.list()]
-    except (openai.APIError, openai.OpenAIError) as e:
+    except openai.OpenAIError as e:  # no route, unreachable, or no key for a remote endpoint
         logger.debug("GET %s/models failed: %s", redact_url(base_url), e)
         return None
 
@@ -195,10 +201,8 @@ class OpenAITeacher(Teacher):
                 "endpoints": [redact_url(u) for u in self.base_urls if u]}  # fmt: skip
 
     def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
-        key = self._api_key or os.environ.get("OPENAI_API_KEY")
-        if not key and _is_loopback(base_url):
-            key = "no-key"  # local servers ignore it; the client insists on one
         # Our own tenacity loop retries; the client's built-in retries would double the attempts.
+        key = _resolve_api_key(self._api_key, base_url)
         return openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0)
 
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
@@ -244,7 +248,8 @@ class OpenAITeacher(Teacher):
                 return
             units = [list(item.positions)] if self.mode == "listwise" else [[j] for j in item.positions]
             await self._request(client, slots, item, units[0], emit, run, in_flight)
-            rest = [asyncio.ensure_future(self._request(client, slots, item, u, emit, run, in_flight)) for u in units[1:]]
+            rest = [asyncio.ensure_future(self._request(client, slots, item, u, emit, run, in_flight))
+                    for u in units[1:]]  # fmt: skip
             try:
                 await asyncio.gather(*rest)
             finally:
