@@ -28,6 +28,16 @@ def _ks(text: str) -> list[int]:
     return ks
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
 def _table(rows: list[tuple[str, dict[str, float]]], keys: list[str]) -> str:
     width = max(len(name) for name, _ in rows)
     head = f"{'':<{width}}  " + "  ".join(f"{k:>7}" for k in keys)
@@ -125,6 +135,11 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrency", type=int, default=None,
                    help="endpoint teachers: requests in flight per URL (default 8; local-server: 1)")
     g.add_argument("--timeout", type=float, default=120.0, help="endpoint teachers: seconds per request")
+    g.add_argument("--rpm", type=_positive_int, default=None,
+                   help="endpoint teachers: at most N requests in any 60 s, all URLs together, retries included")
+    g.add_argument("--tpm", type=_positive_int, default=None,
+                   help="endpoint teachers: at most N tokens in any 60 s, all URLs together (estimated before "
+                        "sending: prompt characters / 4 + the answer's token limit)")  # fmt: skip
     g.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many teacher calls")
     g.add_argument("--max-tokens", type=int, default=None, help="stop cleanly after this many teacher tokens")
     g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
@@ -149,6 +164,9 @@ def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, document
                 "prompt": PromptTemplate.named(args.prompt, max_doc_words=args.max_doc_words)}
     if args.concurrency is not None:
         endpoint["concurrency"] = args.concurrency
+    for limit in ("rpm", "tpm"):  # only when given: the oracle and the in-process teacher warn that they ignore them
+        if getattr(args, limit) is not None:
+            endpoint[limit] = getattr(args, limit)
     if args.teacher is None:
         teacher = default_teacher(model=args.teacher_model, **kwargs, **endpoint)
     else:

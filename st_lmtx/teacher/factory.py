@@ -17,6 +17,7 @@ TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
 
 _TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
 _ENDPOINT_ONLY = ("mode", "concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
+_RATE_LIMITS = ("rpm", "tpm", "rate_window")
 
 class TeacherConfigError(ValueError):
     """A teacher specification that cannot be turned into a teacher (the message says what to give)."""
@@ -54,16 +55,25 @@ def make_teacher(
         if labels is None or documents is None:
             raise TeacherConfigError("the oracle teacher needs the labels and the documents with ground truth")
         flip = float(spec.split(":", 1)[1]) if ":" in spec else 0.0
+        _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
         return OracleTeacher(labels, documents, flip_fraction=flip, **kwargs)
     if spec in ("local", "local-server") or spec.endswith(".gguf"):
         path = spec if spec.endswith(".gguf") else model
-        if spec == "local-server":
+        if spec == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
             return LocalTeacher(model_path=path, **kwargs)
         # The in-process scorer always grades and has no HTTP settings.
-        kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY}
+        _warn_unlimited(spec, kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY + _RATE_LIMITS}
         return LlamaCppTeacher(model_path=path, **kwargs)
     raise TeacherConfigError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, a .gguf path or oracle")
+
+
+def _warn_unlimited(spec: str, kwargs: dict[str, Any]) -> None:
+    """Rate limits asked of a teacher that sends no requests are dropped, but not silently."""
+    if kwargs.get("rpm") is not None or kwargs.get("tpm") is not None:
+        logger.warning("rate limits (rpm, tpm) apply to endpoint teachers' requests; the %r teacher sends none, so "
+                       "they are ignored", spec)  # fmt: skip
 
 
 def _discover_model(url: str, api_key: str | None) -> str:

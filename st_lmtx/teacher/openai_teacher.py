@@ -6,11 +6,14 @@
 - p(yes) from the top logprobs of the answer token, on the chat and the completions endpoints (``logprobs``).
 - Retries (tenacity): exponential backoff with jitter on 429, 5xx, timeouts, dropped connections and
   unreadable responses, honouring ``Retry-After``. Several base URLs spread the documents between servers.
+- Client-side rate limits (``rpm``, ``tpm``): one sliding-window limiter per teacher, shared by all its URLs,
+  passed by every HTTP request, retries included (:mod:`st_lmtx.teacher.rate_limit`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import json
 import logging
@@ -26,10 +29,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_listwise, parse_verdict
+from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+# The estimated tokens of the request the current task is sending, for the rate limiter's HTTP hook.
+_REQUEST_TOKENS: contextvars.ContextVar[int] = contextvars.ContextVar("lmtx_request_tokens", default=0)
 
 
 class MalformedResponse(Exception):
@@ -131,6 +138,16 @@ class OpenAITeacher(Teacher):
         backoff_multiplier / backoff_max: exponential backoff with jitter between attempts, in seconds.
         max_retry_after: the longest server-requested ``Retry-After`` wait that is honoured.
         max_tokens_per_answer: the answer's length limit (pointwise: a word is enough).
+        rpm: at most this many requests in any ``rate_window`` seconds (default 60: requests per minute), over all
+            base URLs together; every attempt is a request, retries included. None: no limit.
+        tpm: at most this many tokens in any ``rate_window`` seconds, over all base URLs. A request counts before it
+            is sent, so its tokens are estimated: the prompt's characters / 4, rounded up (system prompt included),
+            plus ``max_tokens_per_answer``. None: no limit.
+        rate_window: the window of ``rpm`` and ``tpm``, in seconds. The limits are a sliding window (no window of
+            this length, wherever it starts, holds more), and each request is counted for 1% longer (at least
+            0.1 s), so that network delays that vary by up to that much cannot push the server's count over; a
+            server's ``Retry-After`` still applies on top. Rate limits never change answers, so they are not part
+            of the cache's key.
         cache, max_calls, max_tokens, show_progress_bar: see :class:`Teacher`.
 
     Example::
@@ -160,6 +177,9 @@ class OpenAITeacher(Teacher):
         max_retry_after: float = 300.0,
         max_tokens_per_answer: int | None = None,
         temperature: float = 0.0,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        rate_window: float = 60.0,
         **teacher_kwargs: Any,
     ) -> None:
         super().__init__(**teacher_kwargs)
@@ -183,6 +203,9 @@ class OpenAITeacher(Teacher):
         self.max_retry_after = max_retry_after
         self.max_tokens_per_answer = max_tokens_per_answer or (3 if mode == "pointwise" else 64)
         self.temperature = temperature
+        # One limiter for the teacher's lifetime: its windows span judge() calls and are shared by all URLs.
+        limited = rpm is not None or tpm is not None
+        self.rate_limiter = RateLimiter(rpm, tpm, rate_window) if limited else None
 
     @property
     def model_name(self) -> str:
@@ -197,13 +220,32 @@ class OpenAITeacher(Teacher):
         return {**super().config(), "prompt": self.prompt.to_dict(), "mode": self.mode, "temperature": self.temperature}
 
     def describe(self) -> dict[str, Any]:
+        limits = self.rate_limiter.describe() if self.rate_limiter else {}
         return {**super().describe(), "mode": self.mode, "prompt": self.prompt.name,
-                "endpoints": [redact_url(u) for u in self.base_urls if u]}  # fmt: skip
+                "endpoints": [redact_url(u) for u in self.base_urls if u], **limits}  # fmt: skip
 
     def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
         # Our own tenacity loop retries; the client's built-in retries would double the attempts.
         key = _resolve_api_key(self._api_key, base_url)
-        return openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0)
+        kwargs: dict[str, Any] = {}
+        if self.rate_limiter is not None:
+            # The limiter is passed in the HTTP client's request hook, as late as a request can be held: it then
+            # counts each attempt (retries too) and dates it just before it goes out, not before the openai
+            # client's own preparation (which can take a few hundred milliseconds on a process's first request).
+            kwargs["http_client"] = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._before_send]})
+        return openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0, **kwargs)
+
+    async def _before_send(self, request: Any) -> None:
+        await self.rate_limiter.acquire(_REQUEST_TOKENS.get())
+
+    def _estimate_tokens(self, text: str) -> int:
+        """What the rate limiter counts for a request: the prompt's characters / 4, rounded up, plus the longest
+        answer."""
+        if self.prompt.kind == "chat":
+            prompt = (self.prompt.system or "") + text
+        else:
+            prompt = text + self.prompt.completion_suffix
+        return estimate_tokens(prompt) + self.max_tokens_per_answer
 
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
         try:
@@ -229,6 +271,8 @@ class OpenAITeacher(Teacher):
             slots = asyncio.Semaphore(self.concurrency)
             workers += [asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight))
                         for _ in range(self.concurrency)]  # fmt: skip
+        limiter = self.rate_limiter
+        waited, requests = (limiter.waited, limiter.requests) if limiter else (0.0, 0)
         try:
             # The first failure (budget, exhausted retries) cancels the rest; answers so far are stored.
             await asyncio.gather(*workers)
@@ -238,6 +282,9 @@ class OpenAITeacher(Teacher):
             await asyncio.gather(*workers, return_exceptions=True)
             for client in clients:
                 await client.close()
+            if limiter and limiter.requests > requests:
+                logger.info("Rate limits (%s): %d requests waited %.1f s in all", limiter.describe(),
+                            limiter.requests - requests, limiter.waited - waited)  # fmt: skip
 
     async def _documents(self, client, slots: asyncio.Semaphore, queue: asyncio.Queue, emit: Emit,
                          run: TeacherUsage, in_flight: list[int]) -> None:  # fmt: skip
@@ -278,6 +325,13 @@ class OpenAITeacher(Teacher):
             text = self.prompt.render_listwise(item.doc, labels)
         else:
             text = self.prompt.render_pointwise(item.doc, labels[0])
+        if self.rate_limiter is not None:
+            tokens = self._estimate_tokens(text)
+            try:
+                self.rate_limiter.check(tokens)
+            except ValueError as e:
+                raise TeacherError(str(e)) from None
+            _REQUEST_TOKENS.set(tokens)  # read by _before_send, in this task, for every attempt
 
         def before_retry(state: RetryCallState) -> None:
             run.retries += 1
