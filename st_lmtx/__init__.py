@@ -1,6 +1,7 @@
 """st-lmtx: LMTX (an LLM as the teacher of a bi-encoder for zero-shot tagging) for sentence-transformers."""
 
 from st_lmtx.evaluation import LLMJudgedEvaluator, XMCEvaluator, xmc_metrics
+from st_lmtx.files import RunFileError
 from st_lmtx.inputs import DocumentSet, InputError, LabelSet, load_documents, load_labels, load_lfxmc
 from st_lmtx.losses import LMTXTripletLoss
 from st_lmtx.models import load_model
@@ -46,6 +47,7 @@ __all__ = [
     "OracleTeacher",
     "PromptTemplate",
     "PseudoLabels",
+    "RunFileError",
     "SelectionConfig",
     "Shortlist",
     "ShortlistMiner",

@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from st_lmtx.files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 MODEL_CARD_TAGS = ["sentence-transformers", "lmtx", "zero-shot", "extreme-classification", "text-classification"]
@@ -22,7 +24,8 @@ def plot_metrics(rounds: list[dict[str, Any]], path: str | Path) -> Path | None:
     fig = metrics_figure(rounds)
     if fig is None:
         return None
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)
 

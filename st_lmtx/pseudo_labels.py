@@ -24,6 +24,7 @@ from typing import Literal
 
 from datasets import Dataset
 
+from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, LabelSet
 from st_lmtx.shortlist import Shortlist
 from st_lmtx.teacher.base import Judgment
@@ -96,7 +97,7 @@ class PseudoLabels:
         }
 
     def save(self, path: str | os.PathLike, doc_ids: Sequence[str], labels: LabelSet) -> None:
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for d in self.docs:
                 record = {
                     "doc": d.doc,

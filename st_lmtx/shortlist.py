@@ -18,6 +18,8 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from st_lmtx.files import atomic_path, atomic_write_text
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -51,7 +53,8 @@ class Shortlist:
         return [int(j) for j in self.indices[i] if j >= 0]
 
     def save(self, path: str | os.PathLike) -> None:
-        np.savez(path, indices=self.indices, scores=self.scores)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz"
+            np.savez(f, indices=self.indices, scores=self.scores)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Shortlist:
@@ -103,8 +106,9 @@ class LabelIndex:
         return indices.astype(np.int64), scores
 
     def save(self, path: str | os.PathLike) -> None:
-        faiss.write_index(self.index, str(path))
-        Path(str(path) + ".json").write_text(json.dumps(asdict(self.config)))
+        with atomic_path(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
+        atomic_write_text(str(path) + ".json", json.dumps(asdict(self.config)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LabelIndex:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
+from st_lmtx.files import atomic_path, atomic_write_text
 from st_lmtx.inputs import InputError, LabelSet, load_documents, load_labels
 from st_lmtx.models import load_model
 from st_lmtx.shortlist import IndexConfig, LabelIndex, encode
@@ -139,13 +140,12 @@ def push_folder_to_hub(
 
 def save_label_files(path: Path, labels: LabelSet, index: LabelIndex) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    with open(path / LABELS_FILE, "w", encoding="utf-8") as f:
+    with atomic_path(path / LABELS_FILE) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in labels.to_records():
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     index.save(path / INDEX_FILE)
-    (path / TAGGER_FILE).write_text(
-        json.dumps({"num_labels": len(labels), "index": index.kind, "index_config": asdict(index.config)}, indent=2)
-    )
+    atomic_write_text(path / TAGGER_FILE, json.dumps(
+        {"num_labels": len(labels), "index": index.kind, "index_config": asdict(index.config)}, indent=2))
 
 
 def _read_labels(path: Path) -> dict[str, list[str]]:

@@ -154,7 +154,7 @@ def test_default_teacher_from_environment(tiny_model_dir, toy_lfxmc, fake_server
 
 def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc, fake_server, tmp_path,
                                                         monkeypatch):  # fmt: skip
-    import st_lmtx.trainer as trainer_module
+    import st_lmtx.trainer.lmtx_trainer as trainer_module
 
     built, closed = [], []
     real_default = trainer_module.default_teacher

@@ -8,7 +8,7 @@ from st_lmtx.teacher.base import (
     TeacherError,
     TeacherUsage,
 )
-from st_lmtx.teacher.cache import JudgmentCache
+from st_lmtx.teacher.cache import CacheFileError, JudgmentCache
 from st_lmtx.teacher.factory import default_teacher, make_teacher
 from st_lmtx.teacher.judgments import (
     ImportReport,
@@ -42,6 +42,7 @@ __all__ = [
     "load_judgments",
     "JudgeResult",
     "Judgment",
+    "CacheFileError",
     "JudgmentCache",
     "LISTWISE_PROMPT",
     "LlamaCppTeacher",

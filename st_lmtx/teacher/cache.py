@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from st_lmtx.files import RunFileError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
     namespace TEXT PRIMARY KEY,
@@ -44,6 +46,10 @@ CREATE TABLE IF NOT EXISTS judgments (
 SCHEMA_VERSION = 2
 _INSERT_ROW = (" INTO judgments (key, namespace, label, verdict, score, graded, answer, prompt_tokens, "
                "completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")")
+
+
+class CacheFileError(RunFileError):
+    """The cache file is not a readable SQLite database of answers."""
 
 
 @dataclass
@@ -81,7 +87,23 @@ class JudgmentCache:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:  # not a database, a malformed page, a truncated file
+            raise CacheFileError(
+                f"{self.path} is not a readable judgment cache ({e}). Its answers may still be recovered with "
+                f"`sqlite3 {self.path} .recover | sqlite3 recovered.sqlite` (then use that file); or move it away "
+                "and the teacher asks again for what it held."
+            ) from e
+
+    def _open(self) -> None:
         self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        if self.path != ":memory:":
+            # A cheap whole-file check: a cache broken by a crash or a full disk must not answer wrong or die
+            # halfway through a round.
+            problem = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
         self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (only an OS crash could lose the last commits).
         self._conn.execute("PRAGMA synchronous=NORMAL")

@@ -1,0 +1,91 @@
+"""LMTXArguments: everything that configures an LMTX run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from st_lmtx.pseudo_labels import POLICIES
+
+
+@dataclass
+class LMTXArguments:
+    """Everything that configures an LMTX run; defaults are the reference code's.
+
+    Args:
+        output_dir: the run's folder; its root becomes the final model.
+        shortlist_k: labels shortlisted per document and judged by the teacher (paper: 10).
+        positives: ``random-yes`` (reference), ``top-yes`` or ``score-weighted`` (see :mod:`st_lmtx.pseudo_labels`).
+        positive_threshold: minimum teacher score of a usable positive.
+        hard_negatives: add one teacher "no" label per document as a hard negative (paper: hurts; off).
+        max_docs: train on a random sample of at most this many documents (paper: 30,000 on large sets).
+        margin / num_negatives / softmax_weighting / temperature: :class:`LMTXTripletLoss`.
+        learning_rate / warmup_steps / batch_size / weight_decay / max_grad_norm: the optimiser (AdamW,
+            linear decay); ``warmup_steps`` below 1 is a fraction of the round's steps.
+        accumulate_judgments: choose positives among every label judged for a document so far, not only
+            among the current round's shortlist (the reference uses the current shortlist).
+        epochs_per_round: passes over the round's pseudo-labels (a fresh positive draw each pass).
+        restart_from_base: train every round from the base model (reference) instead of the last round's.
+        max_rounds: curriculum rounds at most (reference: 6).
+        dev_size: training documents on which the teacher judges each round's top-1 (reference: 800).
+        patience: rounds without LLM-judged P@1 improvement before stopping (reference: 1).
+        max_seq_length: truncate documents to this many tokens (None: the model's own).
+        eval_k: cut-offs of the evaluation metrics.
+        seed: seeds the samples, the positive draws and training.
+        hnsw_threshold: label count from which the index is HNSW instead of exact.
+        encode_batch_size: batch size when encoding for shortlists and evaluation.
+        show_progress_bar: progress bars for encoding, judging and training.
+        training_overrides: any other ``SentenceTransformerTrainingArguments`` field.
+    """
+
+    output_dir: str = "lmtx-output"
+    shortlist_k: int = 10
+    positives: str = "random-yes"
+    positive_threshold: float = 0.0
+    hard_negatives: bool = False
+    accumulate_judgments: bool = False
+    max_docs: int | None = None
+    margin: float = 0.3
+    num_negatives: int = 10
+    softmax_weighting: bool = False
+    temperature: float = 0.1
+    learning_rate: float = 2e-4
+    warmup_steps: float = 100
+    batch_size: int = 128
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    epochs_per_round: int = 1
+    restart_from_base: bool = True
+    max_rounds: int = 6
+    dev_size: int = 800
+    patience: int = 1
+    max_seq_length: int | None = None
+    eval_k: tuple[int, ...] = (1, 3, 5, 10)
+    seed: int = 42
+    hnsw_threshold: int = 100_000
+    encode_batch_size: int = 64
+    show_progress_bar: bool = True
+    training_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.positives not in POLICIES:
+            raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
+        for name in ("shortlist_k", "batch_size", "max_rounds", "epochs_per_round", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_docs is not None and self.max_docs < 1:
+            raise ValueError("max_docs must be >= 1")
+        self.eval_k = tuple(self.eval_k)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # What must match for a run to be resumed (changing e.g. max_rounds or dev metrics is fine).
+    _RUN_DEFINING = (
+        "shortlist_k", "positives", "positive_threshold", "hard_negatives", "accumulate_judgments", "max_docs",
+        "margin", "num_negatives", "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
+        "epochs_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
+    )  # fmt: skip
+
+    def run_defining(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._RUN_DEFINING}

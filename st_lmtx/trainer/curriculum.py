@@ -1,0 +1,153 @@
+"""CurriculumRound: one LMTX round, top-down. It shortlists with the latest model, has the teacher judge the new
+pairs, turns the answers into pseudo-labels and training pairs, trains, and measures the new model.
+
+Its files are the round folders' (:class:`RoundFolder`); how training is spread over processes is the caller's
+(the ``train`` function it is given).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+
+from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
+from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
+from st_lmtx.inputs import DocumentSet, LabelSet
+from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, TrainingPair, pairs_to_dataset, select_pairs
+from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
+from st_lmtx.teacher.base import Teacher
+from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.trainer.round_files import RoundFolder, load_saved_model
+
+logger = logging.getLogger(__name__)
+
+BASE_MODEL_DIR = "base-model"
+# train(model, dataset, round folder) -> seconds; trains the model in place.
+TrainFunction = Callable[[SentenceTransformer, Dataset, Path], float]
+
+
+class CurriculumRound:
+    def __init__(self, labels: LabelSet, train_docs: DocumentSet, teacher: Teacher, args: LMTXArguments,
+                 work_dir: Path, index_config: IndexConfig, train: TrainFunction, dev: LLMJudgedEvaluator,
+                 xmc: XMCEvaluator | None, device: str) -> None:  # fmt: skip
+        self.labels, self.train_docs, self.teacher, self.args = labels, train_docs, teacher, args
+        self.work_dir, self.index_config, self.train, self.dev, self.xmc = work_dir, index_config, train, dev, xmc
+        self.device = device
+
+    def run(self, r: int) -> dict[str, Any]:
+        args, folder = self.args, RoundFolder(self.work_dir, r)
+        logger.info("LMTX round %d: %d training documents", r, len(self.train_docs))
+        started, usage_before = time.perf_counter(), self.teacher.usage.to_dict()
+
+        previous = self.model(r - 1)  # the base model in round 1
+        shortlist = self.shortlist(folder, previous)
+        pseudo = self.pseudo_labels(folder, shortlist)
+        stats = pseudo.stats()
+        logger.info("Round %d pseudo-labels: %s", r, stats)
+        pairs, dataset = self.training_pairs(r, pseudo)
+        model = self.model(0) if args.restart_from_base or r == 1 else previous
+        train_seconds = self.train(model, dataset, folder.path)
+        folder.save_model(model)
+
+        record: dict[str, Any] = {"round": r, "pseudo_labels": stats, "training_pairs": len(dataset),
+                                  "train_seconds": train_seconds}  # fmt: skip
+        if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
+            record["pseudo_label_precision"] = pseudo_label_precision(pairs, pseudo, self.train_docs)
+        record |= self.measure(r, model)
+        record["teacher_usage"] = self._usage_since(usage_before)  # shortlist and dev judgments of the round
+        record["seconds"] = time.perf_counter() - started
+        folder.save_metrics(record)
+        return record
+
+    def zero(self) -> dict[str, Any]:
+        """Round 0 is the base model, for the record. Its dev pairs are round 1's shortlisted pairs of the dev
+        documents, so round 1 finds them in the cache: the record costs no extra teacher calls."""
+        usage_before = self.teacher.usage.to_dict()
+        model = self.model(0)
+        self.dev.k = self.args.shortlist_k
+        record: dict[str, Any] = {"round": 0, "dev": self.dev(model)}
+        record["teacher_usage"] = self._usage_since(usage_before)
+        record["dev_teacher_usage"] = self.dev.last_usage.to_dict()
+        if self.xmc is not None:
+            record["eval"] = self.xmc(model)
+        return record
+
+    # ------------------------------------------------------------------ the steps
+
+    def shortlist(self, folder: RoundFolder, model: SentenceTransformer) -> Shortlist:
+        """Top-k labels per document under ``model``; saved, so a resumed round reuses it."""
+        shortlist = folder.load_shortlist(len(self.train_docs))
+        if shortlist is None:
+            miner = ShortlistMiner(model, self.labels, self.index_config, self.args.encode_batch_size,
+                                   self.args.show_progress_bar)  # fmt: skip
+            shortlist = miner.mine(self.train_docs.texts, k=self.args.shortlist_k)
+            folder.save_shortlist(shortlist)
+        return shortlist
+
+    def pseudo_labels(self, folder: RoundFolder, shortlist: Shortlist) -> PseudoLabels:
+        """The teacher judges the pairs it has not seen (its cache answers the rest)."""
+        r = folder.round
+        candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
+        judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})")
+        pseudo = PseudoLabels.from_judgments(shortlist, judged.judgments)
+        if self.args.accumulate_judgments and r > 1:
+            pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
+        folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
+        return pseudo
+
+    def saved_pseudo_labels(self, r: int) -> PseudoLabels:
+        """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""
+        folder = RoundFolder(self.work_dir, r)
+        saved = folder.load_pseudo_labels()
+        return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))
+
+    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset]:
+        a = self.args
+        selection = SelectionConfig(positives=a.positives, threshold=a.positive_threshold, hard_negatives=a.hard_negatives,
+                                    epochs=a.epochs_per_round, seed=a.seed + r)  # fmt: skip
+        pairs = select_pairs(pseudo, len(self.labels), selection)
+        dataset = pairs_to_dataset(pairs, self.train_docs, self.labels)
+        if len(dataset) == 0:
+            raise RuntimeError(f"round {r}: the teacher said yes to no shortlisted label; nothing to train on")
+        return pairs, dataset
+
+    def measure(self, r: int, model: SentenceTransformer) -> dict[str, Any]:
+        """The teacher judges the new top-1 on the dev sample (the stop rule); ground truth when given."""
+        # The dev documents' whole shortlist is what the next round asks about them: judged now, it is cached
+        # then. The last possible round has no next round: top-1 only.
+        self.dev.k = 1 if r >= self.args.max_rounds else self.args.shortlist_k
+        measured: dict[str, Any] = {"dev": self.dev(model)}
+        measured["dev_teacher_usage"] = self.dev.last_usage.to_dict()  # the part of the round's usage it took
+        if self.xmc is not None:
+            measured["eval"] = self.xmc(model)
+        return measured
+
+    # ------------------------------------------------------------------ models
+
+    def model(self, r: int) -> SentenceTransformer:
+        """A fresh copy of round ``r``'s model from disk (round 0: the base model)."""
+        if r == 0:
+            return load_saved_model(self.work_dir / BASE_MODEL_DIR, self.device, self.args.max_seq_length,
+                                    recovery=f"delete {self.work_dir / BASE_MODEL_DIR}: fit saves it again")  # fmt: skip
+        return RoundFolder(self.work_dir, r).load_model(self.device, self.args.max_seq_length)
+
+    def _usage_since(self, before: dict[str, Any]) -> dict[str, Any]:
+        return {k: v - before[k] for k, v in self.teacher.usage.to_dict().items()}
+
+
+def pseudo_label_precision(pairs: list[TrainingPair], pseudo: PseudoLabels, train_docs: DocumentSet) -> dict[str, float]:
+    """Against ground truth (evaluation only): the share of trained positives that are true labels, and the
+    share of "yes" labels that are."""
+    truth = [set(t) for t in train_docs.targets]
+    trained = [p.positive in truth[p.doc] for p in pairs]
+    yes = [j.label in truth[d.doc] for d in pseudo.docs for j in d.yes]
+    return {
+        "trained_positive_precision": sum(trained) / max(len(trained), 1),
+        "yes_precision": sum(yes) / max(len(yes), 1),
+    }

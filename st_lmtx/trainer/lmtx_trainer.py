@@ -1,0 +1,224 @@
+"""LMTXTrainer: the curriculum loop from a label list and unlabeled documents to a trained tagger.
+
+Each round (:class:`CurriculumRound`): encode the documents and labels with the latest model, shortlist the top-k
+labels, ask the teacher about the pairs it has not judged yet, turn its "yes" answers into training pairs, train
+the bi-encoder with :class:`LMTXTripletLoss` (inside ``SentenceTransformerTrainer``), and measure the round: P@1
+as the teacher judges it on a fixed sample of the training documents, and P@k on ``eval_data`` when given. The
+loop stops when the LLM-judged P@1 stops improving and keeps the best round's model.
+
+The output folder's root is the final model (a SentenceTransformer folder with the label set and index beside
+it, a model card and a metrics picture). Everything else lives under ``lmtx-work/``: per round the shortlist,
+the pseudo-labels, the metrics and the model; the run's state (:class:`RunState`); and the teacher's answer
+cache. A ``fit`` on the same folder resumes after the last finished round, and the cache makes the teacher part
+of an interrupted round free. Under ``torchrun`` / ``accelerate launch`` only the main process judges and
+writes; the others train with it (:class:`Processes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+
+from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
+from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
+from st_lmtx.inputs import DocumentSet, InputError, load_documents, load_labels
+from st_lmtx.models import canonical_name, load_model
+from st_lmtx.shortlist import IndexConfig
+from st_lmtx.tagger import WORK_DIR, push_folder_to_hub
+from st_lmtx.teacher.base import Teacher
+from st_lmtx.teacher.cache import JudgmentCache
+from st_lmtx.teacher.factory import default_teacher
+from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.trainer.curriculum import BASE_MODEL_DIR, CurriculumRound
+from st_lmtx.trainer.final_folder import write_final_folder
+from st_lmtx.trainer.processes import Processes
+from st_lmtx.trainer.round_files import RoundFolder, save_model
+from st_lmtx.trainer.run_state import RunState
+from st_lmtx.trainer.training import train_round
+
+logger = logging.getLogger(__name__)
+
+CACHE_FILE = "teacher_cache.sqlite"
+
+
+class LMTXTrainer:
+    """Train a zero-shot tagger from label texts and unlabeled documents, with an LLM as the teacher.
+
+    Example::
+
+        from st_lmtx import LMTXTrainer, LMTXArguments, LMTXTagger
+
+        trainer = LMTXTrainer("sentence-transformers/all-MiniLM-L6-v2", ["Wheat", "Crude Oil", "Interest Rates"],
+                              args=LMTXArguments(output_dir="my-tagger"))
+        model = trainer.fit(documents)           # a list of texts, a Dataset or an LF-XMC trn.json
+        LMTXTagger.load("my-tagger").predict(["..."])
+
+    Several processes (``torchrun --nproc_per_node N script.py``): every process runs the same script; the
+    main one shortlists, judges and writes, all of them train.
+
+    Args:
+        model: a SentenceTransformer, a Hub name or a local folder (the base model).
+        labels: any label input :func:`st_lmtx.load_labels` accepts.
+        teacher: a :class:`Teacher`; default: see :func:`st_lmtx.teacher.default_teacher`.
+        args: :class:`LMTXArguments`.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer | str,
+        labels: Any,
+        teacher: Teacher | None = None,
+        args: LMTXArguments | None = None,
+    ) -> None:
+        self.args = args or LMTXArguments()
+        self.base_model_name = canonical_name(model if isinstance(model, str) else _model_name(model))
+        self.base_model = load_model(model)
+        if self.args.max_seq_length:
+            self.base_model.max_seq_length = self.args.max_seq_length
+        self.labels = load_labels(labels)
+        self.output_dir = Path(self.args.output_dir)
+        self.work_dir = self.output_dir / WORK_DIR
+        self._teacher = teacher
+        self._owns_teacher = teacher is None  # then the trainer builds the default teacher and fit releases it
+        self.index_config = IndexConfig(hnsw_threshold=self.args.hnsw_threshold)
+
+    @property
+    def teacher(self) -> Teacher:
+        if self._teacher is None:
+            self._teacher = default_teacher(cache=JudgmentCache(self.work_dir / CACHE_FILE),
+                                            show_progress_bar=self.args.show_progress_bar)  # fmt: skip
+        return self._teacher
+
+    def _release_teacher(self) -> None:
+        # The embedded teacher holds a 1.1 GB model (or a server process): free it when fit ends, however it
+        # ends. A teacher the caller passed in is theirs to close. The next access builds a fresh one.
+        if self._owns_teacher and self._teacher is not None:
+            teacher, self._teacher = self._teacher, None
+            teacher.close()
+            teacher.cache.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, docs: Any, eval_data: Any = None) -> SentenceTransformer:
+        """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
+        the best round's model. ``eval_data``: documents with ground truth (a ``DocumentSet``, an LF-XMC
+        ``tst.json`` path, ...) evaluated every round with :class:`XMCEvaluator`. A teacher the trainer built
+        itself (no ``teacher=``) is closed when ``fit`` returns or fails."""
+        processes = Processes.from_env()
+        if not processes.is_main:
+            return self._follow(processes)
+        self._training = False
+        try:
+            return self._fit(docs, eval_data, processes)
+        except BaseException as e:
+            if processes.distributed and not self._training:
+                # The others wait for the next round: tell them why there is none (inside training they fail
+                # with the collective, and the launcher stops them).
+                processes.send({"error": f"{type(e).__name__}: {e}"})
+            raise
+        finally:
+            self._release_teacher()
+
+    def _fit(self, docs: Any, eval_data: Any, processes: Processes) -> SentenceTransformer:
+        args = self.args
+        documents = load_documents(docs)
+        eval_docs = load_documents(eval_data, num_labels=len(self.labels)) if eval_data is not None else None
+        if eval_docs is not None and eval_docs.targets is None:
+            raise InputError("eval_data needs ground truth (target_ind) to be evaluated")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        state = RunState.open(self.work_dir, self._fingerprint(documents), args, len(documents))
+        if not (self.work_dir / BASE_MODEL_DIR / "modules.json").exists():
+            # A pristine copy on disk: the reference restarts every round from the base weights.
+            save_model(self.base_model, self.work_dir / BASE_MODEL_DIR)
+        train_docs = documents.subset(state.train_indices)
+        teacher = self.teacher
+        if teacher.cache.path == ":memory:":
+            logger.warning("The teacher has no persistent cache: an interrupted run will ask again")
+
+        # PSP propensities come from the training documents' ground truth when they have any (evaluation only).
+        xmc = XMCEvaluator(self.labels, eval_docs, k_values=args.eval_k, name="", batch_size=args.encode_batch_size,
+                           show_progress_bar=args.show_progress_bar, write_csv=False, train_truth=documents.targets,
+                           index_config=self.index_config) if eval_docs is not None else None  # fmt: skip
+        # The dev documents are training documents: judging their whole shortlist under a round's model is what
+        # the next round asks about them, so the stop rule costs the teacher almost nothing extra.
+        dev = LLMJudgedEvaluator(self.labels, train_docs.subset(state.dev_indices), teacher,
+                                 batch_size=args.encode_batch_size, show_progress_bar=args.show_progress_bar,
+                                 index_config=self.index_config, k=args.shortlist_k)  # fmt: skip
+        curriculum = CurriculumRound(self.labels, train_docs, teacher, args, self.work_dir, self.index_config,
+                                     self._trainer_for(processes), dev, xmc, str(self.base_model.device))  # fmt: skip
+
+        if not state.rounds:
+            state.rounds.append(curriculum.zero())
+            state.save()
+        while not state.finished:
+            r = state.next_round
+            if r > args.max_rounds:
+                state.finish(f"reached max_rounds={args.max_rounds}")
+            else:
+                state.record(curriculum.run(r), args.patience)
+            state.save()
+
+        best = state.best_round or state.best()
+        model = curriculum.model(best)
+        processes.send({"done": best})
+        self._write_final(model, state, eval_docs is not None)
+        logger.info("LMTX finished (%s); best round %s", state.stop_reason or "done", best)
+        return model
+
+    def _trainer_for(self, processes: Processes):
+        def train(model: SentenceTransformer, dataset: Dataset, folder: Path) -> float:
+            # The others receive the round's pairs and train with this process (DDP starts them from its weights).
+            processes.send({"round": folder.name, "pairs": dataset.to_dict()})
+            self._training = True
+            seconds = train_round(model, dataset, self.args, folder, processes.world_size, is_main=True)
+            self._training = False
+            return seconds
+
+        return train
+
+    def _follow(self, processes: Processes) -> SentenceTransformer:
+        """A process other than the main one: train on each round's pairs as they come; return the best model."""
+        model = self.base_model  # its starting weights do not matter: DDP copies the main process's
+        while True:
+            message = processes.receive()
+            if "error" in message:
+                raise RuntimeError(f"the main LMTX process failed: {message['error']}")
+            if "done" in message:
+                best = message["done"]
+                folder = self.work_dir / BASE_MODEL_DIR if best == 0 else RoundFolder(self.work_dir, best).model_path
+                # On one machine (or a shared file system) the best round's model; else the last one trained.
+                return SentenceTransformer(str(folder), device=str(model.device)) if folder.exists() else model
+            train_round(model, Dataset.from_dict(message["pairs"]), self.args, self.work_dir / message["round"],
+                        processes.world_size, is_main=False)  # fmt: skip
+
+    def _write_final(self, model: SentenceTransformer, state: RunState, has_eval: bool) -> None:
+        write_final_folder(self.output_dir, model, self.labels, state, self.args, self.index_config,
+                           self.base_model_name, self.teacher.describe(), has_eval)  # fmt: skip
+
+    def _fingerprint(self, documents: DocumentSet) -> dict[str, Any]:
+        h = hashlib.sha256()
+        for text in documents.texts:
+            h.update(text.encode())
+            h.update(b"\0")
+        labels = hashlib.sha256("\0".join(self.labels.texts).encode()).hexdigest()
+        return {
+            "documents": h.hexdigest()[:16],
+            "labels": labels[:16],
+            "base_model": self.base_model_name,
+            "teacher": self.teacher.config(),
+            "args": self.args.run_defining(),
+        }
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload the output folder's final model (not ``lmtx-work/``) to the Hub."""
+        return push_folder_to_hub(self.output_dir, repo_id, **kwargs)
+
+
+def _model_name(model: SentenceTransformer) -> str:
+    card = getattr(model, "model_card_data", None)
+    return getattr(card, "base_model", None) or getattr(model, "name_or_path", None) or type(model).__name__

@@ -1,0 +1,102 @@
+"""RoundFolder: the files of one curriculum round, ``lmtx-work/round-NN/``, each written atomically.
+
+- ``shortlist.npz``: the round's top-k labels per document (derived: rebuilt when unreadable);
+- ``pseudo_labels.jsonl``: the teacher's answers on that shortlist (derived from the shortlist and the teacher's
+  cache: rebuilt when unreadable);
+- ``model/``: the round's trained model (not derived: unreadable means the round is redone, see the error);
+- ``metrics.json``: the round's record, also kept in ``state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from sentence_transformers import SentenceTransformer
+
+from st_lmtx.files import RunFileError, atomic_path, atomic_write_text
+from st_lmtx.inputs import LabelSet
+from st_lmtx.pseudo_labels import PseudoLabels
+from st_lmtx.shortlist import Shortlist
+
+logger = logging.getLogger(__name__)
+
+
+class RoundFolder:
+    def __init__(self, work_dir: Path, r: int) -> None:
+        self.round = r
+        self.path = work_dir / f"round-{r:02d}"
+        self.shortlist_path = self.path / "shortlist.npz"
+        self.pseudo_labels_path = self.path / "pseudo_labels.jsonl"
+        self.model_path = self.path / "model"
+        self.metrics_path = self.path / "metrics.json"
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def load_shortlist(self, num_documents: int) -> Shortlist | None:
+        """The saved shortlist, or None when there is none or it is unreadable (then it is mined again)."""
+        if not self.shortlist_path.exists():
+            return None
+        try:
+            shortlist = Shortlist.load(self.shortlist_path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            logger.warning("%s is unreadable (%s): mining the shortlist again", self.shortlist_path, e)
+            return None
+        if len(shortlist) != num_documents:
+            logger.warning("%s has %d documents, the run %d: mining the shortlist again", self.shortlist_path,
+                           len(shortlist), num_documents)  # fmt: skip
+            return None
+        return shortlist
+
+    def save_shortlist(self, shortlist: Shortlist) -> None:
+        shortlist.save(self.shortlist_path)
+
+    def load_pseudo_labels(self) -> PseudoLabels | None:
+        """The saved pseudo-labels, or None when there are none or they are unreadable (then rebuilt)."""
+        if not self.pseudo_labels_path.exists():
+            return None
+        try:
+            return PseudoLabels.load(self.pseudo_labels_path)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            logger.warning("%s is unreadable (%s): rebuilding it from the shortlist and the teacher's cache",
+                           self.pseudo_labels_path, e)  # fmt: skip
+            return None
+
+    def save_pseudo_labels(self, pseudo: PseudoLabels, doc_ids: list[str], labels: LabelSet) -> None:
+        pseudo.save(self.pseudo_labels_path, doc_ids, labels)
+
+    def has_model(self) -> bool:
+        return (self.model_path / "modules.json").exists()
+
+    def save_model(self, model: SentenceTransformer) -> None:
+        save_model(model, self.model_path)
+
+    def load_model(self, device: str, max_seq_length: int | None) -> SentenceTransformer:
+        return load_saved_model(self.model_path, device, max_seq_length,
+                                recovery=f"delete {self.path} and run fit again: the run resumes after round "
+                                         f"{self.round - 1} and redoes this round from the teacher's cached answers")  # fmt: skip
+
+    def save_metrics(self, record: dict[str, Any]) -> None:
+        atomic_write_text(self.metrics_path, json.dumps(record, indent=2))
+
+
+def save_model(model: SentenceTransformer, path: Path) -> None:
+    """Save into a temporary folder, then move it into place: a crash leaves the old model or the new one."""
+    with atomic_path(path) as tmp:
+        model.save(str(tmp), create_model_card=False)
+
+
+def load_saved_model(path: Path, device: str, max_seq_length: int | None, recovery: str) -> SentenceTransformer:
+    try:
+        model = SentenceTransformer(str(path), device=device)
+    except Exception as e:  # safetensors, JSON, tokenizer and missing-file errors all mean the same here
+        raise RunFileError(f"the model in {path} is unreadable ({type(e).__name__}: {e}). To recover, {recovery}.") from e
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model

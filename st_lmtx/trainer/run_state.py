@@ -1,0 +1,132 @@
+"""RunState: what an LMTX run has done so far, persisted in ``lmtx-work/state.json`` after every round.
+
+It holds the run's fingerprint (documents, labels, base model, teacher, run-defining arguments: a resumed run must
+match it), the sampled training and dev documents, each finished round's record, the best round and whether the
+run is finished. A ``fit`` on the same folder reads it and continues after the last finished round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from st_lmtx.files import RunFileError, atomic_write_text
+from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.trainer.round_files import RoundFolder
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class RunState:
+    path: Path
+    fingerprint: dict[str, Any]
+    train_indices: list[int]
+    dev_indices: list[int]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    best_round: int | None = None
+    finished: bool = False
+    stop_reason: str | None = None
+
+    @property
+    def next_round(self) -> int:
+        return len(self.rounds)
+
+    @classmethod
+    def open(cls, work_dir: Path, fingerprint: dict[str, Any], args: LMTXArguments, num_documents: int) -> RunState:
+        """The folder's state if it holds this run (else a clear error), or a new state for a new run."""
+        path = work_dir / STATE_FILE
+        fingerprint = json.loads(json.dumps(fingerprint))  # tuples -> lists, as read back from JSON
+        if path.exists():
+            state = cls.read(path)
+            state._check_same_run(fingerprint)
+            state._drop_rounds_without_model(work_dir)
+            if state.finished and len(state.rounds) - 1 < args.max_rounds and "max_rounds" in (state.stop_reason or ""):
+                state.finished = False  # a larger max_rounds continues a run that stopped on the cap
+            logger.info("Resuming %s after round %d", work_dir.parent, len(state.rounds) - 1)
+            return state
+        stale = sorted(work_dir.glob("round-*"))
+        if stale:
+            # Round folders without a state are a run whose state.json was deleted: its files may come from other
+            # settings, so they are redone (the teacher's answers are cached, so that costs training only).
+            logger.warning("%s has round folders but no %s: starting the run over", work_dir, STATE_FILE)
+            for folder in stale:
+                RoundFolder.remove(folder)
+        rng = random.Random(args.seed)
+        indices = list(range(num_documents))
+        if args.max_docs is not None and args.max_docs < num_documents:
+            indices = sorted(rng.sample(indices, args.max_docs))
+        dev = sorted(rng.sample(range(len(indices)), min(args.dev_size, len(indices))))
+        state = cls(path, fingerprint, indices, dev)
+        state.save()
+        return state
+
+    @classmethod
+    def read(cls, path: Path) -> RunState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(path, data["fingerprint"], data["train_indices"], data["dev_indices"], data["rounds"],
+                       data.get("best_round"), data["finished"], data.get("stop_reason"))  # fmt: skip
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise RunFileError(
+                f"{path} is unreadable ({type(e).__name__}: {e}). Each finished round's record is also in "
+                f"{path.parent}/round-NN/metrics.json. To go on, delete {path.name}: the run starts over and redoes "
+                "its rounds, and the teacher's cached answers make that cost training time only."
+            ) from e
+
+    def save(self) -> None:
+        data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices, "dev_indices": self.dev_indices,
+                "rounds": self.rounds, "best_round": self.best_round, "finished": self.finished,
+                "stop_reason": self.stop_reason}  # fmt: skip
+        atomic_write_text(self.path, json.dumps(data, indent=1))
+
+    def record(self, record: dict[str, Any], patience: int) -> None:
+        """Add a finished round and apply the stop rule: ``patience`` rounds without a better LLM-judged P@1."""
+        self.rounds.append(record)
+        self.best_round = self.best()
+        since_best = record["round"] - self.best_round
+        if since_best >= patience:
+            self.finish(f"LLM-judged P@1 did not improve for {since_best} round(s)")
+
+    def finish(self, reason: str) -> None:
+        self.finished, self.stop_reason = True, reason
+
+    def best(self) -> int:
+        trained = [r for r in self.rounds if r["round"] > 0]
+        if not trained:
+            return 0
+        # Highest LLM-judged P@1; ties go to the earlier round (the reference stops on "not better").
+        return max(trained, key=lambda r: (r["dev"]["llm_P@1"], -r["round"]))["round"]
+
+    def _check_same_run(self, fingerprint: dict[str, Any]) -> None:
+        # A setting added after the run started matches when it is at its default.
+        defaults = LMTXArguments().run_defining()
+        stored_args = self.fingerprint.setdefault("args", {})
+        for name, value in fingerprint["args"].items():
+            if name not in stored_args and value == defaults[name]:
+                stored_args[name] = value
+        if self.fingerprint != fingerprint:
+            changed = [k for k in fingerprint if k != "args" and self.fingerprint.get(k) != fingerprint[k]]
+            changed += [f"args ({n})" for n, v in fingerprint["args"].items() if stored_args.get(n) != v]
+            raise RuntimeError(
+                f"{self.path.parent.parent} holds a run with different {', '.join(changed)}; use another output_dir "
+                "or delete it"
+            )
+
+    def _drop_rounds_without_model(self, work_dir: Path) -> None:
+        # A recorded round whose model folder is gone (deleted to recover from a broken model) is redone, and so
+        # is every round after it, which was trained from it.
+        for i, record in enumerate(self.rounds):
+            if record["round"] > 0 and not RoundFolder(work_dir, record["round"]).has_model():
+                logger.warning("%s has no model: the run resumes after round %d", RoundFolder(work_dir, record["round"]).path,
+                               record["round"] - 1)  # fmt: skip
+                self.rounds = self.rounds[:i]
+                self.best_round = self.best() if len(self.rounds) > 1 else None
+                self.finished, self.stop_reason = False, None
+                return

@@ -1,0 +1,69 @@
+"""One round's training: ``SentenceTransformerTrainer`` with :class:`LMTXTripletLoss` and the run's optimiser."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from transformers import set_seed
+
+from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
+from st_lmtx.trainer.arguments import LMTXArguments
+
+logger = logging.getLogger(__name__)
+
+
+def make_loss(model: SentenceTransformer, args: LMTXArguments) -> LMTXTripletLoss:
+    return LMTXTripletLoss(model, margin=args.margin, num_negatives=args.num_negatives,
+                           softmax_weighting=args.softmax_weighting, temperature=args.temperature)  # fmt: skip
+
+
+def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArguments, output_dir: Path,
+                world_size: int = 1, is_main: bool = True) -> float:  # fmt: skip
+    """Train ``model`` in place for one pass over ``dataset``; returns the seconds it took.
+
+    With several processes, ``batch_size`` stays the global batch (each process takes its share), so a recipe
+    means the same number of steps at any process count; in-batch negatives come from each process's share.
+    """
+    set_seed(args.seed)
+    per_device = max(1, args.batch_size // world_size)
+    if args.batch_size % world_size:
+        logger.warning("batch_size=%d is not a multiple of %d processes: the global batch is %d",
+                       args.batch_size, world_size, per_device * world_size)  # fmt: skip
+    steps = -(-len(dataset) // (per_device * world_size))
+    if args.warmup_steps >= 1 and args.warmup_steps > steps:
+        logger.warning(
+            "warmup_steps=%d exceeds this round's %d training steps: the learning rate never reaches %.1e. "
+            "For small runs pass a fraction (e.g. warmup_steps=0.1).", args.warmup_steps, steps, args.learning_rate,
+        )  # fmt: skip
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=1,  # epochs_per_round is in the dataset: a fresh positive draw per pass
+        per_device_train_batch_size=per_device,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        lr_scheduler_type="linear",
+        seed=args.seed,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=max(1, steps // 10),
+        disable_tqdm=not (args.show_progress_bar and is_main),
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Without this accelerate treats several CPU processes as one (each would train on everything alone).
+        use_cpu=world_size > 1 and not torch.cuda.is_available(),
+        **args.training_overrides,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset,
+                                         loss=make_loss(model, args))  # fmt: skip
+    started = time.perf_counter()
+    trainer.train()
+    if is_main:
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    return time.perf_counter() - started
