@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
     return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, num_shards = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 2/4, got {text!r}") from None
+    if not 1 <= index <= num_shards:
+        raise argparse.ArgumentTypeError(f"I/N needs 1 <= I <= N, got {text!r}")
+    return index, num_shards
 
 
 def _table(rows: list[tuple[str, dict[str, float]]], keys: list[str]) -> str:
@@ -195,6 +207,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     labels, docs = load_lfxmc(data, args.split)
     if args.limit:
         docs = docs.subset(range(min(args.limit, len(docs))))
+    if args.shard:
+        index, num_shards = args.shard
+        docs = docs.shard(num_shards, index - 1)
+        logger.info("Shard %d/%d: %d documents", index, num_shards, len(docs))
     model = load_model(args.model)
     shortlist = ShortlistMiner(model, labels, show_progress_bar=not args.quiet).mine(docs.texts, k=args.k)
     candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
@@ -363,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="the shortlisting encoder")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--limit", type=int, default=None, help="only the first N documents")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="judge part I of N (1..N; every N-th document from the I-th): N processes or machines "
+                        "split a job; one shared --cache folder, or `judgments export/import`, merges their answers")
     p.add_argument("--cache", default=None, help="folder of the teacher's answer cache")
     p.add_argument("--out", default=None, help="write each document's judged shortlist as JSON lines")
     p.add_argument("--json", action="store_true")
@@ -417,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds as Ctrl-C does."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -436,11 +463,21 @@ def main(argv: list[str] | None = None) -> int:
             pass
     from st_lmtx.inputs import InputError
 
+    from st_lmtx.files import RunFileError
     from st_lmtx.teacher.factory import TeacherConfigError
     from st_lmtx.teacher.judgments import JudgmentsFileError
 
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        # SIGTERM (a scheduler, `kill`, a container stop) unwinds like Ctrl-C: `finally` blocks stop the teacher's
+        # server and close the cache; every answer already given is committed. Python's default would just exit.
+        previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
+    except KeyboardInterrupt as e:
+        print("st-lmtx: interrupted; every answer the teacher gave is in the cache: run the command again to go on",
+              file=sys.stderr)  # fmt: skip
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except InputError as e:
         print(f"st-lmtx: input error: {e}", file=sys.stderr)
         return 2
@@ -450,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     except TeacherConfigError as e:
         print(f"st-lmtx: teacher: {e}", file=sys.stderr)
         return 2
+    except RunFileError as e:  # a broken state, model or cache file: the message says how to recover
+        print(f"st-lmtx: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -104,6 +104,14 @@ class DocumentSet:
             targets=None if self.targets is None else [self.targets[i] for i in indices],
         )
 
+    def shard(self, num_shards: int, index: int) -> DocumentSet:
+        """Part ``index`` (0-based) of ``num_shards``: every ``num_shards``-th document from ``index`` on, as
+        ``datasets.Dataset.shard(contiguous=False)``. The parts are disjoint, cover every document, and do not
+        depend on anything but the order: N processes or machines each judge one, and their answers merge."""
+        if not 0 <= index < num_shards:
+            raise InputError(f"shard index must be in 0..{num_shards - 1}, got {index} (of {num_shards})")
+        return self.subset(range(index, len(self), num_shards))
+
     def check_targets(self, num_labels: int) -> None:
         """Raise if a ground-truth index does not point into a label set of ``num_labels`` labels."""
         if self.targets is None:

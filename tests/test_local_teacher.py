@@ -99,3 +99,63 @@ def test_a_teacher_served_from_its_cache_never_loads_the_model(model_path, tmp_p
         teacher.import_judgments(path)
         result = teacher.judge(DOCS, CANDIDATES)
         assert result.usage.calls == 0 and teacher._model is None
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(stat))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts processes through /proc")
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_mid_judging_leaves_no_server_and_keeps_the_answers(sig, model_path, toy_lfxmc, tiny_model_dir,
+                                                                      tmp_path):  # fmt: skip
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "st_lmtx.cli", "-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir,
+               "--k", "3", "--teacher", "local-server", "--teacher-model", str(model_path), "--cache", str(cache)]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def answers() -> int:
+        try:
+            with sqlite3.connect(cache / "teacher_cache.sqlite", timeout=5) as db:
+                return db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 300
+    while answers() < 1 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    servers = _children(run.pid)
+    assert run.poll() is None and servers, "judging did not start"
+    given = answers()
+    run.send_signal(getattr(signal, sig))
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + getattr(signal, sig), err[-2000:]
+    assert "in the cache" in err
+    time.sleep(0.5)
+    assert not [pid for pid in servers if _alive(pid)]  # no llama.cpp server left behind
+    assert answers() >= given  # every answer given before the signal is still there
