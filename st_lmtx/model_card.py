@@ -64,6 +64,17 @@ def metrics_figure(rounds: list[dict[str, Any]]):
     return fig
 
 
+def _flag_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """The last round's count of documents that seem to address the teacher, and of all-"yes" documents."""
+    flagged = [r["pseudo_labels"] for r in rounds if "instruction_like_documents" in r.get("pseudo_labels", {})]
+    if not flagged:
+        return []
+    last = flagged[-1]
+    return [f"- Training documents that seem to address the teacher (instruction patterns): "
+            f"{last['instruction_like_documents']:,}; documents the teacher said \"yes\" to for every shortlisted "
+            f"label: {last['all_yes_documents']:,} (of {last.get('documents', 0):,})"]  # fmt: skip
+
+
 def render_model_card(summary: dict[str, Any]) -> str:
     """``summary``: base_model, num_labels, teacher (describe()), rounds (list of per-round dicts), best_round,
     args, loss (config dict), citation (the loss's BibTeX), has_plot, eval_keys, eval_name."""
@@ -106,6 +117,7 @@ def render_model_card(summary: dict[str, Any]) -> str:
         f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "
         f"{summary['args'].get('restart_from_base')}",
         f"- Loss: `LMTXTripletLoss` {summary.get('loss', {})}",
+        *_flag_lines(rounds),
         "",
         "| round | documents | pairs judged | yes-rate | training pairs | LLM-judged P@1 (dev) | "
         + " | ".join(summary.get("eval_keys", []))

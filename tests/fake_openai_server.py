@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 POINTWISE_RES = (
     re.compile(r'document = "(.*)"\. Is the tag "(.*)" relevant', re.S),
     re.compile(r'Document: """(.*)"""\nTag: "(.*?)"', re.S),
+    re.compile(r'<document>\n(.*)\n</document>\nTag: "(.*?)"', re.S),
 )
 LISTWISE_RE = re.compile(r'document = "(.*)"\.\nWhich of these tags.*?\n(.*)\nAnswer with', re.S)
 

@@ -28,6 +28,8 @@ def judge_summary(result: JudgeResult, shortlist: Shortlist, docs: DocumentSet) 
         "seconds_per_document": round(u.seconds / max(len(result.judgments), 1), 2),
         "cache_hits": u.cache_hits,
         "retries": u.retries,
+        "instruction_like_documents": u.instruction_like_docs,
+        "all_yes_documents": u.all_yes_docs,
     }
     if docs.targets is not None:
         true_yes = in_shortlist = top_right = 0

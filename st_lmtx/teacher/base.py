@@ -20,6 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from st_lmtx.teacher.cache import JudgmentCache
+from st_lmtx.teacher.injection import looks_like_instructions
 from st_lmtx.teacher.prompts import Verdict
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class TeacherUsage:
     retries: int = 0
     yes: int = 0
     unparseable: int = 0
+    # Documents that seem to address the judge (st_lmtx.teacher.injection), and documents it said "yes" to for
+    # every one of their labels (3 or more): both worth a look when the teacher is an LLM reading untrusted text.
+    instruction_like_docs: int = 0
+    all_yes_docs: int = 0
 
     def add(self, other: TeacherUsage) -> None:
         for name, value in asdict(other).items():
@@ -194,12 +199,14 @@ class Teacher(ABC):
         finally:
             bar.close()
             run.seconds = time.perf_counter() - start
-            for row in results:
+            for doc, row in zip(documents, results):
                 for judgment in row:
                     if judgment is not None:
                         run.pairs += 1
                         run.yes += judgment.verdict == "yes"
                         run.unparseable += judgment.verdict == "unparseable"
+                run.instruction_like_docs += looks_like_instructions(doc)
+                run.all_yes_docs += len(row) >= 3 and all(j is not None and j.verdict == "yes" for j in row)
             self.usage.add(run)
         missing = sum(j is None for row in results for j in row)
         if missing:  # a backend that returns without judging everything is a bug, not a result

@@ -47,8 +47,8 @@ class CurriculumRound:
 
         previous = self.model(r - 1)  # the base model in round 1
         shortlist = self.shortlist(folder, previous)
-        pseudo = self.pseudo_labels(folder, shortlist)
-        stats = pseudo.stats()
+        pseudo, flags = self.pseudo_labels(folder, shortlist)
+        stats = pseudo.stats() | flags
         logger.info("Round %d pseudo-labels: %s", r, stats)
         pairs, dataset = self.training_pairs(r, pseudo)
         model = self.model(0) if args.restart_from_base or r == 1 else previous
@@ -90,8 +90,9 @@ class CurriculumRound:
             folder.save_shortlist(shortlist)
         return shortlist
 
-    def pseudo_labels(self, folder: RoundFolder, shortlist: Shortlist) -> PseudoLabels:
-        """The teacher judges the pairs it has not seen (its cache answers the rest)."""
+    def pseudo_labels(self, folder: RoundFolder, shortlist: Shortlist) -> tuple[PseudoLabels, dict[str, int]]:
+        """The teacher judges the pairs it has not seen (its cache answers the rest). Also returns how many
+        documents seem to address the judge, and how many it said "yes" to for every label."""
         r = folder.round
         candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
         judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})")
@@ -99,13 +100,15 @@ class CurriculumRound:
         if self.args.accumulate_judgments and r > 1:
             pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
         folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
-        return pseudo
+        flags = {"instruction_like_documents": judged.usage.instruction_like_docs,
+                 "all_yes_documents": judged.usage.all_yes_docs}  # fmt: skip
+        return pseudo, flags
 
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""
         folder = RoundFolder(self.work_dir, r)
         saved = folder.load_pseudo_labels()
-        return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))
+        return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
 
     def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset]:
         a = self.args
