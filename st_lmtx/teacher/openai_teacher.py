@@ -145,7 +145,7 @@ class OpenAITeacher(Teacher):
             plus ``max_tokens_per_answer``. None: no limit.
         rate_window: the window of ``rpm`` and ``tpm``, in seconds. The limits are a sliding window (no window of
             this length, wherever it starts, holds more), and each request is counted for 1% longer (at least
-            0.1 s), so that network delays that vary by up to that much cannot push the server's count over; a
+            0.5 s), so that network delays that vary by up to that much cannot push the server's count over; a
             server's ``Retry-After`` still applies on top. Rate limits never change answers, so they are not part
             of the cache's key.
         cache, max_calls, max_tokens, show_progress_bar: see :class:`Teacher`.

@@ -32,8 +32,9 @@ def estimate_tokens(text: str) -> int:
 def window_margin(window: float) -> float:
     """How much longer than the window each request is counted: a request reaches the server a little after the
     limiter lets it go (a new connection, a busy client), by a delay that varies, and the server counts when it
-    arrives. 1% of the window, at least 0.1 s (0.6 s of a minute)."""
-    return max(0.1, 0.01 * window)
+    arrives. 1% of the window, at least 0.5 s (a loaded 2-core machine delays a request by some tenths of a
+    second; 0.6 s of a minute)."""
+    return max(0.5, 0.01 * window)
 
 
 def _positive_int(name: str, value: object) -> int:
