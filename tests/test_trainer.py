@@ -222,3 +222,10 @@ def test_the_metrics_plot_legend_covers_no_point(tmp_path):
     assert legend.x0 >= ax.get_window_extent().x1
     assert fig.get_window_extent().contains(legend.x1 - 1, legend.y0 + 1)
     assert plot_metrics(rounds, tmp_path / "m.png").stat().st_size > 0 and plot_metrics([], tmp_path / "e.png") is None
+
+
+def test_hnsw_ef_search_reaches_the_index_and_bad_values_are_refused(tiny_model_dir, tmp_path):
+    trainer = LMTXTrainer(tiny_model_dir, TOY_LABELS, teacher=None, args=args(tmp_path / "o", hnsw_ef_search=512))
+    assert trainer.index_config.ef_search == 512
+    with pytest.raises(ValueError, match="hnsw_ef_search must be >= 1"):
+        args(tmp_path / "p", hnsw_ef_search=0)

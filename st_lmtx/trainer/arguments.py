@@ -33,6 +33,8 @@ class LMTXArguments:
         eval_k: cut-offs of the evaluation metrics.
         seed: seeds the samples, the positive draws and training.
         hnsw_threshold: label count from which the index is HNSW instead of exact.
+        hnsw_ef_search: HNSW's efSearch (candidates kept while searching): higher is slower and closer to exact
+            (``benchmarks/inference.py`` sweeps it).
         encode_batch_size: batch size when encoding for shortlists and evaluation.
         show_progress_bar: progress bars for encoding, judging and training.
         training_overrides: any other ``SentenceTransformerTrainingArguments`` field.
@@ -63,6 +65,7 @@ class LMTXArguments:
     eval_k: tuple[int, ...] = (1, 3, 5, 10)
     seed: int = 42
     hnsw_threshold: int = 100_000
+    hnsw_ef_search: int = 128
     encode_batch_size: int = 64
     show_progress_bar: bool = True
     training_overrides: dict[str, Any] = field(default_factory=dict)
@@ -70,7 +73,7 @@ class LMTXArguments:
     def __post_init__(self) -> None:
         if self.positives not in POLICIES:
             raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
-        for name in ("shortlist_k", "batch_size", "max_rounds", "epochs_per_round", "patience"):
+        for name in ("shortlist_k", "batch_size", "max_rounds", "epochs_per_round", "patience", "hnsw_ef_search"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_docs is not None and self.max_docs < 1:

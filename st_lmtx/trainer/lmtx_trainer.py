@@ -85,7 +85,7 @@ class LMTXTrainer:
         self.work_dir = self.output_dir / WORK_DIR
         self._teacher = teacher
         self._owns_teacher = teacher is None  # then the trainer builds the default teacher and fit releases it
-        self.index_config = IndexConfig(hnsw_threshold=self.args.hnsw_threshold)
+        self.index_config = IndexConfig(hnsw_threshold=self.args.hnsw_threshold, ef_search=self.args.hnsw_ef_search)
 
     @property
     def teacher(self) -> Teacher:
