@@ -66,7 +66,7 @@ def sample(n: int, k: int):
 
 
 def teacher_for(row: str, only_cached: bool):
-    from st_lmtx.teacher import LlamaCppTeacher, prompts
+    from st_lmtx.teacher import LlamaCppTeacher, injection, prompts
 
     prompt = "compact" if row == "compact-raw" else row
     # compact-raw is today's compact prompt with the document not neutralised: its own cache, same namespace.
@@ -74,7 +74,7 @@ def teacher_for(row: str, only_cached: bool):
                               max_calls=0 if only_cached else None)  # fmt: skip
     if row == "compact" and JUDGMENTS.exists():
         teacher.import_judgments(JUDGMENTS)
-    prompts.neutralize = (lambda text: text) if row == "compact-raw" else _neutralize
+    prompts.neutralize = (lambda text: text) if row == "compact-raw" else injection.neutralize
     return teacher
 
 
@@ -128,6 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from st_lmtx.teacher.injection import neutralize as _neutralize
-
     main()

@@ -2,6 +2,7 @@
 recover, or an automatic recovery; never a silent wrong result. Files are written atomically."""
 
 import json
+import shutil
 
 import pytest
 from test_trainer import args, asked, endpoint_teacher
@@ -79,8 +80,6 @@ def test_a_broken_round_model_is_named_and_deleting_the_round_redoes_it(tiny_mod
     truncate(round1 / "model" / "model.safetensors")
     with pytest.raises(RunFileError, match=r"round-01/model is unreadable.*delete .*round-01 and run fit again"):
         fit(tiny_model_dir, labels, docs, out, max_rounds=2, restart_from_base=False)
-    import shutil
-
     shutil.rmtree(round1)
     fit(tiny_model_dir, labels, docs, out, max_rounds=2, restart_from_base=False)
     state = json.loads((out / "lmtx-work" / "state.json").read_text())

@@ -123,9 +123,9 @@ class RunState:
         # A recorded round whose model folder is gone (deleted to recover from a broken model) is redone, and so
         # is every round after it, which was trained from it.
         for i, record in enumerate(self.rounds):
-            if record["round"] > 0 and not RoundFolder(work_dir, record["round"]).has_model():
-                logger.warning("%s has no model: the run resumes after round %d", RoundFolder(work_dir, record["round"]).path,
-                               record["round"] - 1)  # fmt: skip
+            folder = RoundFolder(work_dir, record["round"])
+            if record["round"] > 0 and not folder.has_model():
+                logger.warning("%s has no model: the run resumes after round %d", folder.path, record["round"] - 1)
                 self.rounds = self.rounds[:i]
                 self.best_round = self.best() if len(self.rounds) > 1 else None
                 self.finished, self.stop_reason = False, None
