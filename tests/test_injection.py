@@ -48,7 +48,8 @@ def test_usage_counts_instruction_like_and_all_yes_documents(tmp_path):
         teacher = OpenAITeacher("fake-model", base_url=server.url, api_key="k", prompt="delimited",
                                 show_progress_bar=False, cache=tmp_path / "c.sqlite")  # fmt: skip
         result = teacher.judge(docs, labels)
-    assert [e["doc"] for e in server.log][:1] == [docs[0]]  # the test server reads the delimited layout
+    # The test server reads the delimited layout; requests run concurrently, so compare as a set.
+    assert docs[0] in {e["doc"] for e in server.log} and docs[2] in {e["doc"] for e in server.log}
     assert result.usage.instruction_like_docs == 1 and result.usage.all_yes_docs == 1
     assert [j.verdict for j in result.judgments[0]] == ["yes", "yes", "yes"]
 
