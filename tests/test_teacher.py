@@ -258,3 +258,112 @@ def test_oracle_flips_a_fraction_deterministically(toy_lfxmc):
     flips = sum(x != y.verdict for row, erow in zip(a, exact.judgments) for x, y in zip(row, erow))
     assert a == b and 0.1 < flips / (len(docs) * len(labels)) < 0.4
     assert OracleTeacher(labels, docs).describe()["model"] == "oracle"
+
+
+def _oracle_corpus(n_docs=50, n_labels=40):
+    """A hand-made corpus: document i has labels i % n, (3i + 1) % n and (7i + 2) % n (2-3 true pairs a doc)."""
+    from st_lmtx.inputs import DocumentSet, LabelSet
+
+    labels = LabelSet([f"L{j}" for j in range(n_labels)], [f"Label {j}" for j in range(n_labels)])
+    targets = [sorted({i % n_labels, (3 * i + 1) % n_labels, (7 * i + 2) % n_labels}) for i in range(n_docs)]
+    docs = DocumentSet(texts=[f"Document number {i} about several topics." for i in range(n_docs)], targets=targets)
+    return labels, docs
+
+
+def _oracle_answers(teacher, docs, labels):
+    """{(doc index, label index): said yes} over every pair."""
+    rows = teacher.judge(docs.texts, [labels.texts] * len(docs)).judgments
+    return {(i, j): judgment.is_yes for i, row in enumerate(rows) for j, judgment in enumerate(row)}
+
+
+def test_oracle_flip_towards_yes_no_both():
+    labels, docs = _oracle_corpus()
+    truth = {(i, j): j in docs.targets[i] for i in range(len(docs)) for j in range(len(labels))}
+    positives = [pair for pair, true in truth.items() if true]
+    negatives = [pair for pair, true in truth.items() if not true]
+    assert len(positives) > 100 and len(negatives) > 1800
+
+    def answers(**kw):
+        return _oracle_answers(OracleTeacher(labels, docs, seed=3, **kw), docs, labels)
+
+    lenient = answers(flip_fraction=0.4, flip_towards="yes")
+    assert all(lenient[pair] for pair in positives)  # a true label is never flipped to "no"
+    assert abs(sum(lenient[pair] for pair in negatives) / len(negatives) - 0.4) < 0.05
+    assert lenient == answers(flip_fraction=0.4, flip_towards="yes")  # deterministic across instances
+
+    strict = answers(flip_fraction=0.4, flip_towards="no")
+    assert not any(strict[pair] for pair in negatives)  # a false label is never flipped to "yes"
+    assert abs(sum(not strict[pair] for pair in positives) / len(positives) - 0.4) < 0.05
+    assert strict == answers(flip_fraction=0.4, flip_towards="no")
+
+    # "both" is the behaviour from before the option: the default, flipping either way at the same share ...
+    both = answers(flip_fraction=0.4, flip_towards="both")
+    assert both == answers(flip_fraction=0.4)
+    assert abs(sum(both[p] != truth[p] for p in truth) / len(truth) - 0.4) < 0.05
+    # ... and the one-sided modes flip exactly its flipped pairs of their side.
+    assert {p for p in truth if lenient[p] != truth[p]} == {p for p in negatives if both[p] != truth[p]}
+    assert {p for p in truth if strict[p] != truth[p]} == {p for p in positives if both[p] != truth[p]}
+    assert answers(flip_towards="yes") == answers(flip_towards="no") == truth  # nothing to flip at 0
+
+
+def test_oracle_both_keeps_the_answers_names_and_cache_namespace_of_before():
+    import hashlib
+
+    from st_lmtx.teacher.cache import namespace_of
+
+    labels, docs = _oracle_corpus(10, 8)
+    teacher = OracleTeacher(labels, docs, flip_fraction=0.2, seed=1)
+    explicit = OracleTeacher(labels, docs, flip_fraction=0.2, seed=1, flip_towards="both")
+    # The configuration (the cache namespace and the run fingerprint) is exactly the one from before the option.
+    before = {"backend": "oracle", "model": "oracle-flip0.2", "flip_fraction": 0.2, "seed": 1}
+    assert teacher.config() == explicit.config() == before
+    assert teacher.namespace == explicit.namespace == namespace_of(before)
+    assert teacher.model_name == "oracle-flip0.2" and OracleTeacher(labels, docs).model_name == "oracle"
+    # The answers are the formula from before: truth XOR (hash of seed, doc, label below the fraction).
+    for (i, j), yes in _oracle_answers(explicit, docs, labels).items():
+        doc, label = docs.texts[i], labels.texts[j]
+        digest = hashlib.sha256(f"1\0{doc}\0{label}".encode()).digest()
+        assert yes == ((j in docs.targets[i]) != (int.from_bytes(digest[:8], "big") / 2**64 < 0.2))
+
+    lenient = OracleTeacher(labels, docs, flip_fraction=0.4, flip_towards="yes")
+    strict = OracleTeacher(labels, docs, flip_fraction=0.4, flip_towards="no")
+    assert lenient.model_name == "oracle-flip0.4-yes" and strict.model_name == "oracle-flip0.4-no"
+    assert lenient.config()["flip_towards"] == "yes" and strict.config()["flip_towards"] == "no"
+    # Same fraction and seed, another direction: another namespace, so cached answers never mix.
+    both = OracleTeacher(labels, docs, flip_fraction=0.4)
+    assert len({lenient.namespace, strict.namespace, both.namespace}) == 3
+    zero = OracleTeacher(labels, docs, flip_towards="yes")
+    assert zero.namespace != OracleTeacher(labels, docs).namespace
+
+    with pytest.raises(ValueError, match="'both', 'yes', 'no'"):
+        OracleTeacher(labels, docs, flip_fraction=0.4, flip_towards="up")
+
+
+def test_oracle_spec_strings():
+    from st_lmtx.teacher import make_teacher
+    from st_lmtx.teacher.factory import TeacherConfigError
+
+    labels, docs = _oracle_corpus(20, 10)
+
+    def build(spec):
+        return make_teacher(spec, labels=labels, documents=docs, show_progress_bar=False)
+
+    lenient = build("oracle:0.4:yes")
+    assert isinstance(lenient, OracleTeacher)
+    assert (lenient.flip_fraction, lenient.flip_towards, lenient.model_name) == (0.4, "yes", "oracle-flip0.4-yes")
+    direct = OracleTeacher(labels, docs, flip_fraction=0.4, flip_towards="yes")
+    assert lenient.config() == direct.config()
+    assert _oracle_answers(lenient, docs, labels) == _oracle_answers(direct, docs, labels)
+    assert build("oracle:0.3:no").config() == OracleTeacher(labels, docs, flip_fraction=0.3, flip_towards="no").config()
+    # The specs from before the option build the teachers they built then.
+    before = OracleTeacher(labels, docs, flip_fraction=0.2).config()
+    assert build("oracle:0.2").config() == build("oracle:0.2:both").config() == before
+    assert build("oracle").config() == OracleTeacher(labels, docs).config()
+
+    for bad, why in [("oracle:0.4:up", "'up' is not a flip direction"), ("oracle:abc", "'abc' is not a fraction"),
+                     ("oracle:1.5", r"in \[0, 1\]"), ("oracle:0.4:yes:1", r"oracle:FRACTION:both\|yes\|no"),
+                     ("oracle:", "'' is not a fraction")]:  # fmt: skip
+        with pytest.raises(TeacherConfigError, match=why):
+            build(bad)
+    with pytest.raises(TeacherConfigError, match="unknown teacher"):
+        build("oracles")

@@ -40,8 +40,9 @@ def make_teacher(
 ) -> Teacher:
     """``spec``: an http(s) URL (or several, comma-separated) for :class:`OpenAITeacher`; ``local`` for the
     in-process llama.cpp scorer; ``local-server`` for llama.cpp's server started for you; a path ending in
-    ``.gguf`` for either local teacher with that model; ``oracle`` / ``oracle:0.2`` for ground truth (with a
-    flipped fraction; needs ``labels`` and ``documents`` with ground truth)."""
+    ``.gguf`` for either local teacher with that model; ``oracle`` / ``oracle:0.2`` / ``oracle:0.4:yes`` for
+    ground truth (with a flipped fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``,
+    see :class:`OracleTeacher`; needs ``labels`` and ``documents`` with ground truth)."""
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher
     from st_lmtx.teacher.openai_teacher import OpenAITeacher
@@ -51,13 +52,13 @@ def make_teacher(
         urls = [u.strip() for u in spec.split(",") if u.strip()]
         name = model or os.environ.get(TEACHER_MODEL_ENV) or _discover_model(urls[0], kwargs.get("api_key"))
         return OpenAITeacher(name, base_url=urls, **kwargs)
-    if spec.startswith("oracle"):
+    if spec == "oracle" or spec.startswith("oracle:"):
+        flip, towards = _parse_oracle(spec)
         if labels is None or documents is None:
             raise TeacherConfigError("the oracle teacher needs the labels and the documents with ground truth")
-        flip = float(spec.split(":", 1)[1]) if ":" in spec else 0.0
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
-        return OracleTeacher(labels, documents, flip_fraction=flip, **kwargs)
+        return OracleTeacher(labels, documents, flip_fraction=flip, flip_towards=towards, **kwargs)
     if spec in ("local", "local-server") or spec.endswith(".gguf"):
         path = spec if spec.endswith(".gguf") else model
         if spec == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
@@ -67,6 +68,27 @@ def make_teacher(
         kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY + _RATE_LIMITS}
         return LlamaCppTeacher(model_path=path, **kwargs)
     raise TeacherConfigError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, a .gguf path or oracle")
+
+
+def _parse_oracle(spec: str) -> tuple[float, str]:
+    """``oracle[:FRACTION[:both|yes|no]]`` -> (flip fraction, flip direction)."""
+    from st_lmtx.teacher.oracle import OracleTeacher
+
+    parts = spec.split(":")
+    directions = "|".join(OracleTeacher.FLIP_TOWARDS)
+    usage = f"use oracle, oracle:FRACTION or oracle:FRACTION:{directions} (e.g. oracle:0.4:yes)"
+    if len(parts) > 3:
+        raise TeacherConfigError(f"bad oracle teacher {spec!r}: {usage}")
+    try:
+        flip = float(parts[1]) if len(parts) > 1 else 0.0
+    except ValueError:
+        raise TeacherConfigError(f"bad oracle teacher {spec!r}: {parts[1]!r} is not a fraction; {usage}") from None
+    if not 0.0 <= flip <= 1.0:  # also rejects nan
+        raise TeacherConfigError(f"bad oracle teacher {spec!r}: the flipped fraction must be in [0, 1]; {usage}")
+    towards = parts[2] if len(parts) > 2 else "both"
+    if towards not in OracleTeacher.FLIP_TOWARDS:
+        raise TeacherConfigError(f"bad oracle teacher {spec!r}: {towards!r} is not a flip direction; {usage}")
+    return flip, towards
 
 
 def _warn_unlimited(spec: str, kwargs: dict[str, Any]) -> None:
