@@ -23,8 +23,7 @@ model: install
 
 demo: model
 	$(BIN)/st-lmtx train --data $(DATA) --teacher local --output $(DEMO_OUT) \
-		--max-docs 60 --rounds 2 --patience 2 --dev-size 30 \
-		--positives top-yes --batch-size 16 --epochs-per-round 2 --warmup 0.1 --continue-rounds
+		--max-docs 60 --rounds 2 --patience 2 --dev-size 30
 
 test: model
 	LMTX_REQUIRE_LOCAL_TEACHER=1 $(BIN)/python -m pytest -q

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
 from st_lmtx.teacher.prompts import DEFAULT_PROMPT, PROMPTS
 
 DATA_ENV = "LMTX_DATA"
@@ -139,7 +140,8 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher", default=None,
                    help="an OpenAI-compatible base URL (comma-separate several), 'local' (in-process llama.cpp, "
                         "graded p(yes)), 'local-server' (llama.cpp's server, started for you), a .gguf path, or "
-                        "'oracle' / 'oracle:0.2' (ground truth, evaluation only). Default: $LMTX_TEACHER_URL, "
+                        "'oracle' / 'oracle:0.2' / 'oracle:0.4:yes' (ground truth, evaluation only; that share of "
+                        "answers flipped, optionally only towards yes or no). Default: $LMTX_TEACHER_URL, "
                         "else the local model when fetched")  # fmt: skip
     g.add_argument("--teacher-model", default=None, help="the model name an endpoint serves, or a .gguf path")
     g.add_argument("--mode", choices=["pointwise", "listwise"], default="pointwise")
@@ -260,6 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         positives=args.positives,
         positive_threshold=args.threshold,
         hard_negatives=args.hard_negatives,
+        recipe=args.recipe,
         accumulate_judgments=args.accumulate_judgments,
         max_docs=args.max_docs,
         margin=args.margin,
@@ -269,7 +272,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup,
         batch_size=args.batch_size,
         epochs_per_round=args.epochs_per_round,
-        restart_from_base=not args.continue_rounds,
+        min_steps_per_round=args.min_steps_per_round,
+        restart_from_base=None if args.continue_rounds is None else not args.continue_rounds,
         max_rounds=args.rounds,
         dev_size=args.dev_size,
         patience=args.patience,
@@ -399,23 +403,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--output", required=True)
     p.add_argument("--max-docs", type=int, default=None)
-    p.add_argument("--rounds", type=int, default=6, help="at most this many rounds")
-    p.add_argument("--dev-size", type=int, default=800)
-    p.add_argument("--patience", type=int, default=1)
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=list(RECIPES),
+                   help="preset of the settings below marked (recipe); a flag given explicitly wins over it")
+    p.add_argument("--rounds", type=int, default=None, help="(recipe) at most this many rounds")
+    p.add_argument("--dev-size", type=int, default=None, help="(recipe)")
+    p.add_argument("--patience", type=int, default=None, help="(recipe)")
     p.add_argument("--k", type=int, default=10, help="shortlist size")
-    p.add_argument("--positives", default="random-yes", choices=["random-yes", "top-yes", "score-weighted"])
+    p.add_argument("--positives", default=None, choices=["random-yes", "top-yes", "score-weighted"], help="(recipe)")
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")
     p.add_argument("--hard-negatives", action="store_true")
-    p.add_argument("--accumulate-judgments", action="store_true",
-                   help="choose positives among every label judged so far, not only the current shortlist")
+    p.add_argument("--accumulate-judgments", action=argparse.BooleanOptionalAction, default=None,
+                   help="(recipe) choose positives among every label judged so far, not only the current shortlist")
     p.add_argument("--margin", type=float, default=0.3)
     p.add_argument("--num-negatives", type=int, default=10)
-    p.add_argument("--softmax-weighting", action="store_true")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--warmup", type=float, default=100, help="steps, or a fraction of the round's steps if < 1")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--epochs-per-round", type=int, default=1)
-    p.add_argument("--continue-rounds", action="store_true", help="train each round from the last round's model")
+    p.add_argument("--softmax-weighting", action=argparse.BooleanOptionalAction, default=None, help="(recipe)")
+    p.add_argument("--lr", type=float, default=None, help="(recipe)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="(recipe) steps, or a fraction of the round's steps if < 1")
+    p.add_argument("--batch-size", type=int, default=None, help="(recipe) the largest global batch")
+    p.add_argument("--epochs-per-round", type=int, default=None, help="(recipe)")
+    p.add_argument("--min-steps-per-round", type=int, default=None,
+                   help="(recipe) a smaller round shrinks its batch, then takes more passes, to train this many steps")
+    p.add_argument("--continue-rounds", action=argparse.BooleanOptionalAction, default=None,
+                   help="(recipe) train each round from the last round's model (--no-continue-rounds: from the base)")
     p.add_argument("--max-seq-length", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
     _add_teacher_options(p)

@@ -114,6 +114,8 @@ def render_model_card(summary: dict[str, Any]) -> str:
         + (f", `{teacher['prompt']}` prompt" if teacher.get("prompt") else "")
         + ")",
         f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']}",
+        f"- Recipe: `{summary['args'].get('recipe', 'reference')}` (`st_lmtx.recipes.RECIPES`; the settings it "
+        "filled, and any given explicitly, are in `lmtx_run.json`)",
         f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "
         f"{summary['args'].get('restart_from_base')}",
         f"- Loss: `LMTXTripletLoss` {summary.get('loss', {})}",

@@ -85,3 +85,18 @@ def test_quiet_is_accepted_after_the_subcommand_and_silences_the_bars(toy_lfxmc,
     captured = capsys.readouterr()
     assert code == 0 and json.loads(captured.out)["pairs"] == 16
     assert captured.err == ""  # no progress bar (ours or transformers' weight loading), no info log
+
+
+def test_train_recipe_flag_and_explicit_flags_over_it(toy_lfxmc, tiny_model_dir, tmp_path):
+    def train(out, *extra):
+        assert main(["-q", "train", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--teacher", "oracle",
+                     "--output", str(out), "--rounds", "1", "--k", "3", "--dev-size", "4", *extra]) == 0  # fmt: skip
+        return json.loads((out / "lmtx_run.json").read_text())["args"]
+
+    best = train(tmp_path / "best")
+    assert (best["recipe"], best["positives"], best["restart_from_base"], best["min_steps_per_round"]) == (
+        "best", "top-yes", False, 8)
+    ref = train(tmp_path / "ref", "--recipe", "reference", "--continue-rounds", "--softmax-weighting")
+    assert (ref["recipe"], ref["positives"], ref["warmup_steps"], ref["restart_from_base"], ref["softmax_weighting"]) == (
+        "reference", "random-yes", 100, False, True)
+    assert (tmp_path / "best" / "README.md").read_text().count("Recipe: `best`") == 1

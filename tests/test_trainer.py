@@ -196,12 +196,12 @@ def test_resume_accepts_settings_added_later_at_their_default(tiny_model_dir, to
     LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, max_rounds=1)).fit(docs)
     state_path = out / "lmtx-work" / "state.json"
     state = json.loads(state_path.read_text())
-    del state["fingerprint"]["args"]["accumulate_judgments"]  # as written by a version without the setting
+    del state["fingerprint"]["args"]["min_steps_per_round"]  # as written by a version without the setting
     state_path.write_text(json.dumps(state))
     LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, max_rounds=1)).fit(docs)
-    with pytest.raises(RuntimeError, match=r"args \(accumulate_judgments\)"):
+    with pytest.raises(RuntimeError, match=r"args \(min_steps_per_round\)"):
         LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
-                    args=args(out, max_rounds=1, accumulate_judgments=True)).fit(docs)  # fmt: skip
+                    args=args(out, max_rounds=1, min_steps_per_round=0)).fit(docs)  # fmt: skip
 
 
 def test_the_metrics_plot_legend_covers_no_point(tmp_path):
@@ -229,3 +229,49 @@ def test_hnsw_ef_search_reaches_the_index_and_bad_values_are_refused(tiny_model_
     assert trainer.index_config.ef_search == 512
     with pytest.raises(ValueError, match="hnsw_ef_search must be >= 1"):
         args(tmp_path / "p", hnsw_ef_search=0)
+
+
+def test_recipes_fill_only_the_settings_left_unset():
+    from st_lmtx.recipes import RECIPES
+
+    best = LMTXArguments()
+    assert best.recipe == "best" and all(getattr(best, k) == v for k, v in RECIPES["best"].items())
+    assert (best.positives, best.accumulate_judgments, best.restart_from_base, best.softmax_weighting,
+            best.warmup_steps, best.min_steps_per_round) == ("top-yes", True, False, True, 0.1, 8)  # fmt: skip
+    ref = LMTXArguments(recipe="reference")
+    assert (ref.positives, ref.accumulate_judgments, ref.restart_from_base, ref.softmax_weighting, ref.warmup_steps,
+            ref.min_steps_per_round, ref.dev_size, ref.max_rounds) == ("random-yes", False, True, False, 100, 0, 800, 6)  # fmt: skip
+    mixed = LMTXArguments(recipe="reference", positives="top-yes", restart_from_base=False)
+    assert (mixed.positives, mixed.restart_from_base, mixed.warmup_steps) == ("top-yes", False, 100)
+    # The recipe's name is not part of a run's identity: the settings it filled in are.
+    assert "recipe" not in best.run_defining() and mixed.run_defining()["positives"] == "top-yes"
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        LMTXArguments(recipe="fast")
+
+
+@pytest.mark.parametrize(
+    "pairs, expected",
+    [(5000, (128, 1, 40)), (900, (128, 1, 8)), (280, (35, 1, 8)), (100, (32, 3, 10)), (10, (11, 9, 9))],
+)
+def test_a_small_round_still_trains_its_minimum_steps(pairs, expected):
+    from st_lmtx.trainer.training import round_schedule
+
+    s = round_schedule(pairs, LMTXArguments())
+    assert (s.batch_size, s.epochs, s.steps) == expected and s.steps >= 8
+    # The reference recipe takes batch and passes as given: 280 pairs are 3 steps, short of its 100 warmup steps.
+    s = round_schedule(280, LMTXArguments(recipe="reference"))
+    assert (s.batch_size, s.epochs, s.steps) == (128, 1, 3)
+    s = round_schedule(40, LMTXArguments(batch_size=16, min_steps_per_round=0))  # scaling off: as given
+    assert (s.batch_size, s.epochs, s.steps) == (16, 1, 3)
+
+
+def test_fit_trains_a_small_round_on_its_schedule(tiny_model_dir, toy_lfxmc, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "run"
+    a = LMTXArguments(output_dir=str(out), max_rounds=1, dev_size=4, shortlist_k=3, show_progress_bar=False)
+    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=a).fit(docs)
+    one = json.loads((out / "lmtx_run.json").read_text())["rounds"][1]
+    usable = one["pseudo_labels"]["documents_with_yes"]
+    # 8 toy documents: the batch floor is num_negatives + 1 = 11, so enough passes for 8 steps of 11.
+    assert one["schedule"] == {"batch_size": 11, "epochs": -(-8 * 11 // usable), "steps": one["schedule"]["steps"]}
+    assert one["training_pairs"] == usable * one["schedule"]["epochs"] and one["schedule"]["steps"] >= 8

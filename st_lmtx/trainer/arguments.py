@@ -1,4 +1,4 @@
-"""LMTXArguments: everything that configures an LMTX run."""
+"""LMTXArguments: everything that configures an LMTX run, and the named recipes that fill its defaults."""
 
 from __future__ import annotations
 
@@ -6,29 +6,44 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from st_lmtx.pseudo_labels import POLICIES
+from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
 
 
 @dataclass
 class LMTXArguments:
-    """Everything that configures an LMTX run; defaults are the reference code's.
+    """Everything that configures an LMTX run.
+
+    ``recipe`` names a preset (:data:`RECIPES`) that fills every recipe setting left at ``None``: ``"best"``
+    (the default, the best recipe measured here) or ``"reference"`` (the paper's code). Settings given
+    explicitly win over the recipe::
+
+        LMTXArguments()                                   # the best recipe
+        LMTXArguments(recipe="reference")                 # the reference code's settings
+        LMTXArguments(recipe="reference", positives="top-yes")
 
     Args:
         output_dir: the run's folder; its root becomes the final model.
+        recipe: the preset of the settings marked (recipe) below.
         shortlist_k: labels shortlisted per document and judged by the teacher (paper: 10).
-        positives: ``random-yes`` (reference), ``top-yes`` or ``score-weighted`` (see :mod:`st_lmtx.pseudo_labels`).
+        positives: (recipe) ``random-yes`` (reference), ``top-yes`` or ``score-weighted`` (see
+            :mod:`st_lmtx.pseudo_labels`).
         positive_threshold: minimum teacher score of a usable positive.
         hard_negatives: add one teacher "no" label per document as a hard negative (paper: hurts; off).
         max_docs: train on a random sample of at most this many documents (paper: 30,000 on large sets).
-        margin / num_negatives / softmax_weighting / temperature: :class:`LMTXTripletLoss`.
-        learning_rate / warmup_steps / batch_size / weight_decay / max_grad_norm: the optimiser (AdamW,
-            linear decay); ``warmup_steps`` below 1 is a fraction of the round's steps.
-        accumulate_judgments: choose positives among every label judged for a document so far, not only
-            among the current round's shortlist (the reference uses the current shortlist).
-        epochs_per_round: passes over the round's pseudo-labels (a fresh positive draw each pass).
-        restart_from_base: train every round from the base model (reference) instead of the last round's.
-        max_rounds: curriculum rounds at most (reference: 6).
-        dev_size: training documents on which the teacher judges each round's top-1 (reference: 800).
-        patience: rounds without LLM-judged P@1 improvement before stopping (reference: 1).
+        margin / num_negatives / softmax_weighting (recipe) / temperature: :class:`LMTXTripletLoss`.
+        learning_rate / warmup_steps / batch_size (recipe) / weight_decay / max_grad_norm: the optimiser
+            (AdamW, linear decay); ``warmup_steps`` below 1 is a fraction of the round's steps.
+        min_steps_per_round: (recipe) a round trains at least this many optimiser steps however few documents
+            it has: the batch shrinks (not below ``num_negatives + 1``, nor 32) and then the round takes more
+            passes (:func:`round_schedule`). 0: ``batch_size`` and ``epochs_per_round`` as given.
+        accumulate_judgments: (recipe) choose positives among every label judged for a document so far, not
+            only among the current round's shortlist (the reference uses the current shortlist).
+        epochs_per_round: (recipe) passes over the round's pseudo-labels (a fresh positive draw each pass).
+        restart_from_base: (recipe) train every round from the base model (reference) instead of the last
+            round's.
+        max_rounds: (recipe) curriculum rounds at most (reference: 6).
+        dev_size: (recipe) training documents on which the teacher judges each round's top-1 (reference: 800).
+        patience: (recipe) rounds without LLM-judged P@1 improvement before stopping (reference: 1).
         max_seq_length: truncate documents to this many tokens (None: the model's own).
         eval_k: cut-offs of the evaluation metrics.
         seed: seeds the samples, the positive draws and training.
@@ -41,26 +56,28 @@ class LMTXArguments:
     """
 
     output_dir: str = "lmtx-output"
+    recipe: str = DEFAULT_RECIPE
     shortlist_k: int = 10
-    positives: str = "random-yes"
+    positives: str | None = None
     positive_threshold: float = 0.0
     hard_negatives: bool = False
-    accumulate_judgments: bool = False
+    accumulate_judgments: bool | None = None
     max_docs: int | None = None
     margin: float = 0.3
     num_negatives: int = 10
-    softmax_weighting: bool = False
+    softmax_weighting: bool | None = None
     temperature: float = 0.1
-    learning_rate: float = 2e-4
-    warmup_steps: float = 100
-    batch_size: int = 128
+    learning_rate: float | None = None
+    warmup_steps: float | None = None
+    batch_size: int | None = None
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    epochs_per_round: int = 1
-    restart_from_base: bool = True
-    max_rounds: int = 6
-    dev_size: int = 800
-    patience: int = 1
+    epochs_per_round: int | None = None
+    min_steps_per_round: int | None = None
+    restart_from_base: bool | None = None
+    max_rounds: int | None = None
+    dev_size: int | None = None
+    patience: int | None = None
     max_seq_length: int | None = None
     eval_k: tuple[int, ...] = (1, 3, 5, 10)
     seed: int = 42
@@ -71,11 +88,18 @@ class LMTXArguments:
     training_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.positives not in POLICIES:
             raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
         for name in ("shortlist_k", "batch_size", "max_rounds", "epochs_per_round", "patience", "hnsw_ef_search"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_steps_per_round < 0 or self.dev_size < 0:
+            raise ValueError("min_steps_per_round and dev_size must be >= 0")
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError("max_docs must be >= 1")
         self.eval_k = tuple(self.eval_k)
@@ -83,11 +107,12 @@ class LMTXArguments:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    # What must match for a run to be resumed (changing e.g. max_rounds or dev metrics is fine).
+    # What must match for a run to be resumed (changing e.g. max_rounds or dev metrics is fine). The recipe's
+    # name is not: the settings it filled in are.
     _RUN_DEFINING = (
         "shortlist_k", "positives", "positive_threshold", "hard_negatives", "accumulate_judgments", "max_docs",
         "margin", "num_negatives", "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
-        "epochs_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
+        "epochs_per_round", "min_steps_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
     )  # fmt: skip
 
     def run_defining(self) -> dict[str, Any]:

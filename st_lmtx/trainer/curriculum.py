@@ -24,12 +24,13 @@ from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.trainer.arguments import LMTXArguments
 from st_lmtx.trainer.round_files import RoundFolder, load_saved_model
+from st_lmtx.trainer.training import RoundSchedule, round_schedule
 
 logger = logging.getLogger(__name__)
 
 BASE_MODEL_DIR = "base-model"
-# train(model, dataset, round folder) -> seconds; trains the model in place.
-TrainFunction = Callable[[SentenceTransformer, Dataset, Path], float]
+# train(model, dataset, round folder, global batch size) -> seconds; trains the model in place.
+TrainFunction = Callable[[SentenceTransformer, Dataset, Path, int], float]
 
 
 class CurriculumRound:
@@ -50,13 +51,13 @@ class CurriculumRound:
         pseudo, flags = self.pseudo_labels(folder, shortlist)
         stats = pseudo.stats() | flags
         logger.info("Round %d pseudo-labels: %s", r, stats)
-        pairs, dataset = self.training_pairs(r, pseudo)
+        pairs, dataset, schedule = self.training_pairs(r, pseudo)
         model = self.model(0) if args.restart_from_base or r == 1 else previous
-        train_seconds = self.train(model, dataset, folder.path)
+        train_seconds = self.train(model, dataset, folder.path, schedule.batch_size)
         folder.save_model(model)
 
         record: dict[str, Any] = {"round": r, "pseudo_labels": stats, "training_pairs": len(dataset),
-                                  "train_seconds": train_seconds}  # fmt: skip
+                                  "schedule": schedule.to_dict(), "train_seconds": train_seconds}  # fmt: skip
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
             record["pseudo_label_precision"] = pseudo_label_precision(pairs, pseudo, self.train_docs)
         record |= self.measure(r, model)
@@ -110,15 +111,22 @@ class CurriculumRound:
         saved = folder.load_pseudo_labels()
         return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
 
-    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset]:
+    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule]:
+        """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass)."""
         a = self.args
         selection = SelectionConfig(positives=a.positives, threshold=a.positive_threshold, hard_negatives=a.hard_negatives,
-                                    epochs=a.epochs_per_round, seed=a.seed + r)  # fmt: skip
-        pairs = select_pairs(pseudo, len(self.labels), selection)
-        dataset = pairs_to_dataset(pairs, self.train_docs, self.labels)
-        if len(dataset) == 0:
+                                    epochs=1, seed=a.seed + r)  # fmt: skip
+        usable = len(select_pairs(pseudo, len(self.labels), selection))
+        if usable == 0:
             raise RuntimeError(f"round {r}: the teacher said yes to no shortlisted label; nothing to train on")
-        return pairs, dataset
+        schedule = round_schedule(usable, a)
+        if schedule.batch_size != a.batch_size or schedule.epochs != a.epochs_per_round:
+            logger.info("Round %d: %d documents with a positive; training %d pass(es) at batch %d (%d steps) to "
+                        "reach min_steps_per_round=%d", r, usable, schedule.epochs, schedule.batch_size,
+                        schedule.steps, a.min_steps_per_round)  # fmt: skip
+        selection.epochs = schedule.epochs
+        pairs = select_pairs(pseudo, len(self.labels), selection)
+        return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule
 
     def measure(self, r: int, model: SentenceTransformer) -> dict[str, Any]:
         """The teacher judges the new top-1 on the dev sample (the stop rule); ground truth when given."""

@@ -171,11 +171,12 @@ class LMTXTrainer:
         return model
 
     def _trainer_for(self, processes: Processes):
-        def train(model: SentenceTransformer, dataset: Dataset, folder: Path) -> float:
+        def train(model: SentenceTransformer, dataset: Dataset, folder: Path, batch_size: int) -> float:
             # The others receive the round's pairs and train with this process (DDP starts them from its weights).
-            processes.send({"round": folder.name, "pairs": dataset.to_dict()})
+            processes.send({"round": folder.name, "pairs": dataset.to_dict(), "batch_size": batch_size})
             self._training = True
-            seconds = train_round(model, dataset, self.args, folder, processes.world_size, is_main=True)
+            seconds = train_round(model, dataset, self.args, folder, processes.world_size, is_main=True,
+                                  batch_size=batch_size)  # fmt: skip
             self._training = False
             return seconds
 
@@ -194,7 +195,7 @@ class LMTXTrainer:
                 # On one machine (or a shared file system) the best round's model; else the last one trained.
                 return SentenceTransformer(str(folder), device=str(model.device)) if folder.exists() else model
             train_round(model, Dataset.from_dict(message["pairs"]), self.args, self.work_dir / message["round"],
-                        processes.world_size, is_main=False)  # fmt: skip
+                        processes.world_size, is_main=False, batch_size=message["batch_size"])  # fmt: skip
 
     def _write_final(self, model: SentenceTransformer, state: RunState, has_eval: bool) -> None:
         write_final_folder(self.output_dir, model, self.labels, state, self.args, self.index_config,

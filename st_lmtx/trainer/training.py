@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -18,23 +21,58 @@ from st_lmtx.trainer.arguments import LMTXArguments
 logger = logging.getLogger(__name__)
 
 
+# A round's batch never shrinks below this: in-batch negatives need company.
+MIN_SCALED_BATCH = 32
+
+
+@dataclass(frozen=True)
+class RoundSchedule:
+    """How a round trains: the global batch, the passes over its pairs and the optimiser steps they make."""
+
+    batch_size: int
+    epochs: int
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def round_schedule(pairs_per_epoch: int, args: LMTXArguments) -> RoundSchedule:
+    """The round's batch and passes, so that it trains at least ``args.min_steps_per_round`` steps.
+
+    A small round first gets a smaller batch (down to 32, or its pair count if smaller, but never below
+    ``num_negatives + 1`` nor above ``batch_size``), then more passes, each with a fresh draw of positives. With ``min_steps_per_round=0``
+    it is ``batch_size`` and ``epochs_per_round`` as given. Example: 280 pairs, batch 128, 8 minimum steps
+    -> batch 35, one pass, 8 steps (instead of 3 steps, too few for any warmup to end).
+    """
+    batch, epochs, wanted = args.batch_size, args.epochs_per_round, args.min_steps_per_round
+    n = max(pairs_per_epoch, 1)
+    if wanted and math.ceil(n * epochs / batch) < wanted:
+        floor = min(batch, max(min(MIN_SCALED_BATCH, n), args.num_negatives + 1))
+        batch = max(floor, min(batch, math.ceil(n * epochs / wanted)))
+        epochs = max(epochs, math.ceil(wanted * batch / n))
+    return RoundSchedule(batch, epochs, math.ceil(n * epochs / batch))
+
+
 def make_loss(model: SentenceTransformer, args: LMTXArguments) -> LMTXTripletLoss:
     return LMTXTripletLoss(model, margin=args.margin, num_negatives=args.num_negatives,
                            softmax_weighting=args.softmax_weighting, temperature=args.temperature)  # fmt: skip
 
 
 def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArguments, output_dir: Path,
-                world_size: int = 1, is_main: bool = True) -> float:  # fmt: skip
-    """Train ``model`` in place for one pass over ``dataset``; returns the seconds it took.
+                world_size: int = 1, is_main: bool = True, batch_size: int | None = None) -> float:  # fmt: skip
+    """Train ``model`` in place for one pass over ``dataset`` (its rows already hold the round's passes);
+    returns the seconds it took. ``batch_size``: the round's global batch (default ``args.batch_size``).
 
-    With several processes, ``batch_size`` stays the global batch (each process takes its share), so a recipe
+    With several processes, the batch stays the global batch (each process takes its share), so a recipe
     means the same number of steps at any process count; in-batch negatives come from each process's share.
     """
     set_seed(args.seed)
-    per_device = max(1, args.batch_size // world_size)
-    if args.batch_size % world_size:
+    batch_size = batch_size or args.batch_size
+    per_device = max(1, batch_size // world_size)
+    if batch_size % world_size:
         logger.warning("batch_size=%d is not a multiple of %d processes: the global batch is %d",
-                       args.batch_size, world_size, per_device * world_size)  # fmt: skip
+                       batch_size, world_size, per_device * world_size)  # fmt: skip
     steps = -(-len(dataset) // (per_device * world_size))
     if args.warmup_steps >= 1 and args.warmup_steps > steps:
         logger.warning(

@@ -1,0 +1,29 @@
+"""Named recipes: presets of the :class:`LMTXArguments` settings that decide how a run trains.
+
+Kept free of heavy imports so that the command line can list them without loading torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The settings a recipe decides; any of them given explicitly wins over the recipe.
+RECIPES: dict[str, dict[str, Any]] = {
+    # The reference code (xmc-aalto/LMTX): a random "yes" per use, every round from the base model, the mean
+    # over the hardest in-batch negatives, 100 warmup steps, no scaling of the round to its size.
+    "reference": {
+        "positives": "random-yes", "accumulate_judgments": False, "restart_from_base": True,
+        "softmax_weighting": False, "learning_rate": 2e-4, "warmup_steps": 100, "batch_size": 128,
+        "epochs_per_round": 1, "min_steps_per_round": 0, "dev_size": 800, "patience": 1, "max_rounds": 6,
+    },
+    # The best recipe measured here (BENCHMARKS.md, Reuters with the local 1.5B teacher and the oracles): the
+    # teacher's most confident "yes" as the only positive, judgments kept across rounds, each round continuing
+    # from the last, softmax weighting of the violating negatives, warmup as a share of the round, and a round
+    # of any size trains at least ``min_steps_per_round`` steps.
+    "best": {
+        "positives": "top-yes", "accumulate_judgments": True, "restart_from_base": False,
+        "softmax_weighting": True, "learning_rate": 2e-4, "warmup_steps": 0.1, "batch_size": 128,
+        "epochs_per_round": 1, "min_steps_per_round": 8, "dev_size": 800, "patience": 1, "max_rounds": 6,
+    },
+}  # fmt: skip
+DEFAULT_RECIPE = "best"
