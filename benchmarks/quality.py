@@ -43,13 +43,12 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 COMMON: dict[str, Any] = {"max_docs": 1000, "max_rounds": 3, "dev_size": 300, "patience": 3, "seed": 42}
 RECIPES: dict[str, dict[str, Any]] = {
-    # The reference code's recipe; warmup as a fraction, because 100 warmup steps exceed a whole round here.
-    "reference": {"positives": "random-yes", "restart_from_base": True, "batch_size": 128, "learning_rate": 2e-4,
-                  "warmup_steps": 0.1, "softmax_weighting": True},
-    # The teacher's highest-p(yes) "yes" as the only positive, judgments accumulated over rounds, each round
-    # continuing from the last one; loss and optimiser as the reference (batch 128 beat 32 in round-1 trials).
-    "best": {"positives": "top-yes", "accumulate_judgments": True, "restart_from_base": False, "batch_size": 128,
-             "learning_rate": 2e-4, "warmup_steps": 0.1, "softmax_weighting": True},
+    # The reference code's recipe (st_lmtx.recipes), with warmup as a fraction because 100 warmup steps exceed a
+    # whole round here, and the reference scripts' softmax weighting of the violating negatives.
+    "reference": {"recipe": "reference", "warmup_steps": 0.1, "softmax_weighting": True},
+    # The package's default recipe: the teacher's highest-p(yes) "yes" as the only positive, judgments
+    # accumulated over rounds, each round continuing from the last one (batch 128 beat 32 in round-1 trials).
+    "best": {"recipe": "best"},
 }  # fmt: skip
 TEACHERS = {"local": "local", "oracle": "oracle", "oracle20": "oracle:0.2"}
 METRICS = ["P@1", "P@3", "P@5", "R@5", "R@10", "nDCG@5", "PSP@5"]
@@ -139,8 +138,10 @@ def title_content(labels, train, test) -> dict[str, Any]:
     from st_lmtx import LMTXTripletLoss, XMCEvaluator
     from st_lmtx.models import load_model
 
-    recipe = RECIPES["best"]
-    epochs = recipe.get("epochs_per_round", 1)
+    from st_lmtx import LMTXArguments
+
+    recipe = LMTXArguments(**RECIPES["best"]).to_dict()
+    epochs = recipe["epochs_per_round"]
     path = OUT / "title-content" / "result.json"
     if not path.exists():
         rng = random.Random(COMMON["seed"])

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
+from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES, STOP_SIGNALS
 from st_lmtx.teacher.prompts import DEFAULT_PROMPT, PROMPTS
 
 DATA_ENV = "LMTX_DATA"
@@ -56,8 +56,14 @@ def _table(rows: list[tuple[str, dict[str, float]]], keys: list[str]) -> str:
     head = f"{'':<{width}}  " + "  ".join(f"{k:>7}" for k in keys)
     lines = [head, "-" * len(head)]
     for name, metrics in rows:
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{100 * metrics[k]:7.2f}" for k in keys))
+        lines.append(f"{name:<{width}}  " + "  ".join(_cell(metrics.get(k), k) for k in keys))
     return "\n".join(lines)
+
+
+def _cell(value: float | None, key: str) -> str:
+    if value is None:
+        return f"{'-':>7}"
+    return f"{value:7.2f}" if key.endswith("margin") else f"{100 * value:7.2f}"  # log-odds, else a share in %
 
 
 def _data_dir(args: argparse.Namespace) -> Path | None:
@@ -277,6 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_rounds=args.rounds,
         dev_size=args.dev_size,
         patience=args.patience,
+        stop_metric=args.stop_metric,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
         show_progress_bar=not args.quiet,
@@ -295,8 +302,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if r["round"] == run["best_round"]:
             name += " *"
         rows.append((name, r))
-    dev_rows = [(n, {"LLM-P@1": r["dev"]["llm_P@1"]}) for n, r in rows if "dev" in r]
-    print("\nLLM-judged P@1 on the dev sample of training documents:\n" + _table(dev_rows, ["LLM-P@1"]))
+    # The teacher's view of each round on the dev sample: the reference's P@1 and the run's stop signal.
+    signals = list(dict.fromkeys(["llm_P@1", run["args"].get("stop_metric", "llm_P@1")]))
+    dev_rows = [(n, r["dev"]) for n, r in rows if "dev" in r]
+    print("\nLLM-judged signals on the dev sample of training documents (* = kept, by "
+          f"{signals[-1]}):\n" + _table(dev_rows, signals))
     if eval_docs is not None:
         keys = ["P@1", "P@5", "R@10"]
         print(f"\nGround truth, {eval_path.name} ({len(eval_docs):,} documents), in %:")
@@ -408,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="(recipe) at most this many rounds")
     p.add_argument("--dev-size", type=int, default=None, help="(recipe)")
     p.add_argument("--patience", type=int, default=None, help="(recipe)")
+    p.add_argument("--stop-metric", default=None, choices=list(STOP_SIGNALS),
+                   help="(recipe) the dev signal that picks the kept round and stops the run")
     p.add_argument("--k", type=int, default=10, help="shortlist size")
     p.add_argument("--positives", default=None, choices=["random-yes", "top-yes", "score-weighted"], help="(recipe)")
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")

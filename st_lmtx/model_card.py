@@ -113,7 +113,8 @@ def render_model_card(summary: dict[str, Any]) -> str:
         + (", graded p(yes) scores" if teacher.get("graded") else "")
         + (f", `{teacher['prompt']}` prompt" if teacher.get("prompt") else "")
         + ")",
-        f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']}",
+        f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']} (by "
+        f"`{summary['args'].get('stop_metric', 'llm_P@1')}` on the dev sample)",
         f"- Recipe: `{summary['args'].get('recipe', 'reference')}` (`st_lmtx.recipes.RECIPES`; the settings it "
         "filled, and any given explicitly, are in `lmtx_run.json`)",
         f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The dev signals a run can stop on (computed by st_lmtx.evaluation.llm_judged_evaluator.judged_signals).
+STOP_SIGNALS: tuple[str, ...] = ("llm_P@1", "llm_mean_score", "llm_top1_is_best", "llm_top1_beats_median", "llm_top1_margin")
+
 # The settings a recipe decides; any of them given explicitly wins over the recipe.
 RECIPES: dict[str, dict[str, Any]] = {
     # The reference code (xmc-aalto/LMTX): a random "yes" per use, every round from the base model, the mean
@@ -15,15 +18,18 @@ RECIPES: dict[str, dict[str, Any]] = {
         "positives": "random-yes", "accumulate_judgments": False, "restart_from_base": True,
         "softmax_weighting": False, "learning_rate": 2e-4, "warmup_steps": 100, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 0, "dev_size": 800, "patience": 1, "max_rounds": 6,
+        "stop_metric": "llm_P@1",
     },
     # The best recipe measured here (BENCHMARKS.md, Reuters with the local 1.5B teacher and the oracles): the
     # teacher's most confident "yes" as the only positive, judgments kept across rounds, each round continuing
-    # from the last, softmax weighting of the violating negatives, warmup as a share of the round, and a round
-    # of any size trains at least ``min_steps_per_round`` steps.
+    # from the last, softmax weighting of the violating negatives, warmup as a share of the round, a round of
+    # any size trains at least ``min_steps_per_round`` steps, and the stop rule asks whether the model's top-1
+    # is the teacher's favourite of the top-k (a lenient teacher's "yes" to everything does not blind it).
     "best": {
         "positives": "top-yes", "accumulate_judgments": True, "restart_from_base": False,
         "softmax_weighting": True, "learning_rate": 2e-4, "warmup_steps": 0.1, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 8, "dev_size": 800, "patience": 1, "max_rounds": 6,
+        "stop_metric": "llm_top1_is_best",
     },
 }  # fmt: skip
 DEFAULT_RECIPE = "best"

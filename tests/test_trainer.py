@@ -275,3 +275,22 @@ def test_fit_trains_a_small_round_on_its_schedule(tiny_model_dir, toy_lfxmc, tmp
     # 8 toy documents: the batch floor is num_negatives + 1 = 11, so enough passes for 8 steps of 11.
     assert one["schedule"] == {"batch_size": 11, "epochs": -(-8 * 11 // usable), "steps": one["schedule"]["steps"]}
     assert one["training_pairs"] == usable * one["schedule"]["epochs"] and one["schedule"]["steps"] >= 8
+
+
+def test_the_stop_metric_picks_the_kept_round_and_old_records_fall_back(tmp_path):
+    from st_lmtx.trainer.run_state import RunState
+
+    def dev(p1, best=None):
+        return {"llm_P@1": p1} | ({} if best is None else {"llm_top1_is_best": best})
+
+    state = RunState(tmp_path / "state.json", {}, [], [], stop_metric="llm_top1_is_best")
+    state.rounds = [{"round": 0, "dev": dev(0.90, 0.40)}]
+    # A lenient teacher: llm_P@1 is flat at 0.97 while the model comes to agree with the teacher's choice.
+    for r, (p1, best) in enumerate([(0.97, 0.60), (0.97, 0.71), (0.97, 0.69)], start=1):
+        state.record({"round": r, "dev": dev(p1, best)}, patience=1)
+    assert state.best_round == 2 and state.finished and "llm_top1_is_best" in state.stop_reason
+    old = RunState(tmp_path / "old.json", {}, [], [], stop_metric="llm_top1_is_best")
+    old.rounds = [{"round": 0, "dev": dev(0.5)}, {"round": 1, "dev": dev(0.8)}, {"round": 2, "dev": dev(0.9, 0.1)}]
+    assert old.best() == 2  # round 1 has no llm_top1_is_best on record: every round is ranked on llm_P@1
+    with pytest.raises(ValueError, match="stop_metric must be one of"):
+        LMTXArguments(stop_metric="P@1")

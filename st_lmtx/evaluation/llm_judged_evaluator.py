@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import logging
+import math
+import statistics
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+from st_lmtx.recipes import STOP_SIGNALS
 
 from st_lmtx.shortlist import IndexConfig, ShortlistMiner
 
@@ -11,9 +16,48 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from st_lmtx.inputs import DocumentSet, LabelSet
-    from st_lmtx.teacher.base import Teacher, TeacherUsage
+    from st_lmtx.teacher.base import Judgment, Teacher, TeacherUsage
 
 logger = logging.getLogger(__name__)
+
+# The stop-rule signals judged_signals computes; each is "higher is better".
+SIGNALS: tuple[str, ...] = STOP_SIGNALS
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
+    """What the teacher's judgments of each document's top-k (best first, under the model) say about the model.
+
+    - ``llm_P@1``: the share of documents whose top-1 the teacher calls relevant (the reference's stop rule).
+      A lenient teacher says "yes" to most shortlisted labels, so it saturates near 1 whatever the model.
+    - ``llm_mean_score``: the mean teacher score (p(yes)) of the top-1.
+    - ``llm_top1_is_best``: the share of documents whose top-1 is the label the teacher scores highest among
+      their top-k: agreement with the teacher's *choice*, which a uniformly lenient teacher does not blur.
+    - ``llm_top1_beats_median``: the share whose top-1 scores above the median of the rest of their top-k.
+    - ``llm_top1_margin``: the mean, over documents, of the top-1's log-odds minus the mean log-odds of the
+      top-k (how much the teacher prefers the model's first label to its others).
+
+    The last three need ``k > 1`` (with ``k = 1`` they are left out).
+    """
+    rows = [row for row in rows if row]
+    n = max(len(rows), 1)
+    signals = {
+        "llm_P@1": sum(row[0].verdict == "yes" for row in rows) / n,
+        "llm_mean_score": sum(row[0].score for row in rows) / n,
+    }
+    ranked = [row for row in rows if len(row) > 1]
+    if ranked:
+        m = len(ranked)
+        signals["llm_top1_is_best"] = sum(row[0].score >= max(j.score for j in row) for row in ranked) / m
+        signals["llm_top1_beats_median"] = sum(
+            row[0].score > statistics.median(j.score for j in row[1:]) for row in ranked) / m  # fmt: skip
+        signals["llm_top1_margin"] = sum(
+            _logit(row[0].score) - statistics.fmean(_logit(j.score) for j in row) for row in ranked) / m  # fmt: skip
+    return signals
 
 
 class LLMJudgedEvaluator(BaseEvaluator):
@@ -32,7 +76,8 @@ class LLMJudgedEvaluator(BaseEvaluator):
         P@1 as the teacher judges it, for data with no ground truth: every document's top-1 label under the
         model is sent to the teacher, and
 
-        ``llm_P@1 = |{d : teacher(d, top1(d)) = "yes"}| / |D|``,  ``llm_mean_score = mean_d score(d, top1(d))``
+        ``llm_P@1 = |{d : teacher(d, top1(d)) = "yes"}| / |D|``,  ``llm_mean_score = mean_d score(d, top1(d))``,
+        and, with ``k > 1``, signals that compare the top-1 with the rest of the top-k (:func:`judged_signals`).
 
         LMTX's stop rule compares ``llm_P@1`` between curriculum rounds on a fixed sample of training documents
         (800 in the reference). The teacher's cache makes repeated top-1 labels free.
@@ -80,12 +125,8 @@ class LLMJudgedEvaluator(BaseEvaluator):
         candidates = [[self.labels.texts[j] for j in top.for_doc(i)] for i in range(len(top))]
         result = self.teacher.judge(self.documents.texts, candidates, desc=f"Teacher (dev top-{self.k})")
         self.last_usage = result.usage
-        judged = [row[0] for row in result.judgments if row]
-        metrics = {
-            "llm_P@1": sum(j.verdict == "yes" for j in judged) / max(len(judged), 1),
-            "llm_mean_score": sum(j.score for j in judged) / max(len(judged), 1),
-        }
-        logger.info("LLM-judged P@1 on %d documents: %.4f", len(judged), metrics["llm_P@1"])
+        metrics = judged_signals(result.judgments)
+        logger.info("LLM-judged P@1 on %d documents: %.4f", len(result.judgments), metrics["llm_P@1"])
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS
 from st_lmtx.pseudo_labels import POLICIES
 from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
 
@@ -43,7 +44,10 @@ class LMTXArguments:
             round's.
         max_rounds: (recipe) curriculum rounds at most (reference: 6).
         dev_size: (recipe) training documents on which the teacher judges each round's top-1 (reference: 800).
-        patience: (recipe) rounds without LLM-judged P@1 improvement before stopping (reference: 1).
+        patience: (recipe) rounds without a better ``stop_metric`` before stopping (reference: 1).
+        stop_metric: (recipe) the dev signal that picks the kept round and stops the run, one of
+            :data:`~st_lmtx.evaluation.llm_judged_evaluator.SIGNALS` (reference: ``llm_P@1``; see
+            :func:`~st_lmtx.evaluation.llm_judged_evaluator.judged_signals`).
         max_seq_length: truncate documents to this many tokens (None: the model's own).
         eval_k: cut-offs of the evaluation metrics.
         seed: seeds the samples, the positive draws and training.
@@ -78,6 +82,7 @@ class LMTXArguments:
     max_rounds: int | None = None
     dev_size: int | None = None
     patience: int | None = None
+    stop_metric: str | None = None
     max_seq_length: int | None = None
     eval_k: tuple[int, ...] = (1, 3, 5, 10)
     seed: int = 42
@@ -93,6 +98,8 @@ class LMTXArguments:
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.stop_metric not in SIGNALS:
+            raise ValueError(f"stop_metric must be one of {SIGNALS}, got {self.stop_metric!r}")
         if self.positives not in POLICIES:
             raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
         for name in ("shortlist_k", "batch_size", "max_rounds", "epochs_per_round", "patience", "hnsw_ef_search"):

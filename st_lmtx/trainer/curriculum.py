@@ -131,8 +131,10 @@ class CurriculumRound:
     def measure(self, r: int, model: SentenceTransformer) -> dict[str, Any]:
         """The teacher judges the new top-1 on the dev sample (the stop rule); ground truth when given."""
         # The dev documents' whole shortlist is what the next round asks about them: judged now, it is cached
-        # then. The last possible round has no next round: top-1 only.
-        self.dev.k = 1 if r >= self.args.max_rounds else self.args.shortlist_k
+        # then. The last possible round has no next round: top-1 only, unless the stop signal compares the
+        # top-1 with the rest of the top-k.
+        top1_only = r >= self.args.max_rounds and self.args.stop_metric in ("llm_P@1", "llm_mean_score")
+        self.dev.k = 1 if top1_only else self.args.shortlist_k
         measured: dict[str, Any] = {"dev": self.dev(model)}
         measured["dev_teacher_usage"] = self.dev.last_usage.to_dict()  # the part of the round's usage it took
         if self.xmc is not None:

@@ -33,6 +33,8 @@ class RunState:
     best_round: int | None = None
     finished: bool = False
     stop_reason: str | None = None
+    # Which dev signal ranks the rounds: the run's arguments say, each time it is opened (not persisted).
+    stop_metric: str = "llm_P@1"
 
     @property
     def next_round(self) -> int:
@@ -50,6 +52,7 @@ class RunState:
             if state.finished and len(state.rounds) - 1 < args.max_rounds and "max_rounds" in (state.stop_reason or ""):
                 state.finished = False  # a larger max_rounds continues a run that stopped on the cap
             logger.info("Resuming %s after round %d", work_dir.parent, len(state.rounds) - 1)
+            state.stop_metric = args.stop_metric
             return state
         stale = sorted(work_dir.glob("round-*"))
         if stale:
@@ -63,7 +66,7 @@ class RunState:
         if args.max_docs is not None and args.max_docs < num_documents:
             indices = sorted(rng.sample(indices, args.max_docs))
         dev = sorted(rng.sample(range(len(indices)), min(args.dev_size, len(indices))))
-        state = cls(path, fingerprint, indices, dev)
+        state = cls(path, fingerprint, indices, dev, stop_metric=args.stop_metric)
         state.save()
         return state
 
@@ -87,12 +90,12 @@ class RunState:
         atomic_write_text(self.path, json.dumps(data, indent=1))
 
     def record(self, record: dict[str, Any], patience: int) -> None:
-        """Add a finished round and apply the stop rule: ``patience`` rounds without a better LLM-judged P@1."""
+        """Add a finished round and apply the stop rule: ``patience`` rounds without a better ``stop_metric``."""
         self.rounds.append(record)
         self.best_round = self.best()
         since_best = record["round"] - self.best_round
         if since_best >= patience:
-            self.finish(f"LLM-judged P@1 did not improve for {since_best} round(s)")
+            self.finish(f"{self._metric()} on the dev sample did not improve for {since_best} round(s)")
 
     def finish(self, reason: str) -> None:
         self.finished, self.stop_reason = True, reason
@@ -101,8 +104,17 @@ class RunState:
         trained = [r for r in self.rounds if r["round"] > 0]
         if not trained:
             return 0
-        # Highest LLM-judged P@1; ties go to the earlier round (the reference stops on "not better").
-        return max(trained, key=lambda r: (r["dev"]["llm_P@1"], -r["round"]))["round"]
+        # The highest signal; ties go to the earlier round (the reference stops on "not better").
+        metric = self._metric()
+        return max(trained, key=lambda r: (r["dev"][metric], -r["round"]))["round"]
+
+    def _metric(self) -> str:
+        # Rounds recorded before a signal existed (or judged top-1 only) lack it: rank them all on llm_P@1.
+        trained = [r for r in self.rounds if r["round"] > 0]
+        if all(self.stop_metric in r["dev"] for r in trained):
+            return self.stop_metric
+        logger.warning("Some rounds have no %s on record: ranking the rounds on llm_P@1", self.stop_metric)
+        return "llm_P@1"
 
     def _check_same_run(self, fingerprint: dict[str, Any]) -> None:
         # A setting added after the run started matches when it is at its default.
