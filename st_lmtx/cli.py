@@ -267,6 +267,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         shortlist_k=args.k,
         positives=args.positives,
         positive_threshold=args.threshold,
+        calibration=args.calibration,
+        keep_documents=args.keep_documents,
         hard_negatives=args.hard_negatives,
         recipe=args.recipe,
         accumulate_judgments=args.accumulate_judgments,
@@ -423,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="shortlist size")
     p.add_argument("--positives", default=None, choices=["random-yes", "top-yes", "score-weighted"], help="(recipe)")
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")
+    p.add_argument("--calibration", default=None, choices=["none", "label-prior", "contextual"],
+                   help="(recipe) how teacher scores are made comparable across labels before choosing positives")
+    p.add_argument("--keep-documents", type=float, default=None,
+                   help="(recipe) train on this share of the documents with a positive, the most confident ones")
     p.add_argument("--hard-negatives", action="store_true")
     p.add_argument("--accumulate-judgments", action=argparse.BooleanOptionalAction, default=None,
                    help="(recipe) choose positives among every label judged so far, not only the current shortlist")

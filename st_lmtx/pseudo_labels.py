@@ -8,6 +8,9 @@ Positive selection policies (``positives``):
   ``threshold``. With a graded teacher (p(yes)) this keeps the judge's most confident choice.
 - ``"score-weighted"``: one "yes" drawn per use with probability proportional to its score.
 
+Labels are ranked by their calibrated score when :func:`st_lmtx.calibration.calibrate` has set one, else by
+the teacher's score. ``keep_documents`` below 1 keeps only that share of the documents with a positive, those
+whose positive ranks highest (ties at the cut are kept: a teacher with no graded scores keeps them all).
 Documents with no usable positive are left out of the round. Every "yes" label of a document is a known
 positive: the loss never uses it as that document's in-batch negative. Optionally one "no" label per use is
 added as a hard negative (the paper found this hurts; off by default).
@@ -16,6 +19,7 @@ added as a hard negative (the paper found this hurts; off by default).
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -38,6 +42,11 @@ class JudgedLabel:
     label: int
     verdict: str
     score: float
+    calibrated: float | None = None  # log-odds set by st_lmtx.calibration; None: rank by the raw score
+
+    @property
+    def rank_score(self) -> float:
+        return self.score if self.calibrated is None else self.calibrated
 
 
 @dataclass
@@ -129,10 +138,13 @@ class SelectionConfig:
     hard_negatives: bool = False
     epochs: int = 1
     seed: int = 42
+    keep_documents: float = 1.0
 
     def __post_init__(self) -> None:
         if self.positives not in POLICIES:
             raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
+        if not 0.0 < self.keep_documents <= 1.0:
+            raise ValueError(f"keep_documents must be in (0, 1], got {self.keep_documents}")
         if self.epochs < 1:
             raise ValueError("epochs must be >= 1")
 
@@ -141,8 +153,19 @@ def candidate_positives(d: DocumentPseudoLabels, config: SelectionConfig) -> lis
     """The labels a document may be trained on, under the policy."""
     yes = [j for j in d.yes if j.score >= config.threshold]
     if config.positives == "top-yes" and yes:
-        return [max(yes, key=lambda j: j.score)]
+        return [max(yes, key=lambda j: j.rank_score)]
     return yes
+
+
+def usable_documents(pseudo: PseudoLabels, config: SelectionConfig) -> list[tuple[DocumentPseudoLabels, list[JudgedLabel]]]:
+    """The documents a round trains on, each with its candidate positives (``keep_documents`` applied)."""
+    usable = [(d, candidate_positives(d, config)) for d in pseudo.docs]
+    usable = [(d, pos) for d, pos in usable if pos]
+    if config.keep_documents < 1.0 and usable:
+        best = sorted((max(j.rank_score for j in pos) for _, pos in usable), reverse=True)
+        cut = best[max(0, math.ceil(config.keep_documents * len(best)) - 1)]
+        usable = [(d, pos) for d, pos in usable if max(j.rank_score for j in pos) >= cut]
+    return usable
 
 
 @dataclass
@@ -161,8 +184,7 @@ def select_pairs(pseudo: PseudoLabels, num_labels: int, config: SelectionConfig 
     ``config.seed`` so a round is reproducible."""
     config = config or SelectionConfig()
     rng = random.Random(config.seed)
-    usable = [(d, candidate_positives(d, config)) for d in pseudo.docs]
-    usable = [(d, pos) for d, pos in usable if pos]
+    usable = usable_documents(pseudo, config)
     pairs = []
     for _ in range(config.epochs):
         for d, positives in usable:

@@ -18,7 +18,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "positives": "random-yes", "accumulate_judgments": False, "restart_from_base": True,
         "softmax_weighting": False, "learning_rate": 2e-4, "warmup_steps": 100, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 0, "dev_size": 800, "patience": 1, "max_rounds": 6,
-        "stop_metric": "llm_P@1",
+        "stop_metric": "llm_P@1", "calibration": "none", "keep_documents": 1.0,
     },
     # The best recipe measured here (BENCHMARKS.md, Reuters with the local 1.5B teacher and the oracles): the
     # teacher's most confident "yes" as the only positive, judgments kept across rounds, each round continuing
@@ -29,7 +29,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "positives": "top-yes", "accumulate_judgments": True, "restart_from_base": False,
         "softmax_weighting": True, "learning_rate": 2e-4, "warmup_steps": 0.1, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 8, "dev_size": 800, "patience": 1, "max_rounds": 6,
-        "stop_metric": "llm_top1_is_best",
+        "stop_metric": "llm_top1_is_best", "calibration": "none", "keep_documents": 1.0,
     },
 }  # fmt: skip
 DEFAULT_RECIPE = "best"

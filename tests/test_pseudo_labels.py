@@ -78,3 +78,57 @@ def test_merging_keeps_labels_judged_in_earlier_rounds():
     assert [j.label for j in merged.docs[1].yes] == [2]  # a "yes" from an earlier shortlist still counts
     with pytest.raises(ValueError, match="same documents"):
         later.merged_with(PseudoLabels(PSEUDO.docs[:1]))
+
+
+def _lenient_matrix() -> PseudoLabels:
+    """Label 0 ("Wheat") gets p(yes) 0.95 from every document: the teacher's bias, not evidence. Labels 1-3 get
+    a high score from the one document that is about them and a low one elsewhere."""
+    rows = [[0.95, 0.90, 0.10, 0.10], [0.95, 0.10, 0.90, 0.10], [0.95, 0.10, 0.10, 0.90], [0.95, 0.10, 0.10, 0.10]]
+    return PseudoLabels([DocumentPseudoLabels(i, [JudgedLabel(l, "yes" if p >= 0.5 else "no", p) for l, p in enumerate(row)])
+                         for i, row in enumerate(rows)])  # fmt: skip
+
+
+def test_label_prior_discounts_a_label_every_document_gets_yes_for():
+    from st_lmtx.calibration import calibrate, label_priors, logit
+
+    pseudo = _lenient_matrix()
+    raw = select_pairs(pseudo, 4, SelectionConfig(positives="top-yes"))
+    assert [p.positive for p in raw] == [0, 0, 0, 0]  # raw p(yes): the biased label wins everywhere
+    calibrated = calibrate(pseudo, "label-prior", shrinkage=0.0)
+    assert label_priors(pseudo, 0.0)[0] == pytest.approx(logit(0.95))
+    assert [p.positive for p in select_pairs(calibrated, 4, SelectionConfig(positives="top-yes"))] == [1, 2, 3, 0]
+    # By hand, document 0: label 1 is 0.9 against a prior of mean(logit(.9), 3 x logit(.1)); label 0 scores 0.
+    prior_1 = (logit(0.9) + 3 * logit(0.1)) / 4
+    assert calibrated.docs[0].judged[1].calibrated == pytest.approx(logit(0.9) - prior_1)
+    assert calibrated.docs[0].judged[0].calibrated == pytest.approx(0.0, abs=1e-9)
+    assert calibrated.docs[0].judged[1].verdict == "yes" and calibrated.docs[0].judged[1].score == 0.9  # unchanged
+    # Shrinkage pulls a label's prior towards the overall mean.
+    overall = sum(logit(j.score) for d in pseudo.docs for j in d.judged) / 16
+    assert label_priors(pseudo, 16.0)[0] == pytest.approx((4 * logit(0.95) + 16 * overall) / 20)
+
+
+def test_contextual_calibration_subtracts_the_content_free_score():
+    from st_lmtx.calibration import calibrate, logit
+
+    pseudo = _lenient_matrix()
+    content_free = {0: logit(0.95), 1: logit(0.5), 2: logit(0.5), 3: logit(0.5)}
+    calibrated = calibrate(pseudo, "contextual", content_free)
+    assert [p.positive for p in select_pairs(calibrated, 4, SelectionConfig(positives="top-yes"))] == [1, 2, 3, 0]
+    assert calibrated.docs[2].judged[3].calibrated == pytest.approx(logit(0.9))
+    with pytest.raises(ValueError, match="no content-free score for 1 judged label"):
+        calibrate(pseudo, "contextual", {0: 0.0, 1: 0.0, 2: 0.0})
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        calibrate(pseudo, "platt")
+
+
+def test_keep_documents_leaves_out_the_weakest_positives():
+    from st_lmtx.pseudo_labels import usable_documents
+
+    pseudo = PseudoLabels([DocumentPseudoLabels(i, [JudgedLabel(0, "yes", p)]) for i, p in enumerate([0.99, 0.6, 0.8, 0.7])])
+    kept = usable_documents(pseudo, SelectionConfig(positives="top-yes", keep_documents=0.5))
+    assert sorted(d.doc for d, _ in kept) == [0, 2]
+    # Ties at the cut are kept: a teacher with no graded scores (all 1.0) keeps every document.
+    binary = PseudoLabels([DocumentPseudoLabels(i, [JudgedLabel(0, "yes", 1.0)]) for i in range(5)])
+    assert len(usable_documents(binary, SelectionConfig(keep_documents=0.4))) == 5
+    with pytest.raises(ValueError, match="keep_documents"):
+        SelectionConfig(keep_documents=0.0)

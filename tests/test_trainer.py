@@ -294,3 +294,24 @@ def test_the_stop_metric_picks_the_kept_round_and_old_records_fall_back(tmp_path
     assert old.best() == 2  # round 1 has no llm_top1_is_best on record: every round is ranked on llm_P@1
     with pytest.raises(ValueError, match="stop_metric must be one of"):
         LMTXArguments(stop_metric="P@1")
+
+
+def test_contextual_calibration_asks_the_content_free_documents_once(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
+    from st_lmtx.calibration import CONTENT_FREE
+
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "run"
+    a = args(out, calibration="contextual", keep_documents=0.5)
+    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out, logprobs=True), args=a).fit(docs)
+    content_free = Counter(e["label"] for e in fake_server.log if e.get("doc") in CONTENT_FREE)
+    # Every label shortlisted in either round, asked once per content-free document, never again.
+    assert content_free and set(content_free.values()) == {len(CONTENT_FREE)}
+    run = json.loads((out / "lmtx_run.json").read_text())
+    for r in run["rounds"][1:]:
+        # The test server's p(yes) is 0.9 or 0.1 and the same for every content-free document: calibrated scores
+        # tie, and ties at the cut are kept (tests/test_pseudo_labels.py checks the cut on graded scores).
+        kept = r["pseudo_labels"]["documents_with_yes"] - r["pseudo_labels"]["documents_left_out"]
+        assert r["pseudo_labels"]["documents_left_out"] == 0 and r["training_pairs"] == kept * r["schedule"]["epochs"]
+    with pytest.raises(ValueError, match="needs a teacher with graded scores"):
+        LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
+                    args=args(tmp_path / "oracle", calibration="contextual")).fit(docs)  # fmt: skip

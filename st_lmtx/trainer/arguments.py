@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from st_lmtx.calibration import CALIBRATIONS
 from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS
 from st_lmtx.pseudo_labels import POLICIES
 from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
@@ -29,6 +30,10 @@ class LMTXArguments:
         positives: (recipe) ``random-yes`` (reference), ``top-yes`` or ``score-weighted`` (see
             :mod:`st_lmtx.pseudo_labels`).
         positive_threshold: minimum teacher score of a usable positive.
+        calibration: (recipe) how the teacher's scores are made comparable across labels before a document's
+            positive is chosen: ``none``, ``label-prior`` or ``contextual`` (:mod:`st_lmtx.calibration`).
+        keep_documents: (recipe) train on this share of the documents with a positive, those whose positive
+            scores highest (calibrated); each round's record says how many were left out.
         hard_negatives: add one teacher "no" label per document as a hard negative (paper: hurts; off).
         max_docs: train on a random sample of at most this many documents (paper: 30,000 on large sets).
         margin / num_negatives / softmax_weighting (recipe) / temperature: :class:`LMTXTripletLoss`.
@@ -64,6 +69,8 @@ class LMTXArguments:
     shortlist_k: int = 10
     positives: str | None = None
     positive_threshold: float = 0.0
+    calibration: str | None = None
+    keep_documents: float | None = None
     hard_negatives: bool = False
     accumulate_judgments: bool | None = None
     max_docs: int | None = None
@@ -100,6 +107,10 @@ class LMTXArguments:
                 setattr(self, name, value)
         if self.stop_metric not in SIGNALS:
             raise ValueError(f"stop_metric must be one of {SIGNALS}, got {self.stop_metric!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if not 0.0 < self.keep_documents <= 1.0:
+            raise ValueError(f"keep_documents must be in (0, 1], got {self.keep_documents}")
         if self.positives not in POLICIES:
             raise ValueError(f"positives must be one of {POLICIES}, got {self.positives!r}")
         for name in ("shortlist_k", "batch_size", "max_rounds", "epochs_per_round", "patience", "hnsw_ef_search"):
@@ -117,7 +128,7 @@ class LMTXArguments:
     # What must match for a run to be resumed (changing e.g. max_rounds or dev metrics is fine). The recipe's
     # name is not: the settings it filled in are.
     _RUN_DEFINING = (
-        "shortlist_k", "positives", "positive_threshold", "hard_negatives", "accumulate_judgments", "max_docs",
+        "shortlist_k", "positives", "positive_threshold", "calibration", "keep_documents", "hard_negatives", "accumulate_judgments", "max_docs",
         "margin", "num_negatives", "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
         "epochs_per_round", "min_steps_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
     )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ from sentence_transformers import SentenceTransformer
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.inputs import DocumentSet, LabelSet
-from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, TrainingPair, pairs_to_dataset, select_pairs
+from st_lmtx.calibration import CONTENT_FREE, calibrate, logit
+from st_lmtx.pseudo_labels import (
+    PseudoLabels,
+    SelectionConfig,
+    TrainingPair,
+    pairs_to_dataset,
+    select_pairs,
+    usable_documents,
+)
 from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.trainer.arguments import LMTXArguments
@@ -51,11 +60,12 @@ class CurriculumRound:
         pseudo, flags = self.pseudo_labels(folder, shortlist)
         stats = pseudo.stats() | flags
         logger.info("Round %d pseudo-labels: %s", r, stats)
-        pairs, dataset, schedule = self.training_pairs(r, pseudo)
+        pairs, dataset, schedule, left_out = self.training_pairs(r, self.calibrated(pseudo))
         model = self.model(0) if args.restart_from_base or r == 1 else previous
         train_seconds = self.train(model, dataset, folder.path, schedule.batch_size)
         folder.save_model(model)
 
+        stats["documents_left_out"] = left_out  # had a positive, but a weaker one than keep_documents allows
         record: dict[str, Any] = {"round": r, "pseudo_labels": stats, "training_pairs": len(dataset),
                                   "schedule": schedule.to_dict(), "train_seconds": train_seconds}  # fmt: skip
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
@@ -111,12 +121,29 @@ class CurriculumRound:
         saved = folder.load_pseudo_labels()
         return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
 
-    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule]:
-        """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass)."""
+    def calibrated(self, pseudo: PseudoLabels) -> PseudoLabels:
+        """The pseudo-labels with calibrated scores (``args.calibration``); contextual calibration asks the
+        teacher about the content-free documents for each judged label it has not seen yet."""
+        content_free = None
+        if self.args.calibration == "contextual":
+            if not self.teacher.graded:
+                raise ValueError(f"calibration='contextual' needs a teacher with graded scores (p(yes)); "
+                                 f"{self.teacher.model_name} answers yes/no only")  # fmt: skip
+            ids = sorted({j.label for d in pseudo.docs for j in d.judged})
+            texts = [self.labels.texts[l] for l in ids]
+            judged = self.teacher.judge(list(CONTENT_FREE), [texts] * len(CONTENT_FREE), desc="Teacher (content-free)")
+            content_free = {l: sum(logit(row[i].score) for row in judged.judgments) / len(CONTENT_FREE)
+                            for i, l in enumerate(ids)}  # fmt: skip
+        return calibrate(pseudo, self.args.calibration, content_free)
+
+    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule, int]:
+        """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass), and how many
+        documents with a positive ``keep_documents`` left out."""
         a = self.args
         selection = SelectionConfig(positives=a.positives, threshold=a.positive_threshold, hard_negatives=a.hard_negatives,
-                                    epochs=1, seed=a.seed + r)  # fmt: skip
+                                    epochs=1, seed=a.seed + r, keep_documents=a.keep_documents)  # fmt: skip
         usable = len(select_pairs(pseudo, len(self.labels), selection))
+        left_out = len(usable_documents(pseudo, replace(selection, keep_documents=1.0))) - usable
         if usable == 0:
             raise RuntimeError(f"round {r}: the teacher said yes to no shortlisted label; nothing to train on")
         schedule = round_schedule(usable, a)
@@ -126,7 +153,7 @@ class CurriculumRound:
                         schedule.steps, a.min_steps_per_round)  # fmt: skip
         selection.epochs = schedule.epochs
         pairs = select_pairs(pseudo, len(self.labels), selection)
-        return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule
+        return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule, left_out
 
     def measure(self, r: int, model: SentenceTransformer) -> dict[str, Any]:
         """The teacher judges the new top-1 on the dev sample (the stop rule); ground truth when given."""
