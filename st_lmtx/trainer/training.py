@@ -50,7 +50,8 @@ def round_schedule(pairs_per_epoch: int, args: LMTXArguments) -> RoundSchedule:
     if wanted and math.ceil(n * epochs / batch) < wanted:
         floor = min(batch, max(min(MIN_SCALED_BATCH, n), args.num_negatives + 1))
         batch = max(floor, min(batch, math.ceil(n * epochs / wanted)))
-        epochs = max(epochs, math.ceil(wanted * batch / n))
+        while math.ceil(n * epochs / batch) < wanted:  # a pass more until the steps are there (few passes)
+            epochs += 1
     return RoundSchedule(batch, epochs, math.ceil(n * epochs / batch))
 
 

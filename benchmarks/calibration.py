@@ -1,0 +1,124 @@
+"""Calibration, positive selection and stop signals, measured on the rounds of finished `benchmarks/quality.py`
+runs, from their saved shortlists and the teacher's cached answers: it asks the teacher nothing new (the cache
+must hold every pair; the content-free pairs of contextual calibration are in the committed judgments) and
+trains nothing.
+
+    python benchmarks/calibration.py                         # the local-best run
+    python benchmarks/calibration.py --run local-reference
+
+Two tables:
+
+1. For each judged round's pseudo-labels: the precision of the positive each calibration would train on (against ground
+   truth, evaluation only), and of the documents ``keep_documents`` keeps.
+2. For each finished round r: the dev signals of round r's model (its dev top-k is round r+1's shortlist, judged
+   by the teacher), its test P@1, and Spearman's rank correlation of each signal with test P@1 over the rounds.
+   The same signals are computed again for a *lenient* teacher: the same p(yes), with "yes" from a lower
+   threshold chosen so that the judge says yes to 68% of the pairs (what the 1.5B teacher did on a domain not
+   in the repository). Signals that compare labels do not change; llm_P@1 saturates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from quality import JUDGMENTS, OUT, REUTERS  # noqa: E402
+
+LENIENT_YES_RATE = 0.68
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="local-best")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from dataclasses import replace
+
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from st_lmtx import load_lfxmc
+    from st_lmtx.calibration import CONTENT_FREE, calibrate, logit
+    from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS, judged_signals
+    from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, usable_documents
+    from st_lmtx.shortlist import Shortlist
+    from st_lmtx.teacher import make_teacher
+
+    labels, train = load_lfxmc(REUTERS, "trn")
+    work = OUT / args.run / "lmtx-work"
+    state = json.loads((work / "state.json").read_text())
+    docs = train.subset(state["train_indices"])
+    truth = [set(t) for t in docs.targets]
+    teacher = make_teacher("local", cache=OUT / "teacher-local.sqlite", max_calls=0)  # the cache answers, or fails
+    if JUDGMENTS.exists():
+        teacher.import_judgments(JUDGMENTS)
+
+    def judge(doc_rows: list[int], shortlist: Shortlist):
+        candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in doc_rows]
+        return teacher.judge([docs.texts[i] for i in doc_rows], candidates, desc=None).judgments
+
+    # ---------------------------------------------------------------- 1. calibration and keep_documents
+    rounds = sorted(p for p in work.glob("round-*") if (p / "pseudo_labels.jsonl").exists())
+    print(f"\n{args.run}: positive selection on each round's judgments (precision against ground truth).\n")
+    print("| round | yes-rate | selection | documents trained | left out | trained-positive precision |")
+    print("|---:|---:|---|---:|---:|---:|")
+    for folder in rounds:
+        r = int(folder.name.split("-")[1])
+        pseudo = PseudoLabels.load(folder / "pseudo_labels.jsonl")  # what the round chose from (accumulated)
+        label_ids = sorted({j.label for d in pseudo.docs for j in d.judged})
+        cf = teacher.judge(list(CONTENT_FREE), [[labels.texts[l] for l in label_ids]] * len(CONTENT_FREE), desc=None)
+        content_free = {l: sum(logit(row[i].score) for row in cf.judgments) / len(CONTENT_FREE)
+                        for i, l in enumerate(label_ids)}  # fmt: skip
+        yes_rate = pseudo.stats()["yes_rate"]
+        variants = [("none", 1.0), ("label-prior", 1.0), ("contextual", 1.0), ("none", 0.75), ("none", 0.5)]
+        for method, keep in variants:
+            calibrated = calibrate(pseudo, method, content_free)
+            config = SelectionConfig(positives="top-yes", keep_documents=keep)
+            usable = usable_documents(calibrated, config)
+            left_out = len(usable_documents(calibrated, replace(config, keep_documents=1.0))) - len(usable)
+            precision = np.mean([max(p, key=lambda j: j.rank_score).label in truth[d.doc] for d, p in usable])
+            name = f"top-yes, calibration={method}" + (f", keep_documents={keep}" if keep < 1 else "")
+            print(f"| {r} | {yes_rate:.3f} | {name} | {len(usable)} | {left_out} | {precision:.3f} |")
+
+    # ---------------------------------------------------------------- 2. stop signals against test P@1
+    dev = state["dev_indices"]
+    records = {rec["round"]: rec for rec in state["rounds"]}
+    per_round, per_round_lenient, test_p1 = [], [], []
+    all_scores = []
+    measured = [r for r in sorted(records) if (work / f"round-{r + 1:02d}" / "shortlist.npz").exists()]
+    judged = {r: judge(dev, Shortlist.load(work / f"round-{r + 1:02d}" / "shortlist.npz")) for r in measured}
+    for rows in judged.values():
+        all_scores += [j.score for row in rows for j in row]
+    # The threshold at which the same teacher would say "yes" to LENIENT_YES_RATE of these pairs.
+    lenient_cut = float(np.quantile(all_scores, 1 - LENIENT_YES_RATE))
+    for r in measured:
+        rows = judged[r]
+        lenient = [[replace(j, verdict="yes" if j.score >= lenient_cut else "no") for j in row] for row in rows]
+        per_round.append(judged_signals(rows))
+        per_round_lenient.append(judged_signals(lenient))
+        test_p1.append(records[r]["eval"]["P@1"])
+    print(f"\n{args.run}: dev signals ({len(dev)} documents, top-{len(judged[measured[0]][0])}) per round, against test "
+          f"P@1. Lenient: the same scores, \"yes\" from p >= {lenient_cut:.3f} ({LENIENT_YES_RATE:.0%} yes).\n")  # fmt: skip
+    head = ["round", "test P@1", *SIGNALS, "llm_P@1 (lenient)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---:|" * len(head))
+    for r, sig, sig_l, p1 in zip(measured, per_round, per_round_lenient, test_p1):
+        print(f"| {r} | {100 * p1:.2f} | " + " | ".join(f"{sig[k]:.3f}" for k in SIGNALS) + f" | {sig_l['llm_P@1']:.3f} |")
+    if len(measured) >= 3:
+        rho = [spearmanr([s[k] for s in per_round], test_p1).statistic for k in SIGNALS]
+        rho_l = spearmanr([s["llm_P@1"] for s in per_round_lenient], test_p1).statistic
+        print("| Spearman with test P@1 | | " + " | ".join(f"{x:.2f}" for x in rho) + f" | {rho_l:.2f} |")
+    else:
+        print(f"\n(only {len(measured)} measured rounds: no rank correlation)")
+    teacher.close()
+
+
+if __name__ == "__main__":
+    main()
