@@ -19,7 +19,7 @@ from st_lmtx.teacher.judgments import (
 )
 from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
 from st_lmtx.teacher.local import LlamaServer, LocalTeacher
-from st_lmtx.teacher.model_files import fetch_default_model, find_default_model
+from st_lmtx.teacher.model_files import MODELS, fetch_default_model, fetch_model, find_default_model, find_model
 from st_lmtx.teacher.openai_teacher import OpenAITeacher
 from st_lmtx.teacher.oracle import OracleTeacher
 from st_lmtx.teacher.prompts import (
@@ -45,6 +45,7 @@ __all__ = [
     "CacheFileError",
     "JudgmentCache",
     "LISTWISE_PROMPT",
+    "MODELS",
     "LlamaCppTeacher",
     "LlamaServer",
     "LocalTeacher",
@@ -58,7 +59,9 @@ __all__ = [
     "TeacherUsage",
     "default_teacher",
     "fetch_default_model",
+    "fetch_model",
     "find_default_model",
+    "find_model",
     "make_teacher",
     "parse_listwise",
     "parse_verdict",

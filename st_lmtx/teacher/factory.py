@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from st_lmtx.inputs import DocumentSet, LabelSet
 from st_lmtx.teacher.base import Teacher
-from st_lmtx.teacher.model_files import find_default_model
+from st_lmtx.teacher.model_files import MODELS, find_default_model, find_model, model_path
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,13 @@ def make_teacher(
     **kwargs: Any,
 ) -> Teacher:
     """``spec``: an http(s) URL (or several, comma-separated) for :class:`OpenAITeacher`; ``local`` for the
-    in-process llama.cpp scorer; ``local-server`` for llama.cpp's server started for you; a path ending in
-    ``.gguf`` for either local teacher with that model; ``oracle`` / ``oracle:0.2`` / ``oracle:0.4:yes`` for
-    ground truth (with a flipped fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``,
-    see :class:`OracleTeacher`; needs ``labels`` and ``documents`` with ground truth)."""
+    in-process llama.cpp scorer; ``local-server`` for llama.cpp's server started for you; ``local:NAME`` /
+    ``local-server:NAME`` for either with the fetched model ``NAME`` of
+    :data:`~st_lmtx.teacher.model_files.MODELS` (e.g. ``local:qwen2.5-coder-0.5b``; plain ``local`` is the
+    default model, or the ``.gguf`` path in ``model``); a path ending in ``.gguf`` for the in-process teacher
+    with that model; ``oracle`` / ``oracle:0.2`` / ``oracle:0.4:yes`` for ground truth (with a flipped
+    fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``, see :class:`OracleTeacher`;
+    needs ``labels`` and ``documents`` with ground truth)."""
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher
     from st_lmtx.teacher.openai_teacher import OpenAITeacher
@@ -59,15 +63,34 @@ def make_teacher(
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
         return OracleTeacher(labels, documents, flip_fraction=flip, flip_towards=towards, **kwargs)
-    if spec in ("local", "local-server") or spec.endswith(".gguf"):
-        path = spec if spec.endswith(".gguf") else model
-        if spec == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
+    kind, colon, name = spec.partition(":")
+    if kind in ("local", "local-server") or spec.endswith(".gguf"):
+        if kind in ("local", "local-server") and colon:
+            path = _registered_model(spec, name, model)
+        else:
+            path = spec if spec.endswith(".gguf") else model
+        if kind == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
             return LocalTeacher(model_path=path, **kwargs)
         # The in-process scorer always grades and has no HTTP settings.
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY + _RATE_LIMITS}
         return LlamaCppTeacher(model_path=path, **kwargs)
-    raise TeacherConfigError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, a .gguf path or oracle")
+    raise TeacherConfigError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, local:NAME, "
+                             "local-server:NAME, a .gguf path or oracle")  # fmt: skip
+
+
+def _registered_model(spec: str, name: str, model: str | None) -> Path:
+    """The fetched file of model ``name`` of ``local:NAME`` / ``local-server:NAME``, or a TeacherConfigError
+    that lists the known names or says how to fetch it."""
+    if name not in MODELS:
+        raise TeacherConfigError(f"unknown teacher model {name!r} in {spec!r}: known models are {', '.join(MODELS)}")
+    if model:
+        raise TeacherConfigError(f"{spec!r} names its model: give no .gguf path ({model!r}) with it")
+    path = find_model(name)
+    if path is None:
+        raise TeacherConfigError(f"the teacher model {name!r} is not fetched (no complete {model_path(name)}): run "
+                                 f"`st-lmtx fetch-model --model {name}`")  # fmt: skip
+    return path
 
 
 def _parse_oracle(spec: str) -> tuple[float, str]:
