@@ -77,7 +77,8 @@ def main() -> None:
         content_free = {l: sum(logit(row[i].score) for row in cf.judgments) / len(CONTENT_FREE)
                         for i, l in enumerate(label_ids)}  # fmt: skip
         yes_rate = pseudo.stats()["yes_rate"]
-        variants = [("none", 1.0), ("label-prior", 1.0), ("contextual", 1.0), ("none", 0.75), ("none", 0.5)]
+        variants = [("none", 1.0), ("label-prior", 1.0), ("contextual", 1.0), ("none", 0.75), ("none", 0.5),
+                    ("contextual", 0.5)]
         for method, keep in variants:
             calibrated = calibrate(pseudo, method, content_free)
             config = SelectionConfig(positives="top-yes", keep_documents=keep)

@@ -52,7 +52,12 @@ RECIPES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 # oracle40yes: 40% of the wrong labels answered "yes" (true labels kept): a lenient judge, as the 1.5B teacher
 # was on a domain not in the repository (68% yes).
-TEACHERS = {"local": "local", "oracle": "oracle", "oracle20": "oracle:0.2", "oracle40yes": "oracle:0.4:yes"}
+# local05: the smaller Qwen2.5-Coder-0.5B teacher (st-lmtx fetch-model --model qwen2.5-coder-0.5b), its own cache.
+TEACHERS = {"local": "local", "local05": "local:qwen2.5-coder-0.5b", "oracle": "oracle", "oracle20": "oracle:0.2",
+            "oracle40yes": "oracle:0.4:yes"}  # fmt: skip
+# The LLM teachers' caches and committed answers.
+LOCAL_FILES = {"local": ("teacher-local.sqlite", JUDGMENTS),
+               "local05": ("teacher-local05.sqlite", JUDGMENTS.with_name("reuters-local05.jsonl.gz"))}  # fmt: skip
 METRICS = ["P@1", "P@3", "P@5", "R@5", "R@10", "nDCG@5", "PSP@5"]
 
 
@@ -65,11 +70,12 @@ def run_names() -> list[str]:
 def make_teacher(kind: str, labels, train):
     from st_lmtx.teacher import make_teacher as make
 
-    if kind == "local":
-        teacher = make("local", cache=OUT / "teacher-local.sqlite")
-        if JUDGMENTS.exists():
-            report = teacher.import_judgments(JUDGMENTS)
-            logging.info("%s: %d committed judgments, %d new to the cache", JUDGMENTS.name, report.rows, report.added)
+    if kind in LOCAL_FILES:
+        cache, judgments = LOCAL_FILES[kind]
+        teacher = make(TEACHERS[kind], cache=OUT / cache)
+        if judgments.exists():
+            report = teacher.import_judgments(judgments)
+            logging.info("%s: %d committed judgments, %d new to the cache", judgments.name, report.rows, report.added)
         return teacher
     return make(TEACHERS[kind], labels=labels, documents=train)
 
@@ -224,8 +230,11 @@ def main() -> None:
     if args.export_judgments:
         from st_lmtx.teacher import make_teacher
 
-        with make_teacher("local", cache=OUT / "teacher-local.sqlite") as teacher:
-            print(f"{teacher.export_judgments(JUDGMENTS)} judgments -> {JUDGMENTS} ({JUDGMENTS.stat().st_size:,} bytes)")
+        for kind, (cache, judgments) in LOCAL_FILES.items():
+            if (OUT / cache).exists():
+                with make_teacher(TEACHERS[kind], cache=OUT / cache) as teacher:
+                    n = teacher.export_judgments(judgments)
+                print(f"{n} judgments -> {judgments} ({judgments.stat().st_size:,} bytes)")
         return
     labels, train = load_lfxmc(REUTERS, "trn")
     _, test = load_lfxmc(REUTERS, "tst")

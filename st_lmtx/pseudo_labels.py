@@ -9,8 +9,9 @@ Positive selection policies (``positives``):
 - ``"score-weighted"``: one "yes" drawn per use with probability proportional to its score.
 
 Labels are ranked by their calibrated score when :func:`st_lmtx.calibration.calibrate` has set one, else by
-the teacher's score. ``keep_documents`` below 1 keeps only that share of the documents with a positive, those
-whose positive ranks highest (ties at the cut are kept: a teacher with no graded scores keeps them all).
+the teacher's score. ``keep_documents`` below 1 keeps only that share of the documents with a positive: for each
+label, the documents whose positive it is with the highest scores (ties at the cut are kept: a teacher with no
+graded scores keeps them all).
 Documents with no usable positive are left out of the round. Every "yes" label of a document is a known
 positive: the loss never uses it as that document's in-batch negative. Optionally one "no" label per use is
 added as a hard negative (the paper found this hurts; off by default).
@@ -162,9 +163,14 @@ def usable_documents(pseudo: PseudoLabels, config: SelectionConfig) -> list[tupl
     usable = [(d, candidate_positives(d, config)) for d in pseudo.docs]
     usable = [(d, pos) for d, pos in usable if pos]
     if config.keep_documents < 1.0 and usable:
-        best = sorted((max(j.rank_score for j in pos) for _, pos in usable), reverse=True)
-        cut = best[max(0, math.ceil(config.keep_documents * len(best)) - 1)]
-        usable = [(d, pos) for d, pos in usable if max(j.rank_score for j in pos) >= cut]
+        # The cut is made within each label (the document's best positive): a teacher that is less sure of some
+        # labels than others would otherwise lose those labels altogether (Reuters' "earn", BENCHMARKS.md).
+        groups: dict[int, list[float]] = {}
+        for _, pos in usable:
+            best = max(pos, key=lambda j: j.rank_score)
+            groups.setdefault(best.label, []).append(best.rank_score)
+        cuts = {l: sorted(v, reverse=True)[max(0, math.ceil(config.keep_documents * len(v)) - 1)] for l, v in groups.items()}
+        usable = [(d, pos) for d, pos in usable if (b := max(pos, key=lambda j: j.rank_score)).rank_score >= cuts[b.label]]
     return usable
 
 

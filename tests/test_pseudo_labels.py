@@ -124,9 +124,12 @@ def test_contextual_calibration_subtracts_the_content_free_score():
 def test_keep_documents_leaves_out_the_weakest_positives():
     from st_lmtx.pseudo_labels import usable_documents
 
-    pseudo = PseudoLabels([DocumentPseudoLabels(i, [JudgedLabel(0, "yes", p)]) for i, p in enumerate([0.99, 0.6, 0.8, 0.7])])
+    # Label 0's documents score 0.99 / 0.6 / 0.8 / 0.7; label 1's (a label the teacher is less sure of) 0.55 / 0.52.
+    scores = [(0, 0.99), (0, 0.6), (0, 0.8), (0, 0.7), (1, 0.55), (1, 0.52)]
+    pseudo = PseudoLabels([DocumentPseudoLabels(i, [JudgedLabel(l, "yes", p)]) for i, (l, p) in enumerate(scores)])
     kept = usable_documents(pseudo, SelectionConfig(positives="top-yes", keep_documents=0.5))
-    assert sorted(d.doc for d, _ in kept) == [0, 2]
+    # The cut is per label: label 1 keeps its best document although 0.55 is below every label-0 score.
+    assert sorted(d.doc for d, _ in kept) == [0, 2, 4]
     # Ties at the cut are kept: a teacher with no graded scores (all 1.0) keeps every document.
     binary = PseudoLabels([DocumentPseudoLabels(i, [JudgedLabel(0, "yes", 1.0)]) for i in range(5)])
     assert len(usable_documents(binary, SelectionConfig(keep_documents=0.4))) == 5
