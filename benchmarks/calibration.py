@@ -5,6 +5,7 @@ trains nothing.
 
     python benchmarks/calibration.py                         # the local-best run
     python benchmarks/calibration.py --run local-reference
+    python benchmarks/calibration.py --train keep=0.5 --train calibration=contextual   # round-1 test P@1 too
 
 Two tables:
 
@@ -36,6 +37,9 @@ LENIENT_YES_RATE = 0.68
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="local-best")
+    parser.add_argument("--train", action="append", default=[], metavar="SETTING=VALUE",
+                        help="also train round 1 again from the base model with this selection (keep=F or "
+                             "calibration=NAME; repeatable) and print its test P@1")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -118,7 +122,48 @@ def main() -> None:
         print("| Spearman with test P@1 | | " + " | ".join(f"{x:.2f}" for x in rho) + f" | {rho_l:.2f} |")
     else:
         print(f"\n(only {len(measured)} measured rounds: no rank correlation)")
+    for variant in args.train:
+        train_round_one(args.run, variant, labels, train, docs, truth, content_free_of(teacher, labels))
     teacher.close()
+
+
+def content_free_of(teacher, labels) -> dict[int, float]:
+    from st_lmtx.calibration import CONTENT_FREE, logit
+
+    cf = teacher.judge(list(CONTENT_FREE), [list(labels.texts)] * len(CONTENT_FREE), desc=None)
+    return {l: sum(logit(row[l].score) for row in cf.judgments) / len(CONTENT_FREE) for l in range(len(labels))}
+
+
+def train_round_one(run: str, variant: str, labels, train, docs, truth, content_free) -> None:
+    """Round 1 of ``run`` again from the base model, with the selection ``variant``; prints its test P@1."""
+    import time
+
+    from st_lmtx import LMTXArguments, XMCEvaluator, load_lfxmc
+    from st_lmtx.calibration import calibrate
+    from st_lmtx.models import load_model
+    from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, pairs_to_dataset, select_pairs
+    from st_lmtx.trainer.training import round_schedule, train_round
+
+    key, value = variant.split("=", 1)
+    keep, method = (float(value), "none") if key == "keep" else (1.0, value)
+    work = OUT / run / "lmtx-work"
+    pseudo = calibrate(PseudoLabels.load(work / "round-01" / "pseudo_labels.jsonl"), method, content_free)
+    out = OUT / "calibration" / f"{run}-round1-{key}-{value}"
+    args = LMTXArguments(output_dir=str(out))  # the best recipe
+    config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + 1, keep_documents=keep)
+    schedule = round_schedule(len(select_pairs(pseudo, len(labels), config)), args)
+    config.epochs = schedule.epochs
+    pairs = select_pairs(pseudo, len(labels), config)
+    precision = sum(p.positive in truth[p.doc] for p in pairs) / len(pairs)
+    model = load_model("sentence-transformers/all-MiniLM-L6-v2")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    train_round(model, pairs_to_dataset(pairs, docs, labels), args, out, batch_size=schedule.batch_size)
+    seconds = time.perf_counter() - started
+    _, test = load_lfxmc(REUTERS, "tst")
+    metrics = XMCEvaluator(labels, test, train_truth=train.targets)(model)
+    print(f"\nround 1 again, {variant}: {len(pairs)} pairs, schedule {schedule.to_dict()}, trained-positive precision "
+          f"{precision:.3f}, test P@1 {100 * metrics['P@1']:.2f}, P@5 {100 * metrics['P@5']:.2f} ({seconds:.0f} s training)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The package's default recipe: the teacher's highest-p(yes) "yes" as the only positive, judgments
     # accumulated over rounds, each round continuing from the last one (batch 128 beat 32 in round-1 trials).
     "best": {"recipe": "best"},
+    # The best recipe training, for each label, on the half of its documents with the most confident positive
+    # (round 1 on Reuters: trained-positive precision 0.786 -> 0.870, test P@1 85.53 -> 85.49).
+    "keep50": {"recipe": "best", "keep_documents": 0.5},
 }  # fmt: skip
 # oracle40yes: 40% of the wrong labels answered "yes" (true labels kept): a lenient judge, as the 1.5B teacher
 # was on a domain not in the repository (68% yes).
