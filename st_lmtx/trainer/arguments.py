@@ -10,6 +10,9 @@ from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS
 from st_lmtx.pseudo_labels import POLICIES
 from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
 
+# How the base model is prepared before round 0: as given, or trained on Random Text Segments (:mod:`st_lmtx.rts`).
+WARM_STARTS = ("none", "rts")
+
 
 @dataclass
 class LMTXArguments:
@@ -47,6 +50,11 @@ class LMTXArguments:
         epochs_per_round: (recipe) passes over the round's pseudo-labels (a fresh positive draw each pass).
         restart_from_base: (recipe) train every round from the base model (reference) instead of the last
             round's.
+        warm_start: ``none`` (the base model as given) or ``rts``: before round 0, train the base model for one
+            pass on pairs of random segments of the same training document (:mod:`st_lmtx.rts`, the RTS
+            baseline of Xiong et al., NAACL 2022) with :class:`LMTXTripletLoss`; the curriculum starts from it,
+            and round 0's record says how it went (``warm_start``).
+        rts_segment_words: the (shortest, longest) RTS segment in words.
         max_rounds: (recipe) curriculum rounds at most (reference: 6).
         dev_size: (recipe) training documents on which the teacher judges each round's top-1 (reference: 800).
         patience: (recipe) rounds without a better ``stop_metric`` before stopping (reference: 1).
@@ -86,6 +94,8 @@ class LMTXArguments:
     epochs_per_round: int | None = None
     min_steps_per_round: int | None = None
     restart_from_base: bool | None = None
+    warm_start: str = "none"
+    rts_segment_words: tuple[int, int] = (8, 32)
     max_rounds: int | None = None
     dev_size: int | None = None
     patience: int | None = None
@@ -120,6 +130,13 @@ class LMTXArguments:
             raise ValueError("min_steps_per_round and dev_size must be >= 0")
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError("max_docs must be >= 1")
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
+        words = tuple(self.rts_segment_words) if isinstance(self.rts_segment_words, (tuple, list)) else ()
+        if len(words) != 2 or not all(isinstance(w, int) for w in words) or not 1 <= words[0] <= words[1]:
+            raise ValueError(f"rts_segment_words must be (shortest, longest) with 1 <= shortest <= longest, got "
+                             f"{self.rts_segment_words!r}")  # fmt: skip
+        self.rts_segment_words = words
         self.eval_k = tuple(self.eval_k)
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +148,7 @@ class LMTXArguments:
         "shortlist_k", "positives", "positive_threshold", "calibration", "keep_documents", "hard_negatives", "accumulate_judgments", "max_docs",
         "margin", "num_negatives", "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
         "epochs_per_round", "min_steps_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
+        "warm_start", "rts_segment_words",
     )  # fmt: skip
 
     def run_defining(self) -> dict[str, Any]:

@@ -11,13 +11,18 @@ it, a model card and a metrics picture). Everything else lives under ``lmtx-work
 the pseudo-labels, the metrics and the model; the run's state (:class:`RunState`); and the teacher's answer
 cache. A ``fit`` on the same folder resumes after the last finished round, and the cache makes the teacher part
 of an interrupted round free. Under ``torchrun`` / ``accelerate launch`` only the main process judges and
-writes; the others train with it (:class:`Processes`).
+writes; the others train with it (:class:`Processes`). With ``warm_start="rts"`` the base model is first trained
+on Random Text Segments of the training documents (:mod:`st_lmtx.rts`), once, before it is saved as the run's
+``lmtx-work/base-model``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +31,10 @@ from sentence_transformers import SentenceTransformer
 
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
+from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, InputError, load_documents, load_labels
 from st_lmtx.models import canonical_name, load_model
+from st_lmtx.rts import RTSConfig, rts_sample
 from st_lmtx.shortlist import IndexConfig
 from st_lmtx.tagger import WORK_DIR, push_folder_to_hub
 from st_lmtx.teacher.base import Teacher
@@ -37,13 +44,17 @@ from st_lmtx.trainer.arguments import LMTXArguments
 from st_lmtx.trainer.curriculum import BASE_MODEL_DIR, CurriculumRound
 from st_lmtx.trainer.final_folder import write_final_folder
 from st_lmtx.trainer.processes import Processes
-from st_lmtx.trainer.round_files import RoundFolder, save_model
+from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.run_state import RunState
-from st_lmtx.trainer.training import train_round
+from st_lmtx.trainer.training import round_schedule, train_round
 
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "teacher_cache.sqlite"
+# In base-model/, saved with it: how the base model was warm-started (absent: it is the model as given).
+WARM_START_FILE = "lmtx_warm_start.json"
+# Where the warm start trains (checkpoints; removed afterwards).
+WARM_START_DIR = "warm-start"
 
 
 class LMTXTrainer:
@@ -132,10 +143,8 @@ class LMTXTrainer:
             raise InputError("eval_data needs ground truth (target_ind) to be evaluated")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         state = RunState.open(self.work_dir, self._fingerprint(documents), args, len(documents))
-        if not (self.work_dir / BASE_MODEL_DIR / "modules.json").exists():
-            # A pristine copy on disk: the reference restarts every round from the base weights.
-            save_model(self.base_model, self.work_dir / BASE_MODEL_DIR)
         train_docs = documents.subset(state.train_indices)
+        self._prepare_base_model(state, train_docs, processes)
         teacher = self.teacher
         if teacher.cache.path == ":memory:":
             logger.warning("The teacher has no persistent cache: an interrupted run will ask again")
@@ -153,7 +162,11 @@ class LMTXTrainer:
                                      self._trainer_for(processes), dev, xmc, str(self.base_model.device))  # fmt: skip
 
         if not state.rounds:
-            state.rounds.append(curriculum.zero())
+            record = curriculum.zero()
+            warm_start = self._saved_warm_start()
+            if warm_start is not None:
+                record["warm_start"] = warm_start
+            state.rounds.append(record)
             state.save()
         while not state.finished:
             r = state.next_round
@@ -169,6 +182,70 @@ class LMTXTrainer:
         self._write_final(model, state, eval_docs is not None)
         logger.info("LMTX finished (%s); best round %s", state.stop_reason or "done", best)
         return model
+
+    # ------------------------------------------------------------------ the base model
+
+    def _prepare_base_model(self, state: RunState, train_docs: DocumentSet, processes: Processes) -> None:
+        """Save the run's ``base-model`` folder, warm-started first when ``args.warm_start`` asks (once: a resumed
+        run finds the folder). Round 0 and every restart from base use it."""
+        base_dir = self.work_dir / BASE_MODEL_DIR
+        if (base_dir / "modules.json").exists():
+            saved = self._saved_warm_start()
+            if state.rounds or _warm_start_config(saved) == self._warm_start_config():
+                return
+            # A base model without rounds on record, left by a run whose state.json was deleted and which was
+            # warm-started otherwise: prepare it again, as the rounds are.
+            logger.warning("%s was warm-started with %s, this run asks for %s: preparing it again", base_dir,
+                           _warm_start_config(saved), self._warm_start_config())  # fmt: skip
+        model, info = self.base_model, None
+        if self.args.warm_start == "rts":
+            model, info = self._rts_warm_start(train_docs, processes)
+        # A pristine copy on disk (the reference restarts every round from the base weights), saved with how it
+        # was warm-started: a crash leaves both or neither.
+        with atomic_path(base_dir) as tmp:
+            model.save(str(tmp), create_model_card=False)
+            if info is not None:
+                (tmp / WARM_START_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+
+    def _rts_warm_start(self, train_docs: DocumentSet, processes: Processes) -> tuple[SentenceTransformer, dict]:
+        """A copy of the base model trained for one pass on Random Text Segments of the training documents."""
+        args = self.args
+        shortest, longest = args.rts_segment_words
+        sample = rts_sample(train_docs.texts, RTSConfig(min_words=shortest, max_words=longest, seed=args.seed))
+        if not len(sample):
+            raise ValueError(f"warm_start='rts': none of the {len(train_docs)} training documents has more than "
+                             f"{shortest} words; lower rts_segment_words or use warm_start='none'")  # fmt: skip
+        schedule = round_schedule(len(sample), args)
+        logger.info("RTS warm start: %d segment pairs (%d of %d documents too short, skipped), batch %d",
+                    len(sample), sample.skipped_documents, len(train_docs), schedule.batch_size)  # fmt: skip
+        model = copy.deepcopy(self.base_model)  # the caller's model object stays as it was
+        folder = self.work_dir / WARM_START_DIR
+        # Through the rounds' train function: with several processes it sends the pairs to the others.
+        seconds = self._trainer_for(processes)(model, sample.to_dataset(), folder, schedule.batch_size)
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.info("RTS warm start trained in %.1f s", seconds)
+        return model, self._warm_start_config() | {
+            "pairs": len(sample), "skipped_documents": sample.skipped_documents,
+            "batch_size": schedule.batch_size, "seconds": seconds,
+        }  # fmt: skip
+
+    def _warm_start_config(self) -> dict[str, Any] | None:
+        """What makes a warm start (compared with the saved one's); None for none."""
+        if self.args.warm_start == "none":
+            return None
+        a = self.args
+        return {"method": a.warm_start, "segment_words": list(a.rts_segment_words), "seed": a.seed}
+
+    def _saved_warm_start(self) -> dict[str, Any] | None:
+        path = self.work_dir / BASE_MODEL_DIR / WARM_START_FILE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            logger.warning("%s is unreadable (%s): the run's record will say only that the warm start was %r",
+                           path, e, self.args.warm_start)  # fmt: skip
+            return {"method": self.args.warm_start, "unreadable": True}
 
     def _trainer_for(self, processes: Processes):
         def train(model: SentenceTransformer, dataset: Dataset, folder: Path, batch_size: int) -> float:
@@ -218,6 +295,10 @@ class LMTXTrainer:
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload the output folder's final model (not ``lmtx-work/``) to the Hub."""
         return push_folder_to_hub(self.output_dir, repo_id, **kwargs)
+
+
+def _warm_start_config(saved: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if saved is None else {k: saved.get(k) for k in ("method", "segment_words", "seed")}
 
 
 def _model_name(model: SentenceTransformer) -> str:

@@ -117,8 +117,8 @@ class RunState:
         return "llm_P@1"
 
     def _check_same_run(self, fingerprint: dict[str, Any]) -> None:
-        # A setting added after the run started matches when it is at its default.
-        defaults = LMTXArguments().run_defining()
+        # A setting added after the run started matches when it is at its default (as JSON has it: tuples are lists).
+        defaults = json.loads(json.dumps(LMTXArguments().run_defining()))
         stored_args = self.fingerprint.setdefault("args", {})
         for name, value in fingerprint["args"].items():
             if name not in stored_args and value == defaults[name]:
