@@ -270,6 +270,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         positive_threshold=args.threshold,
         calibration=args.calibration,
         keep_documents=args.keep_documents,
+        warm_start=args.warm_start,
+        rts_segment_words=tuple(args.rts_segment_words),
         hard_negatives=args.hard_negatives,
         recipe=args.recipe,
         accumulate_judgments=args.accumulate_judgments,
@@ -428,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")
     p.add_argument("--calibration", default=None, choices=["none", "label-prior", "contextual"],
                    help="(recipe) how teacher scores are made comparable across labels before choosing positives")
+    p.add_argument("--warm-start", default="none", choices=["none", "rts"],
+                   help="before round 0, train the base model one pass on pairs of random segments of the same "
+                        "document (RTS, Xiong et al. 2022)")
+    p.add_argument("--rts-segment-words", type=int, nargs=2, default=[8, 32], metavar=("MIN", "MAX"),
+                   help="RTS segment length in words")
     p.add_argument("--keep-documents", type=float, default=None,
                    help="(recipe) train on this share of the documents with a positive, the most confident ones")
     p.add_argument("--hard-negatives", action="store_true")
