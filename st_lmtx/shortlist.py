@@ -35,7 +35,7 @@ class IndexConfig:
     hnsw_threshold: int = 100_000
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 128
+    ef_search: int = 512
 
 
 @dataclass

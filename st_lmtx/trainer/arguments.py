@@ -104,7 +104,7 @@ class LMTXArguments:
     eval_k: tuple[int, ...] = (1, 3, 5, 10)
     seed: int = 42
     hnsw_threshold: int = 100_000
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 512
     encode_batch_size: int = 64
     show_progress_bar: bool = True
     training_overrides: dict[str, Any] = field(default_factory=dict)
