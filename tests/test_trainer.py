@@ -6,7 +6,7 @@ import pytest
 from conftest import TOY_DOCS, TOY_LABELS
 from datasets import Dataset
 
-from st_lmtx import LMTXArguments, LMTXTagger, LMTXTrainer, OpenAITeacher, OracleTeacher, load_lfxmc
+from st_lmtx import IndexConfig, LMTXArguments, LMTXTagger, LMTXTrainer, OpenAITeacher, OracleTeacher, load_lfxmc
 from st_lmtx.tagger import files_to_upload
 
 SECRET = "sk-trainer-secret-0987654321"
@@ -225,8 +225,8 @@ def test_the_metrics_plot_legend_covers_no_point(tmp_path):
 
 
 def test_hnsw_ef_search_reaches_the_index_and_bad_values_are_refused(tiny_model_dir, tmp_path):
-    trainer = LMTXTrainer(tiny_model_dir, TOY_LABELS, teacher=None, args=args(tmp_path / "o", hnsw_ef_search=512))
-    assert trainer.index_config.ef_search == 512
+    trainer = LMTXTrainer(tiny_model_dir, TOY_LABELS, teacher=None, args=args(tmp_path / "o", hnsw_ef_search=300))
+    assert trainer.index_config.ef_search == 300 and IndexConfig().ef_search == 512  # not the default
     with pytest.raises(ValueError, match="hnsw_ef_search must be >= 1"):
         args(tmp_path / "p", hnsw_ef_search=0)
 
