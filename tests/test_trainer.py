@@ -52,11 +52,12 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     run = json.loads((out / "lmtx_run.json").read_text())
     assert [r["round"] for r in run["rounds"]] == [0, 1, 2] and run["best_round"] in (1, 2)
     # The stop rule's dev judging is folded into the rounds: round 0 judged the 4 dev documents' whole
-    # shortlists, which round 1 then found in the cache; the last round, with no next round, judged top-1s.
+    # shortlists, which round 1 then found in the cache; the last round, with no next round, judged the top-k
+    # too, because the default stop signal (llm_top1_is_best) compares the top-1 with the rest of it.
     zero, one, two = run["rounds"]
     assert zero["dev_teacher_usage"]["pairs"] == 4 * 3 and zero["dev_teacher_usage"]["calls"] == 4 * 3
     assert one["teacher_usage"]["cache_hits"] - one["dev_teacher_usage"]["cache_hits"] == 4 * 3
-    assert two["dev_teacher_usage"]["pairs"] == 4
+    assert two["dev_teacher_usage"]["pairs"] == 4 * 3 and "llm_top1_is_best" in two["dev"]
 
     # every pair was asked once; a second fit on the finished folder asks nothing and returns the model
     assert max(asked(fake_server).values()) == 1
