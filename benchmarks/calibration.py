@@ -49,7 +49,7 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from st_lmtx import load_lfxmc
-    from st_lmtx.calibration import CONTENT_FREE, calibrate, logit
+    from st_lmtx.calibration import calibrate
     from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS, judged_signals
     from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, usable_documents
     from st_lmtx.shortlist import Shortlist
@@ -69,6 +69,7 @@ def main() -> None:
         return teacher.judge([docs.texts[i] for i in doc_rows], candidates, desc=None).judgments
 
     # ---------------------------------------------------------------- 1. calibration and keep_documents
+    content_free = content_free_of(teacher, labels)
     rounds = sorted(p for p in work.glob("round-*") if (p / "pseudo_labels.jsonl").exists())
     print(f"\n{args.run}: positive selection on each round's judgments (precision against ground truth).\n")
     print("| round | yes-rate | selection | documents trained | left out | trained-positive precision |")
@@ -76,10 +77,6 @@ def main() -> None:
     for folder in rounds:
         r = int(folder.name.split("-")[1])
         pseudo = PseudoLabels.load(folder / "pseudo_labels.jsonl")  # what the round chose from (accumulated)
-        label_ids = sorted({j.label for d in pseudo.docs for j in d.judged})
-        cf = teacher.judge(list(CONTENT_FREE), [[labels.texts[l] for l in label_ids]] * len(CONTENT_FREE), desc=None)
-        content_free = {l: sum(logit(row[i].score) for row in cf.judgments) / len(CONTENT_FREE)
-                        for i, l in enumerate(label_ids)}  # fmt: skip
         yes_rate = pseudo.stats()["yes_rate"]
         variants = [("none", 1.0), ("label-prior", 1.0), ("contextual", 1.0), ("none", 0.75), ("none", 0.5),
                     ("contextual", 0.5)]
@@ -123,15 +120,14 @@ def main() -> None:
     else:
         print(f"\n(only {len(measured)} measured rounds: no rank correlation)")
     for variant in args.train:
-        train_round_one(args.run, variant, labels, train, docs, truth, content_free_of(teacher, labels))
+        train_round_one(args.run, variant, labels, train, docs, truth, content_free)
     teacher.close()
 
 
 def content_free_of(teacher, labels) -> dict[int, float]:
-    from st_lmtx.calibration import CONTENT_FREE, logit
+    from st_lmtx.calibration import content_free_log_odds
 
-    cf = teacher.judge(list(CONTENT_FREE), [list(labels.texts)] * len(CONTENT_FREE), desc=None)
-    return {l: sum(logit(row[l].score) for row in cf.judgments) / len(CONTENT_FREE) for l in range(len(labels))}
+    return dict(enumerate(content_free_log_odds(teacher, labels.texts)))
 
 
 def train_round_one(run: str, variant: str, labels, train, docs, truth, content_free) -> None:

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from st_lmtx.pseudo_labels import DocumentPseudoLabels, PseudoLabels
+
+if TYPE_CHECKING:
+    from st_lmtx.teacher.base import Teacher
 
 CALIBRATIONS: tuple[str, ...] = ("none", "label-prior", "contextual")
 # Content-free stand-ins for a document (Zhao et al. use "N/A", "[MASK]" and the empty string; an empty
@@ -36,6 +40,13 @@ CONTENT_FREE: tuple[str, ...] = ("N/A", "[MASK]", "none")
 def logit(p: float, eps: float = 1e-4) -> float:
     p = min(max(p, eps), 1 - eps)
     return math.log(p / (1 - p))
+
+
+def content_free_log_odds(teacher: Teacher, label_texts: Sequence[str]) -> list[float]:
+    """For each label, the mean log-odds of "yes" the teacher gives it for the :data:`CONTENT_FREE` documents
+    (cached like any other answer), in the order of ``label_texts``."""
+    judged = teacher.judge(list(CONTENT_FREE), [list(label_texts)] * len(CONTENT_FREE), desc="Teacher (content-free)")
+    return [sum(logit(row[i].score) for row in judged.judgments) / len(CONTENT_FREE) for i in range(len(label_texts))]
 
 
 def label_priors(pseudo: PseudoLabels, shrinkage: float = 5.0) -> dict[int, float]:

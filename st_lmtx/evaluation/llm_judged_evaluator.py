@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
+from st_lmtx.calibration import logit
 from st_lmtx.recipes import STOP_SIGNALS
 
 from st_lmtx.shortlist import IndexConfig, ShortlistMiner
@@ -22,11 +22,6 @@ logger = logging.getLogger(__name__)
 
 # The stop-rule signals judged_signals computes; each is "higher is better".
 SIGNALS: tuple[str, ...] = STOP_SIGNALS
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return math.log(p / (1 - p))
 
 
 def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
@@ -56,7 +51,7 @@ def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
         signals["llm_top1_beats_median"] = sum(
             row[0].score > statistics.median(j.score for j in row[1:]) for row in ranked) / m  # fmt: skip
         signals["llm_top1_margin"] = sum(
-            _logit(row[0].score) - statistics.fmean(_logit(j.score) for j in row) for row in ranked) / m  # fmt: skip
+            logit(row[0].score) - statistics.fmean(logit(j.score) for j in row) for row in ranked) / m  # fmt: skip
     return signals
 
 

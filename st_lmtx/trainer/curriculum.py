@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformer
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.inputs import DocumentSet, LabelSet
-from st_lmtx.calibration import CONTENT_FREE, calibrate, logit
+from st_lmtx.calibration import calibrate, content_free_log_odds
 from st_lmtx.pseudo_labels import (
     PseudoLabels,
     SelectionConfig,
@@ -130,10 +130,8 @@ class CurriculumRound:
                 raise ValueError(f"calibration='contextual' needs a teacher with graded scores (p(yes)); "
                                  f"{self.teacher.model_name} answers yes/no only")  # fmt: skip
             ids = sorted({j.label for d in pseudo.docs for j in d.judged})
-            texts = [self.labels.texts[l] for l in ids]
-            judged = self.teacher.judge(list(CONTENT_FREE), [texts] * len(CONTENT_FREE), desc="Teacher (content-free)")
-            content_free = {l: sum(logit(row[i].score) for row in judged.judgments) / len(CONTENT_FREE)
-                            for i, l in enumerate(ids)}  # fmt: skip
+            scores = content_free_log_odds(self.teacher, [self.labels.texts[l] for l in ids])
+            content_free = dict(zip(ids, scores))
         return calibrate(pseudo, self.args.calibration, content_free)
 
     def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule, int]:
@@ -142,7 +140,7 @@ class CurriculumRound:
         a = self.args
         selection = SelectionConfig(positives=a.positives, threshold=a.positive_threshold, hard_negatives=a.hard_negatives,
                                     epochs=1, seed=a.seed + r, keep_documents=a.keep_documents)  # fmt: skip
-        usable = len(select_pairs(pseudo, len(self.labels), selection))
+        usable = len(usable_documents(pseudo, selection))
         left_out = len(usable_documents(pseudo, replace(selection, keep_documents=1.0))) - usable
         if usable == 0:
             raise RuntimeError(f"round {r}: the teacher said yes to no shortlisted label; nothing to train on")
