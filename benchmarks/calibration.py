@@ -10,7 +10,8 @@ trains nothing.
 Two tables:
 
 1. For each judged round's pseudo-labels: the precision of the positive each calibration would train on (against ground
-   truth, evaluation only), and of the documents ``keep_documents`` keeps.
+   truth, evaluation only), of the documents ``keep_documents`` keeps, and of two ways to keep more than one
+   positive a document (the expected precision of a random draw among them).
 2. For each finished round r: the dev signals of round r's model (its dev top-k is round r+1's shortlist, judged
    by the teacher), its test P@1, and Spearman's rank correlation of each signal with test P@1 over the rounds.
    The same signals are computed again for a *lenient* teacher: the same p(yes), with "yes" from a lower
@@ -49,7 +50,7 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from st_lmtx import load_lfxmc
-    from st_lmtx.calibration import calibrate
+    from st_lmtx.calibration import calibrate, logit
     from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS, judged_signals
     from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, usable_documents
     from st_lmtx.shortlist import Shortlist
@@ -88,6 +89,20 @@ def main() -> None:
             precision = np.mean([max(p, key=lambda j: j.rank_score).label in truth[d.doc] for d, p in usable])
             name = f"top-yes, calibration={method}" + (f", keep_documents={keep}" if keep < 1 else "")
             print(f"| {r} | {yes_rate:.3f} | {name} | {len(usable)} | {left_out} | {precision:.3f} |")
+        # More than one positive: the "yes" labels within `margin` log-odds of the top one, one drawn per use
+        # (precision = the expected precision of the draw), or the labels before a log-odds gap of `gap` or more
+        # that are all "yes" (else the top one).
+        usable = usable_documents(pseudo, SelectionConfig(positives="random-yes"))
+        for margin in (0.5, 1.0):
+            groups = [[j for j in pos if logit(j.score) >= max(logit(k.score) for k in pos) - margin] for _, pos in usable]
+            print(f"| {r} | {yes_rate:.3f} | the \"yes\" within {margin} log-odds of the top one "
+                  f"({np.mean([len(g) for g in groups]):.2f} a document) | {len(usable)} | 0 | "
+                  f"{np.mean([np.mean([j.label in truth[d.doc] for j in g]) for (d, _), g in zip(usable, groups)]):.3f} |")
+        for gap in (2.0, 3.0):
+            groups = [top_group(d, pos, gap) for d, pos in usable]
+            print(f"| {r} | {yes_rate:.3f} | the labels before a log-odds gap >= {gap}, if all \"yes\" "
+                  f"({np.mean([len(g) for g in groups]):.2f} a document) | {len(usable)} | 0 | "
+                  f"{np.mean([np.mean([j.label in truth[d.doc] for j in g]) for (d, _), g in zip(usable, groups)]):.3f} |")
 
     # ---------------------------------------------------------------- 2. stop signals against test P@1
     dev = state["dev_indices"]
@@ -122,6 +137,21 @@ def main() -> None:
     for variant in args.train:
         train_round_one(args.run, variant, labels, train, docs, truth, content_free)
     teacher.close()
+
+
+def top_group(d, positives, gap: float) -> list:
+    """The judged labels before the largest log-odds gap, when that gap is at least ``gap`` and they are all
+    "yes"; else the single top "yes"."""
+    from st_lmtx.calibration import logit
+
+    ranked = sorted(d.judged, key=lambda j: -logit(j.score))
+    scores = [logit(j.score) for j in ranked]
+    widest = max(range(len(ranked) - 1), key=lambda i: scores[i] - scores[i + 1], default=None)
+    if widest is not None and widest > 0 and scores[widest] - scores[widest + 1] >= gap:
+        group = ranked[: widest + 1]
+        if all(j.verdict == "yes" for j in group):
+            return group
+    return [max(positives, key=lambda j: j.score)]
 
 
 def content_free_of(teacher, labels) -> dict[int, float]:

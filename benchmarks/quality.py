@@ -13,7 +13,8 @@ Runs (teacher x recipe):
 - ``oracle-*``: ``OracleTeacher`` on the same shortlists (a perfect judge: the ceiling); ``oracle20-*``: the
   oracle with 20% of its answers flipped.
 - recipes: ``reference`` (a random "yes" per use, every round from the base model, the reference's loss and
-  optimiser) and ``best`` (see ``RECIPES``; BENCHMARKS.md says what each setting changes).
+  optimiser), ``best`` (see ``RECIPES``; BENCHMARKS.md says what each setting changes), ``keep50`` (best, half
+  of each label's documents) and ``rts`` (best after a Random Text Segments warm start: its round 0 is RTS alone).
 - ``title-content``: an LLM-free baseline: (content, title) pairs of the same documents, the LMTX loss with
   its defaults.
 
@@ -52,6 +53,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The best recipe training, for each label, on the half of its documents with the most confident positive
     # (round 1 on Reuters: trained-positive precision 0.786 -> 0.870, test P@1 85.53 -> 85.49).
     "keep50": {"recipe": "best", "keep_documents": 0.5},
+    # The best recipe after an LLM-free round 0 on Random Text Segments of the same documents (issue 13): round 0
+    # of this row is RTS alone.
+    "rts": {"recipe": "best", "warm_start": "rts"},
 }  # fmt: skip
 # oracle40yes: 40% of the wrong labels answered "yes" (true labels kept): a lenient judge, as the 1.5B teacher
 # was on a domain not in the repository (68% yes).
