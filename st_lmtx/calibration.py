@@ -27,11 +27,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from st_lmtx.pseudo_labels import DocumentPseudoLabels, PseudoLabels
+from st_lmtx.recipes import CALIBRATIONS
 
 if TYPE_CHECKING:
     from st_lmtx.teacher.base import Teacher
 
-CALIBRATIONS: tuple[str, ...] = ("none", "label-prior", "contextual")
 # Content-free stand-ins for a document (Zhao et al. use "N/A", "[MASK]" and the empty string; an empty
 # document is refused by the teacher, so "none" takes its place).
 CONTENT_FREE: tuple[str, ...] = ("N/A", "[MASK]", "none")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES, STOP_SIGNALS
+from st_lmtx.recipes import CALIBRATIONS, DEFAULT_RECIPE, POSITIVE_POLICIES, RECIPES, STOP_SIGNALS, WARM_STARTS
 from st_lmtx.teacher.model_files import DEFAULT_MODEL_NAME, MODELS
 from st_lmtx.teacher.prompts import DEFAULT_PROMPT, PROMPTS
 
@@ -427,11 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-metric", default=None, choices=list(STOP_SIGNALS),
                    help="(recipe) the dev signal that picks the kept round and stops the run")
     p.add_argument("--k", type=int, default=10, help="shortlist size")
-    p.add_argument("--positives", default=None, choices=["random-yes", "top-yes", "score-weighted"], help="(recipe)")
+    p.add_argument("--positives", default=None, choices=list(POSITIVE_POLICIES), help="(recipe)")
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")
-    p.add_argument("--calibration", default=None, choices=["none", "label-prior", "contextual"],
+    p.add_argument("--calibration", default=None, choices=list(CALIBRATIONS),
                    help="(recipe) how teacher scores are made comparable across labels before choosing positives")
-    p.add_argument("--warm-start", default="none", choices=["none", "rts"],
+    p.add_argument("--warm-start", default="none", choices=list(WARM_STARTS),
                    help="before round 0, train the base model one pass on pairs of random segments of the same "
                         "document (RTS, Xiong et al. 2022)")
     p.add_argument("--rts-segment-words", type=int, nargs=2, default=[8, 32], metavar=("MIN", "MAX"),

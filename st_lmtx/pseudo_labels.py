@@ -31,11 +31,12 @@ from datasets import Dataset
 
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, LabelSet
+from st_lmtx.recipes import POSITIVE_POLICIES
 from st_lmtx.shortlist import Shortlist
 from st_lmtx.teacher.base import Judgment
 
 PositivePolicy = Literal["random-yes", "top-yes", "score-weighted"]
-POLICIES: tuple[str, ...] = ("random-yes", "top-yes", "score-weighted")
+POLICIES: tuple[str, ...] = POSITIVE_POLICIES
 
 
 @dataclass

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# The choices of the recipe settings that take a name (the modules that implement them check against these).
+POSITIVE_POLICIES: tuple[str, ...] = ("random-yes", "top-yes", "score-weighted")  # st_lmtx.pseudo_labels
+CALIBRATIONS: tuple[str, ...] = ("none", "label-prior", "contextual")  # st_lmtx.calibration
+WARM_STARTS: tuple[str, ...] = ("none", "rts")  # st_lmtx.rts
+
 # The dev signals a run can stop on (computed by st_lmtx.evaluation.llm_judged_evaluator.judged_signals).
 STOP_SIGNALS: tuple[str, ...] = ("llm_P@1", "llm_mean_score", "llm_top1_is_best", "llm_top1_beats_median", "llm_top1_margin")
 

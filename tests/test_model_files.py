@@ -192,6 +192,10 @@ def test_local_name_specs_errors(cache):
         make_teacher("local:qwen2.5-coder-0.5b", model="m.gguf")
     with pytest.raises(TeacherConfigError, match="unknown teacher 'locale': use an http"):
         make_teacher("locale")
+    # Teachers that judge one pair at a time refuse a listwise run rather than run it pointwise unasked.
+    for spec, extra in (("m.gguf", {}), ("oracle", {"labels": [], "documents": []})):
+        with pytest.raises(TeacherConfigError, match=rf"mode='listwise' needs an endpoint teacher .* the '{spec}' teacher"):
+            make_teacher(spec, mode="listwise", **extra)
 
 
 def test_local_name_spec_selects_the_file_and_its_own_namespace(cache):

@@ -279,7 +279,7 @@ def test_fit_trains_a_small_round_on_its_schedule(tiny_model_dir, toy_lfxmc, tmp
     assert one["training_pairs"] == usable * one["schedule"]["epochs"] and one["schedule"]["steps"] >= 8
 
 
-def test_the_stop_metric_picks_the_kept_round_and_old_records_fall_back(tmp_path):
+def test_the_stop_metric_picks_the_kept_round_and_old_records_fall_back(tmp_path, caplog):
     from st_lmtx.trainer.run_state import RunState
 
     def dev(p1, best=None):
@@ -294,6 +294,8 @@ def test_the_stop_metric_picks_the_kept_round_and_old_records_fall_back(tmp_path
     old = RunState(tmp_path / "old.json", {}, [], [], stop_metric="llm_top1_is_best")
     old.rounds = [{"round": 0, "dev": dev(0.5)}, {"round": 1, "dev": dev(0.8)}, {"round": 2, "dev": dev(0.9, 0.1)}]
     assert old.best() == 2  # round 1 has no llm_top1_is_best on record: every round is ranked on llm_P@1
+    assert old.best() == 2
+    assert sum("ranking the rounds on llm_P@1" in r.getMessage() for r in caplog.records) == 1  # said once a run
     with pytest.raises(ValueError, match="stop_metric must be one of"):
         LMTXArguments(stop_metric="P@1")
 

@@ -60,6 +60,7 @@ def make_teacher(
         flip, towards = _parse_oracle(spec)
         if labels is None or documents is None:
             raise TeacherConfigError("the oracle teacher needs the labels and the documents with ground truth")
+        _refuse_listwise(spec, kwargs)
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
         return OracleTeacher(labels, documents, flip_fraction=flip, flip_towards=towards, **kwargs)
@@ -72,6 +73,7 @@ def make_teacher(
         if kind == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
             return LocalTeacher(model_path=path, **kwargs)
         # The in-process scorer always grades and has no HTTP settings.
+        _refuse_listwise(spec, kwargs)
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY + _RATE_LIMITS}
         return LlamaCppTeacher(model_path=path, **kwargs)
@@ -112,6 +114,13 @@ def _parse_oracle(spec: str) -> tuple[float, str]:
     if towards not in OracleTeacher.FLIP_TOWARDS:
         raise TeacherConfigError(f"bad oracle teacher {spec!r}: {towards!r} is not a flip direction; {usage}")
     return flip, towards
+
+
+def _refuse_listwise(spec: str, kwargs: dict[str, Any]) -> None:
+    """The in-process scorer and the oracle judge one pair at a time: a listwise run would silently be pointwise."""
+    if kwargs.get("mode") not in (None, "pointwise"):
+        raise TeacherConfigError(f"mode={kwargs['mode']!r} needs an endpoint teacher (an http(s) URL or local-server); "
+                                 f"the {spec!r} teacher judges one label at a time: use mode='pointwise'")  # fmt: skip
 
 
 def _warn_unlimited(spec: str, kwargs: dict[str, Any]) -> None:

@@ -5,14 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from st_lmtx.calibration import CALIBRATIONS
 from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS
-from st_lmtx.pseudo_labels import POLICIES
-from st_lmtx.recipes import DEFAULT_RECIPE, RECIPES
-
-# How the base model is prepared before round 0: as given, or trained on Random Text Segments (:mod:`st_lmtx.rts`).
-WARM_STARTS = ("none", "rts")
-
+from st_lmtx.recipes import CALIBRATIONS, DEFAULT_RECIPE, RECIPES, WARM_STARTS
+from st_lmtx.recipes import POSITIVE_POLICIES as POLICIES
 
 @dataclass
 class LMTXArguments:

@@ -35,6 +35,7 @@ class RunState:
     stop_reason: str | None = None
     # Which dev signal ranks the rounds: the run's arguments say, each time it is opened (not persisted).
     stop_metric: str = "llm_P@1"
+    _fallback_logged: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def next_round(self) -> int:
@@ -113,7 +114,9 @@ class RunState:
         trained = [r for r in self.rounds if r["round"] > 0]
         if all(self.stop_metric in r["dev"] for r in trained):
             return self.stop_metric
-        logger.warning("Some rounds have no %s on record: ranking the rounds on llm_P@1", self.stop_metric)
+        if not self._fallback_logged:  # once a run, not at every round it ranks
+            logger.warning("Some rounds have no %s on record: ranking the rounds on llm_P@1", self.stop_metric)
+            self._fallback_logged = True
         return "llm_P@1"
 
     def _check_same_run(self, fingerprint: dict[str, Any]) -> None:
