@@ -15,7 +15,8 @@ zero-shot all-MiniLM-L6-v2. Injected copies carry one attack each, rotating over
 - ``fake-tag``: a closing quote and a new, always-relevant question;
 - ``fence``: a fake end of the ``delimited`` prompt's fence and a new question.
 
-Rows: ``compact-raw`` (the compact prompt with the document sent as is: control-token look-alikes not broken up,
+Rows: ``clean-cut`` is the clean documents cut to the words an injected copy keeps (140), so that the attack
+is the only difference from ``injected``. ``compact-raw`` (the compact prompt with the document sent as is: control-token look-alikes not broken up,
 as before this benchmark), ``compact`` (today's: look-alikes broken up), ``delimited``. Teacher: the default
 local model, in process (batched scoring). Ground truth measures the answers only. Caches in
 ``.cache/bench-injection``.
@@ -40,14 +41,15 @@ ATTACKS = {
 }
 PLACES = ["start", "middle", "end"]
 CONDITIONS = [("compact", "clean"), ("compact", "injected"), ("delimited", "injected"), ("delimited", "clean"),
-              ("compact-raw", "injected")]  # fmt: skip
+              ("compact-raw", "injected"), ("compact", "clean-cut")]  # fmt: skip
+KEPT_WORDS = 140  # an injected copy keeps this many of the document's words (room for the attack in the 180)
 
 
-def inject(text: str, i: int, max_words: int = 180) -> tuple[str, str, str]:
+def inject(text: str, i: int) -> tuple[str, str, str]:
     """Document ``i`` with one attack (rotating over attacks and places) inside the words the prompt keeps."""
     name = list(ATTACKS)[(i // len(PLACES)) % len(ATTACKS)]
     place = PLACES[i % len(PLACES)]
-    words = text.split()[: max_words - 40]  # room for the attack within the prompt's 180 words
+    words = text.split()[:KEPT_WORDS]  # room for the attack within the prompt's 180 words
     at = {"start": 0, "middle": len(words) // 2, "end": len(words)}[place]
     return " ".join(words[:at] + [ATTACKS[name]] + words[at:]), name, place
 
@@ -105,7 +107,9 @@ def main() -> None:
     injected = [inject(t, i) for i, t in enumerate(docs.texts)]
     rows = []
     for row, kind in CONDITIONS:
-        texts = docs.texts if kind == "clean" else [t for t, _, _ in injected]
+        texts = {"clean": docs.texts, "injected": [t for t, _, _ in injected],
+                 # The clean documents cut as the injected copies are: the attack is then the only difference.
+                 "clean-cut": [" ".join(t.split()[:KEPT_WORDS]) for t in docs.texts]}[kind]
         with teacher_for(row, args.table) as teacher:
             try:
                 result = teacher.judge(texts, candidates, desc=f"{row} {kind}")
