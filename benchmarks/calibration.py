@@ -53,7 +53,8 @@ def main() -> None:
     from st_lmtx.calibration import calibrate, logit
     from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS, judged_signals
     from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, usable_documents
-    from st_lmtx.shortlist import Shortlist
+    from st_lmtx.models import load_model
+    from st_lmtx.shortlist import Shortlist, ShortlistMiner
     from st_lmtx.teacher import make_teacher
 
     labels, train = load_lfxmc(REUTERS, "trn")
@@ -109,8 +110,22 @@ def main() -> None:
     records = {rec["round"]: rec for rec in state["rounds"]}
     per_round, per_round_lenient, test_p1 = [], [], []
     all_scores = []
-    measured = [r for r in sorted(records) if (work / f"round-{r + 1:02d}" / "shortlist.npz").exists()]
-    judged = {r: judge(dev, Shortlist.load(work / f"round-{r + 1:02d}" / "shortlist.npz")) for r in measured}
+    def dev_shortlist(r: int) -> Shortlist | None:
+        # Round r's model's dev top-k is round r+1's shortlist; the last round's was judged by the stop rule
+        # from its own model (cached), and is mined here again the same way.
+        if (work / f"round-{r + 1:02d}" / "shortlist.npz").exists():
+            return Shortlist.load(work / f"round-{r + 1:02d}" / "shortlist.npz")
+        if r > 0 and (work / f"round-{r:02d}" / "model").exists() and "llm_P@1" in records[r].get("dev", {}):
+            model = load_model(str(work / f"round-{r:02d}" / "model"))
+            mined = ShortlistMiner(model, labels, show_progress_bar=False).mine([docs.texts[i] for i in dev], k=10)
+            full = np.full((len(docs), mined.indices.shape[1]), -1, dtype=mined.indices.dtype)
+            full[dev] = mined.indices
+            return Shortlist(full, np.zeros(full.shape, dtype=np.float32))
+        return None
+
+    shortlists = {r: dev_shortlist(r) for r in sorted(records)}
+    measured = [r for r in sorted(records) if shortlists[r] is not None]
+    judged = {r: judge(dev, shortlists[r]) for r in measured}
     for rows in judged.values():
         all_scores += [j.score for row in rows for j in row]
     # The threshold at which the same teacher would say "yes" to LENIENT_YES_RATE of these pairs.
