@@ -6,6 +6,7 @@ trains nothing.
     python benchmarks/calibration.py                         # the local-best run
     python benchmarks/calibration.py --run local-reference
     python benchmarks/calibration.py --train keep=0.5 --train calibration=contextual   # round-1 test P@1 too
+    python benchmarks/calibration.py --round 3 --train seed=1 --train seed=2   # how much round 3 moves by chance
 
 Two tables:
 
@@ -17,6 +18,7 @@ Two tables:
    The same signals are computed again for a *lenient* teacher: the same p(yes), with "yes" from a lower
    threshold chosen so that the judge says yes to 68% of the pairs (what the 1.5B teacher did on a domain not
    in the repository). Signals that compare labels do not change; llm_P@1 saturates.
+3. Shortlist drift: how many of each later round's new pairs a wider first shortlist would have judged already.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="local-best")
     parser.add_argument("--train", action="append", default=[], metavar="SETTING=VALUE",
-                        help="also train round 1 again from the base model with this selection (keep=F or "
-                             "calibration=NAME; repeatable) and print its test P@1")  # fmt: skip
+                        help="also train round --round again from the round before's model with this selection "
+                             "(keep=F, calibration=NAME or seed=N; repeatable) and print its test P@1")  # fmt: skip
+    parser.add_argument("--round", type=int, default=1, help="the round --train redoes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -149,9 +152,39 @@ def main() -> None:
         print("| Spearman with test P@1 | | " + " | ".join(f"{x:.2f}" for x in rho) + f" | {rho_l:.2f} |")
     else:
         print(f"\n(only {len(measured)} measured rounds: no rank correlation)")
+    shortlist_drift(work, labels, docs)
     for variant in args.train:
-        train_round_one(args.run, variant, labels, train, docs, truth, content_free)
+        train_round_again(args.run, variant, labels, train, docs, truth, content_free, args.round)
     teacher.close()
+
+
+def shortlist_drift(work: Path, labels, docs) -> None:
+    """Teacher cost: would a wider first shortlist have judged later rounds' new pairs in advance (a document's
+    extra labels cost only their suffix once its prefix is evaluated)? The share of each later round's new pairs
+    inside the base model's top-k, and the documents that still need a new prompt."""
+    from st_lmtx.models import load_model
+    from st_lmtx.shortlist import Shortlist, ShortlistMiner
+
+    rounds = sorted(int(p.name.split("-")[1]) for p in work.glob("round-*") if (p / "shortlist.npz").exists())
+    if len(rounds) < 2:
+        return
+    shortlists = {r: Shortlist.load(work / f"round-{r:02d}" / "shortlist.npz") for r in rounds}
+    n = len(docs)
+    base = ShortlistMiner(load_model(str(work / "base-model")), labels, show_progress_bar=False).mine(docs.texts, k=30)
+    seen = [set(shortlists[rounds[0]].for_doc(i)) for i in range(n)]
+    new: dict[int, list[set[int]]] = {}
+    for r in rounds[1:]:
+        new[r] = [set(shortlists[r].for_doc(i)) - seen[i] for i in range(n)]
+        seen = [s | set(shortlists[r].for_doc(i)) for i, s in enumerate(seen)]
+    print("\nShortlist drift: each later round's new (document, label) pairs, and how many a wider round-1 shortlist "
+          "(the base model's top-k) would have judged already.\n")  # fmt: skip
+    print("| round | new pairs | documents with a new pair | in base top-15 | top-20 | top-30 | documents still needing a prompt (top-30) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r, rows in new.items():
+        total = sum(len(x) for x in rows)
+        cover = [sum(len(x & set(base.for_doc(i)[:k])) for i, x in enumerate(rows)) / max(total, 1) for k in (15, 20, 30)]
+        left = sum(bool(x - set(base.for_doc(i)[:30])) for i, x in enumerate(rows))
+        print(f"| {r} | {total} | {sum(bool(x) for x in rows)} | " + " | ".join(f"{c:.3f}" for c in cover) + f" | {left} |")
 
 
 def top_group(d, positives, gap: float) -> list:
@@ -175,8 +208,10 @@ def content_free_of(teacher, labels) -> dict[int, float]:
     return dict(enumerate(content_free_log_odds(teacher, labels.texts)))
 
 
-def train_round_one(run: str, variant: str, labels, train, docs, truth, content_free) -> None:
-    """Round 1 of ``run`` again from the base model, with the selection ``variant``; prints its test P@1."""
+def train_round_again(run: str, variant: str, labels, train, docs, truth, content_free, r: int = 1) -> None:
+    """Round ``r`` of ``run`` again from round r-1's model (the base model for round 1) on its pseudo-labels, with
+    the selection ``variant`` (``keep=F``, ``calibration=NAME``, or ``seed=N``: the same selection and training
+    with another seed, to see how much a round moves by chance); prints its test P@1."""
     import time
 
     from st_lmtx import LMTXArguments, XMCEvaluator, load_lfxmc
@@ -186,24 +221,26 @@ def train_round_one(run: str, variant: str, labels, train, docs, truth, content_
     from st_lmtx.trainer.training import round_schedule, train_round
 
     key, value = variant.split("=", 1)
-    keep, method = (float(value), "none") if key == "keep" else (1.0, value)
+    keep, method = (float(value), "none") if key == "keep" else (1.0, value if key == "calibration" else "none")
     work = OUT / run / "lmtx-work"
-    pseudo = calibrate(PseudoLabels.load(work / "round-01" / "pseudo_labels.jsonl"), method, content_free)
-    out = OUT / "calibration" / f"{run}-round1-{key}-{value}"
-    args = LMTXArguments(output_dir=str(out))  # the best recipe
-    config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + 1, keep_documents=keep)
+    pseudo = calibrate(PseudoLabels.load(work / f"round-{r:02d}" / "pseudo_labels.jsonl"), method, content_free)
+    out = OUT / "calibration" / f"{run}-round{r}-{key}-{value}"
+    # The best recipe; the trainer's round r selects with seed + r and trains with seed.
+    args = LMTXArguments(output_dir=str(out), seed=int(value) if key == "seed" else 42)
+    config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + r, keep_documents=keep)
     schedule = round_schedule(len(select_pairs(pseudo, len(labels), config)), args)
     config.epochs = schedule.epochs
     pairs = select_pairs(pseudo, len(labels), config)
     precision = sum(p.positive in truth[p.doc] for p in pairs) / len(pairs)
-    model = load_model("sentence-transformers/all-MiniLM-L6-v2")
+    start = work / f"round-{r - 1:02d}" / "model" if r > 1 else work / "base-model"  # as the best recipe continues
+    model = load_model(str(start))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train_round(model, pairs_to_dataset(pairs, docs, labels), args, out, batch_size=schedule.batch_size)
     seconds = time.perf_counter() - started
     _, test = load_lfxmc(REUTERS, "tst")
     metrics = XMCEvaluator(labels, test, train_truth=train.targets)(model)
-    print(f"\nround 1 again, {variant}: {len(pairs)} pairs, schedule {schedule.to_dict()}, trained-positive precision "
+    print(f"\nround {r} again, {variant}: {len(pairs)} pairs, schedule {schedule.to_dict()}, trained-positive precision "
           f"{precision:.3f}, test P@1 {100 * metrics['P@1']:.2f}, P@5 {100 * metrics['P@5']:.2f} ({seconds:.0f} s training)")  # fmt: skip
 
 
