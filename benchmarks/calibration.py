@@ -97,16 +97,16 @@ def main() -> None:
         # (precision = the expected precision of the draw), or the labels before a log-odds gap of `gap` or more
         # that are all "yes" (else the top one).
         usable = usable_documents(pseudo, SelectionConfig(positives="random-yes"))
-        for margin in (0.5, 1.0):
-            groups = [[j for j in pos if logit(j.score) >= max(logit(k.score) for k in pos) - margin] for _, pos in usable]
-            print(f"| {r} | {yes_rate:.3f} | the \"yes\" within {margin} log-odds of the top one "
-                  f"({np.mean([len(g) for g in groups]):.2f} a document) | {len(usable)} | 0 | "
-                  f"{np.mean([np.mean([j.label in truth[d.doc] for j in g]) for (d, _), g in zip(usable, groups)]):.3f} |")
-        for gap in (2.0, 3.0):
-            groups = [top_group(d, pos, gap) for d, pos in usable]
-            print(f"| {r} | {yes_rate:.3f} | the labels before a log-odds gap >= {gap}, if all \"yes\" "
-                  f"({np.mean([len(g) for g in groups]):.2f} a document) | {len(usable)} | 0 | "
-                  f"{np.mean([np.mean([j.label in truth[d.doc] for j in g]) for (d, _), g in zip(usable, groups)]):.3f} |")
+        rules = [(f"the \"yes\" within {m} log-odds of the top one",
+                  lambda d, pos, m=m: [j for j in pos if logit(j.score) >= max(logit(k.score) for k in pos) - m])
+                 for m in (0.5, 1.0)]
+        rules += [(f"the labels before a log-odds gap >= {g}, if all \"yes\"", lambda d, pos, g=g: top_group(d, pos, g))
+                  for g in (2.0, 3.0)]  # fmt: skip
+        for name, rule in rules:
+            groups = [rule(d, pos) for d, pos in usable]
+            precision = np.mean([np.mean([j.label in truth[d.doc] for j in g]) for (d, _), g in zip(usable, groups)])
+            print(f"| {r} | {yes_rate:.3f} | {name} ({np.mean([len(g) for g in groups]):.2f} a document) | "
+                  f"{len(usable)} | 0 | {precision:.3f} |")
 
     # ---------------------------------------------------------------- 2. stop signals against test P@1
     dev = state["dev_indices"]
