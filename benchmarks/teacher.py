@@ -4,6 +4,7 @@ and endpoint concurrency.
     python benchmarks/teacher.py                         # the four in-process rows (about 25 minutes)
     python benchmarks/teacher.py --modes batched-compact,server-pointwise
     python benchmarks/teacher.py --endpoint              # pairs/s against the loopback test server (1 minute)
+    python benchmarks/teacher.py --later 3               # a later round's pairs, document memory on / off (20 minutes)
 
 The first ``--docs`` training documents, each with its top-``--k`` shortlist from zero-shot all-MiniLM-L6-v2
 (1,000 pairs by default), are judged by the default local model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M):
@@ -14,6 +15,11 @@ The first ``--docs`` training documents, each with its top-``--k`` shortlist fro
   document once, all its labels' suffixes in one multi-sequence decode;
 - ``<prompt>``: ``reference`` (the paper's prompt) or ``compact`` (the question before the document);
 - ``server-pointwise`` / ``server-logprobs`` / ``server-listwise``: llama.cpp's server (``LocalTeacher``).
+
+``--later N`` stands in for a later curriculum round, where each document comes back with a few labels it was not
+asked about: after the top-``--k`` pairs, the shortlist's next ``N`` labels per document are judged by the same
+teacher with its document memory (the documents' KV cells kept from the first judging) and by a fresh teacher
+with ``memory_mb=0`` (each document evaluated again).
 
 Each mode runs twice on a fresh cache; the second run shows the cache hits. Ground truth measures the answers
 only. Caches stay in ``.cache/bench-teacher`` (out of git).
@@ -127,6 +133,39 @@ def in_process(args) -> None:
                   f"mean {mean:.4f}, max {worst:.4f}")  # fmt: skip
 
 
+def later_round(args) -> None:
+    from st_lmtx import ShortlistMiner, load_lfxmc
+    from st_lmtx.models import load_model
+    from st_lmtx.teacher import LlamaCppTeacher
+
+    labels, train = load_lfxmc(REUTERS, "trn")
+    docs = train.subset(range(args.docs))
+    model = load_model("sentence-transformers/all-MiniLM-L6-v2")
+    shortlist = ShortlistMiner(model, labels, show_progress_bar=False).mine(docs.texts, k=args.k + args.later)
+    ranked = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+    first, later = [r[: args.k] for r in ranked], [r[args.k :] for r in ranked]
+    rows = []
+    with LlamaCppTeacher(show_progress_bar=True) as teacher:  # an in-memory cache: every pair is asked
+        teacher.judge(docs.texts, first, desc=f"top-{args.k}")
+        on = teacher.judge(docs.texts, later, desc="later, memory on")
+        rows.append(("on", on.usage, teacher.memory_hits, teacher._memory_used / 2**20))
+    with LlamaCppTeacher(memory_mb=0, show_progress_bar=True) as teacher:
+        teacher._load()  # not timed: the other row's model was loaded by its first judging
+        off = teacher.judge(docs.texts, later, desc="later, memory off")
+        rows.append(("off", off.usage, teacher.memory_hits, 0.0))
+    pairs = sum(len(c) for c in later)
+    print(f"\n{args.docs} Reuters training documents judged on their top-{args.k}, then on shortlist ranks "
+          f"{args.k + 1}-{args.k + args.later} ({pairs} pairs); {os.cpu_count()} cores\n")  # fmt: skip
+    print("| document memory | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair | documents restored | "
+          "memory held (MB) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, usage, hits, held in rows:
+        print(f"| {name} | {usage.seconds / usage.pairs:.3f} | {usage.pairs / usage.seconds:.2f} | "
+              f"{usage.seconds / len(docs):.2f} | {usage.prompt_tokens / usage.pairs:.1f} | {hits} | {held:.0f} |")
+    same, mean, worst = agreement(on, off)
+    print(f"\nmemory on vs off: {same:.3f} of verdicts equal, |p(yes) difference| mean {mean:.5f}, max {worst:.5f}")
+
+
 def endpoint(args) -> None:
     """Pairs/s of ``OpenAITeacher`` against the loopback test server, which answers each request after a fixed
     delay standing in for the model (and serves requests in parallel, as vLLM does)."""
@@ -159,11 +198,14 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(IN_PROCESS))
     parser.add_argument("--keep-cache", action="store_true", help="reuse earlier answers (no fresh first run)")
     parser.add_argument("--endpoint", action="store_true", help="only the endpoint concurrency table")
+    parser.add_argument("--later", type=int, default=0, help="only the later-round table, with N new labels a document")
     parser.add_argument("--endpoint-docs", type=int, default=50)
     parser.add_argument("--delay", type=float, default=0.05, help="the test server's seconds per request")
     args = parser.parse_args()
     if args.endpoint:
         endpoint(args)
+    elif args.later:
+        later_round(args)
     else:
         in_process(args)
 

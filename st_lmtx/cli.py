@@ -42,6 +42,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected 0 or more megabytes, got {text}")
+    return value
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         index, num_shards = (int(x) for x in text.split("/"))
@@ -164,6 +174,9 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
                         "sending: prompt characters / 4 + the answer's token limit)")  # fmt: skip
     g.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many teacher calls")
     g.add_argument("--max-tokens", type=int, default=None, help="stop cleanly after this many teacher tokens")
+    g.add_argument("--teacher-memory-mb", type=_megabytes, default=None,
+                   help="in-process teacher: RAM that keeps evaluated documents for their later labels (default "
+                        "6144; 0: off; about 4.4 MB a document with the default model and --max-doc-words)")  # fmt: skip
     g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
     g.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
                    help="the prompt layout: 'compact' (the question before the document, a few tokens a label), "
@@ -186,6 +199,8 @@ def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, document
                 "prompt": PromptTemplate.named(args.prompt, max_doc_words=args.max_doc_words)}
     if args.concurrency is not None:
         endpoint["concurrency"] = args.concurrency
+    if args.teacher_memory_mb is not None:
+        endpoint["memory_mb"] = args.teacher_memory_mb
     for limit in ("rpm", "tpm"):  # only when given: the oracle and the in-process teacher warn that they ignore them
         if getattr(args, limit) is not None:
             endpoint[limit] = getattr(args, limit)

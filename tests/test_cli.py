@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from st_lmtx import LMTXTagger
 from st_lmtx.cli import main
 
@@ -49,6 +51,13 @@ def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model
     # the reference prompt is another teacher: its cache cannot take these answers
     assert judge(tmp_path / "c", "--prompt", "reference", "--import-judgments", str(exported)) == 2
     assert "another teacher" in capsys.readouterr().err and len(fake_server.log) == asked
+    # an endpoint teacher has no document memory: the in-process teacher's option is accepted and dropped
+    assert judge(tmp_path / "a", "--teacher-memory-mb", "100") == 0
+    assert json.loads(capsys.readouterr().out)["cache_hits"] == 16
+    for bad in ("-1", "lots"):
+        with pytest.raises(SystemExit):
+            judge(tmp_path / "a", "--teacher-memory-mb", bad)
+        assert "--teacher-memory-mb: expected " in capsys.readouterr().err
 
 
 def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(toy_lfxmc, tiny_model_dir, tmp_path, capsys,

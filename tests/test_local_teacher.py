@@ -175,3 +175,30 @@ def test_a_signal_mid_judging_leaves_no_server_and_keeps_the_answers(sig, model_
     time.sleep(0.5)
     assert not [pid for pid in servers if _alive(pid)]  # no llama.cpp server left behind
     assert answers() >= given  # every answer given before the signal is still there
+
+
+def test_a_document_judged_again_reuses_its_remembered_state(model_path):
+    """A later round asks new labels for the same documents: with the document memory only the label suffixes are
+    evaluated, and the answers are those of evaluating the document again."""
+    from st_lmtx.teacher import LlamaCppTeacher
+
+    docs = DOCS + ["Crude oil prices fell as OPEC output rose; refiners bought more crude."]
+    first = CANDIDATES + [["Crude Oil", "Coffee"]]
+    later = [["Inflation", "Money Supply", "Gold"], ["Sugar", "Cocoa"], ["Ship", "Natural Gas", "Fuel"]]
+    runs = {}
+    for memory_mb in (0, 0.01, 64):  # off, too small for one document, enough
+        with LlamaCppTeacher(model_path, memory_mb=memory_mb, show_progress_bar=False) as teacher:
+            teacher.judge(docs, first)
+            result = teacher.judge(docs, later)
+            runs[memory_mb] = (result, teacher.memory_hits)
+    (off, off_hits), (small, small_hits), (on, on_hits) = runs[0], runs[0.01], runs[64]
+    assert (off_hits, small_hits, on_hits) == (0, 0, 3)
+    def scores(result):
+        return [j.score for row in result.judgments for j in row]
+
+    assert scores(on) == pytest.approx(scores(off), abs=1e-4)
+    assert scores(small) == pytest.approx(scores(off), abs=1e-4)
+    # only the 8 suffixes were evaluated: the documents' tokens are saved
+    assert small.usage.prompt_tokens == off.usage.prompt_tokens
+    assert on.usage.prompt_tokens < off.usage.prompt_tokens - 40
+    assert on.usage.calls == off.usage.calls == 8

@@ -217,3 +217,9 @@ def test_local_name_spec_selects_the_file_and_its_own_namespace(cache):
     assert default.model_path == named_default.model_path == models / DEFAULT_FILE
     # The named default shares the plain spec's cache namespace; the small model has its own.
     assert named_default.namespace == default.namespace != small.namespace
+    # The document memory is the in-process teacher's (the CLI test checks an endpoint teacher drops it).
+    assert make_teacher("local", memory_mb=16, show_progress_bar=False).memory_bytes == 16 * 2**20
+    assert make_teacher("local", memory_mb=0, show_progress_bar=False).memory_bytes == 0
+    assert default.memory_bytes == 6144 * 2**20
+    with pytest.raises(ValueError, match="memory_mb must be >= 0"):
+        make_teacher("local", memory_mb=-1, show_progress_bar=False)

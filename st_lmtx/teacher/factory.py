@@ -19,6 +19,7 @@ TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
 _TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
 _ENDPOINT_ONLY = ("mode", "concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
 _RATE_LIMITS = ("rpm", "tpm", "rate_window")
+_IN_PROCESS_ONLY = ("memory_mb",)
 
 class TeacherConfigError(ValueError):
     """A teacher specification that cannot be turned into a teacher (the message says what to give)."""
@@ -55,6 +56,7 @@ def make_teacher(
     if spec.startswith(("http://", "https://")):
         urls = [u.strip() for u in spec.split(",") if u.strip()]
         name = model or os.environ.get(TEACHER_MODEL_ENV) or _discover_model(urls[0], kwargs.get("api_key"))
+        kwargs = {k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY}
         return OpenAITeacher(name, base_url=urls, **kwargs)
     if spec == "oracle" or spec.startswith("oracle:"):
         flip, towards = _parse_oracle(spec)
@@ -71,7 +73,7 @@ def make_teacher(
         else:
             path = spec if spec.endswith(".gguf") else model
         if kind == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
-            return LocalTeacher(model_path=path, **kwargs)
+            return LocalTeacher(model_path=path, **{k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY})
         # The in-process scorer always grades and has no HTTP settings.
         _refuse_listwise(spec, kwargs)
         _warn_unlimited(spec, kwargs)
