@@ -133,6 +133,12 @@ class Teacher(ABC):
         """What decides the answers: the cache namespace is derived from it. Never a URL or a key."""
         return {"backend": self.backend, "model": self.model_name}
 
+    def document_view(self, doc: str) -> str:
+        """The text this teacher judges for ``doc``, which its cache keys hash: an LLM teacher's prompt drops
+        the sentences that address the judge (``PromptTemplate.drop_instructions``); others judge ``doc``."""
+        prompt = getattr(self, "prompt", None)
+        return prompt.view(doc) if prompt is not None else doc
+
     @property
     def namespace(self) -> str:
         if self._namespace is None:
@@ -151,7 +157,8 @@ class Teacher(ABC):
         run = TeacherUsage()
         results: list[list[Judgment | None]] = [[None] * len(c) for c in candidates]
         pending: list[PendingDocument] = []
-        for i, (doc, labels) in enumerate(zip(documents, candidates)):
+        for i, (raw, labels) in enumerate(zip(documents, candidates)):
+            doc = self.document_view(raw)
             positions = []
             for j, label in enumerate(labels):
                 hit = self.cache.get(self.namespace, doc, label)

@@ -6,6 +6,9 @@ and flag the ones that talk to the judge.
   cannot end the user's turn or the document early, whatever the server's tokenizer does with special tokens.
 - :func:`looks_like_instructions` matches text that addresses a model ("ignore the question", "answer yes",
   a fake turn); the teacher counts such documents, and documents it said "yes" to for every label, in its usage.
+- :func:`drop_instructions` removes the sentences that match, so the judge reads what the document is about
+  rather than what it asks. Measured on injected Reuters documents (BENCHMARKS.md), an instruction left in makes
+  the 1.5B teacher answer "no" more often and pick worse top labels.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ INSTRUCTION_PATTERNS = [
     r"\b(system|assistant|user)\s*:",
     r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>",
     r"\bnew (instructions?|task|question)\b",
-    r"\bis the tag\b.{0,60}\brelevant\b",
+    r"\bis (the|this|that) (tag|label)\b.{0,60}\brelevant\b",
     r"\btag\s*:\s*[\"']",
 ]
 _INSTRUCTION_RE = re.compile("|".join(f"(?:{p})" for p in INSTRUCTION_PATTERNS), re.IGNORECASE | re.DOTALL)
+# Sentence ends, line breaks and control tokens close a piece, kept with the piece before them.
+_SENTENCE_RE = re.compile(r"[^\n]*?(?:[.!?]+(?=\s|$)|\n|<\|[a-z_]+\|>|$)\s*", re.IGNORECASE)
 
 
 def neutralize(text: str) -> str:
@@ -48,3 +53,12 @@ def neutralize(text: str) -> str:
 def looks_like_instructions(text: str) -> bool:
     """Whether the document seems to address the model that judges it (see ``INSTRUCTION_PATTERNS``)."""
     return _INSTRUCTION_RE.search(text) is not None
+
+
+def drop_instructions(text: str) -> str:
+    """``text`` without its sentences (or lines) that address the model (:func:`looks_like_instructions`); text
+    with none is returned unchanged, the same string."""
+    if not looks_like_instructions(text):
+        return text
+    kept = [s for s in _SENTENCE_RE.findall(text) if s and not looks_like_instructions(s)]
+    return "".join(kept).strip()

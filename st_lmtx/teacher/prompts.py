@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from st_lmtx.teacher.injection import neutralize
+from st_lmtx.teacher.injection import drop_instructions, neutralize
 
 PAPER_PROMPT = 'document = "{doc}". Is the tag "{label}" relevant to the document? answer yes or no'
 # The question first, the document, then only the label: the per-pair part is the label and the end of the turn.
@@ -54,6 +54,8 @@ class PromptTemplate:
     with ``{doc}`` and ``{candidates}`` (a numbered list). ``kind`` picks the chat or the plain completions
     endpoint; for ``completion`` the prompt is sent as is followed by ``completion_suffix``.
     ``max_doc_words`` truncates documents (the teacher's context is small and cost grows with length).
+    ``drop_instructions`` removes the sentences of a document that address the judge before it is judged
+    (:func:`~st_lmtx.teacher.injection.drop_instructions`).
     """
 
     pointwise: str = PROMPTS[DEFAULT_PROMPT]
@@ -62,6 +64,7 @@ class PromptTemplate:
     system: str | None = None
     completion_suffix: str = "\nAnswer:"
     max_doc_words: int = 180
+    drop_instructions: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("chat", "completion"):
@@ -108,7 +111,13 @@ class PromptTemplate:
         return _fill(self.listwise, doc=self.truncate(doc), candidates=candidates)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Not drop_instructions: it changes only the text of the documents it touches, and the teacher's cache
+        # keys hash the text it judges (Teacher.document_view), so the namespace need not (and old answers stay).
+        return {k: v for k, v in asdict(self).items() if k != "drop_instructions"}
+
+    def view(self, doc: str) -> str:
+        """The document the teacher judges: without the sentences that address the judge, when enabled."""
+        return drop_instructions(doc) if self.drop_instructions else doc
 
 
 def _fill(template: str, **values: str) -> str:
