@@ -175,8 +175,9 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-calls", type=int, default=None, help="stop cleanly after this many teacher calls")
     g.add_argument("--max-tokens", type=int, default=None, help="stop cleanly after this many teacher tokens")
     g.add_argument("--teacher-memory-mb", type=_megabytes, default=None,
-                   help="in-process teacher: RAM that keeps evaluated documents for their later labels (default "
-                        "6144; 0: off; about 4.4 MB a document with the default model and --max-doc-words)")  # fmt: skip
+                   help="in-process teacher: RAM that keeps evaluated documents for their later labels (default: a "
+                        "quarter of the RAM, at most 6144; 0: off; about 4.4 MB a document with the default model "
+                        "and --max-doc-words)")  # fmt: skip
     g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
     g.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
                    help="the prompt layout: 'compact' (the question before the document, a few tokens a label), "

@@ -220,6 +220,8 @@ def test_local_name_spec_selects_the_file_and_its_own_namespace(cache):
     # The document memory is the in-process teacher's (the CLI test checks an endpoint teacher drops it).
     assert make_teacher("local", memory_mb=16, show_progress_bar=False).memory_bytes == 16 * 2**20
     assert make_teacher("local", memory_mb=0, show_progress_bar=False).memory_bytes == 0
-    assert default.memory_bytes == 6144 * 2**20
+    from st_lmtx.teacher.llama_cpp_teacher import default_memory_mb
+
+    assert default.memory_bytes == int(default_memory_mb() * 2**20) and 0 < default_memory_mb() <= 6144
     with pytest.raises(ValueError, match="memory_mb must be >= 0"):
         make_teacher("local", memory_mb=-1, show_progress_bar=False)
