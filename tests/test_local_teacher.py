@@ -64,6 +64,7 @@ def test_in_process_teacher_scores_p_yes(model_path, tmp_path):
     assert scores[1][0] > 0.7 and scores[1][1] < 0.3
     assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]]
     assert all(j.graded for row in result.judgments for j in row)
+    assert {j.answer for row in result.judgments for j in row} <= {"yes", "Yes", "no", "No"}  # the token, no padding
     assert again.usage.calls == 0 and again.usage.cache_hits == 4
 
 

@@ -432,7 +432,8 @@ class LlamaCppTeacher(Teacher):
         p_yes = np.exp(logits[self._yes_ids] - shift).sum()
         p_no = np.exp(logits[self._no_ids] - shift).sum()
         score = float(p_yes / (p_yes + p_no)) if p_yes + p_no > 0 else (1.0 if verdict == "yes" else 0.0)
-        token = self._model.token_to_piece(top, special=True).decode("utf-8", errors="replace")
+        # llama-cpp-python returns the piece in a 32-byte buffer, NUL-padded.
+        token = self._model.token_to_piece(top, special=True).rstrip(b"\x00").decode("utf-8", errors="replace")
         return Judgment(label, verdict, score, graded=True, answer=token)
 
     def close(self) -> None:
