@@ -64,14 +64,15 @@ def metrics_figure(rounds: list[dict[str, Any]]):
     return fig
 
 
-def _flag_lines(rounds: list[dict[str, Any]]) -> list[str]:
+def _flag_lines(rounds: list[dict[str, Any]], teacher: dict[str, Any]) -> list[str]:
     """The last round's count of documents that seem to address the teacher, and of all-"yes" documents."""
     flagged = [r["pseudo_labels"] for r in rounds if "instruction_like_documents" in r.get("pseudo_labels", {})]
     if not flagged:
         return []
     last = flagged[-1]
+    dropped = " (their instruction sentences were dropped before judging)" if teacher.get("drop_instructions") else ""
     return [f"- Training documents that seem to address the teacher (instruction patterns): "
-            f"{last['instruction_like_documents']:,}; documents the teacher said \"yes\" to for every shortlisted "
+            f"{last['instruction_like_documents']:,}{dropped}; documents the teacher said \"yes\" to for every shortlisted "
             f"label: {last['all_yes_documents']:,} (of {last.get('documents', 0):,})"]  # fmt: skip
 
 
@@ -120,7 +121,7 @@ def render_model_card(summary: dict[str, Any]) -> str:
         f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "
         f"{summary['args'].get('restart_from_base')}",
         f"- Loss: `LMTXTripletLoss` {summary.get('loss', {})}",
-        *_flag_lines(rounds),
+        *_flag_lines(rounds, teacher),
         "",
         "| round | documents | pairs judged | yes-rate | training pairs | LLM-judged P@1 (dev) | "
         + " | ".join(summary.get("eval_keys", []))

@@ -72,6 +72,7 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
         assert f"- {tag}\n" in card
     assert "fake-model" in card and "lmtx_metrics.png" in card and "2406.09288" in card
     assert "`compact` prompt" in card
+    assert "address the teacher (instruction patterns): 0 (their instruction sentences were dropped before judging)" in card
     upload = files_to_upload(out)
     assert "README.md" in upload and "lmtx_labels.jsonl" in upload and "lmtx_index.faiss" in upload
     assert not [f for f in upload if f.startswith("lmtx-work/") or ".sqlite" in f]

@@ -258,4 +258,8 @@ class Teacher(ABC):
 
     def describe(self) -> dict[str, Any]:
         """For model cards and logs: what judged, with no secret."""
-        return {"backend": self.backend, "model": self.model_name, "graded": self.graded}
+        described = {"backend": self.backend, "model": self.model_name, "graded": self.graded}
+        prompt = getattr(self, "prompt", None)
+        if prompt is not None:
+            described["drop_instructions"] = prompt.drop_instructions
+        return described
