@@ -4,6 +4,7 @@ measure on the test split.
     python benchmarks/quality.py                      # every run below, then the table
     python benchmarks/quality.py --only zero-shot,local-best
     python benchmarks/quality.py --table              # print the table from finished runs only
+    python benchmarks/quality.py --only local-best --fresh   # one run's whole teacher cost, no cached answers
 
 Runs (teacher x recipe):
 
@@ -74,11 +75,13 @@ def run_names() -> list[str]:
     return names
 
 
-def make_teacher(kind: str, labels, train):
+def make_teacher(kind: str, labels, train, fresh: bool = False):
     from st_lmtx.teacher import make_teacher as make
 
     if kind in LOCAL_FILES:
         cache, judgments = LOCAL_FILES[kind]
+        if fresh:  # a cache of its own and nothing imported: the run pays for every answer
+            return make(TEACHERS[kind], cache=OUT / cache.replace(".sqlite", "-fresh.sqlite"))
         teacher = make(TEACHERS[kind], cache=OUT / cache)
         if judgments.exists():
             report = teacher.import_judgments(judgments)
@@ -87,14 +90,15 @@ def make_teacher(kind: str, labels, train):
     return make(TEACHERS[kind], labels=labels, documents=train)
 
 
-def lmtx_run(name: str, labels, train, test) -> dict[str, Any]:
+def lmtx_run(name: str, labels, train, test, fresh: bool = False) -> dict[str, Any]:
     from st_lmtx import LMTXArguments, LMTXTrainer
 
     teacher_kind, recipe = name.split("-", 1)
-    args = LMTXArguments(output_dir=str(OUT / name), eval_k=(1, 3, 5, 10), **COMMON, **RECIPES[recipe])
-    with make_teacher(teacher_kind, labels, train) as teacher:
+    folder = name + ("-fresh" if fresh else "")
+    args = LMTXArguments(output_dir=str(OUT / folder), eval_k=(1, 3, 5, 10), **COMMON, **RECIPES[recipe])
+    with make_teacher(teacher_kind, labels, train, fresh=fresh) as teacher:
         LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)
-    return summarize(name)
+    return summarize(folder)
 
 
 def summarize(name: str) -> dict[str, Any] | None:
@@ -225,6 +229,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(run_names())}")
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
+    parser.add_argument("--fresh", action="store_true",
+                        help="LLM runs in <run>-fresh folders with a cache of their own and no committed judgments "
+                             "imported: what one run costs the teacher from nothing (hours for local-best)")
     parser.add_argument("--export-judgments", action="store_true",
                         help=f"write the local teacher's cached answers to {JUDGMENTS.relative_to(REPO)} and exit")
     args = parser.parse_args()
@@ -251,8 +258,10 @@ def main() -> None:
         raise SystemExit(f"unknown runs: {sorted(unknown)}")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
+        fresh = args.fresh and name.split("-")[0] in LOCAL_FILES
         if args.table:
-            result = summarize(name) if "-" in name and name.split("-")[0] in TEACHERS else None
+            folder = name + ("-fresh" if fresh else "")
+            result = summarize(folder) if "-" in name and name.split("-")[0] in TEACHERS else None
             if name == "zero-shot" and (OUT / name / "result.json").exists():
                 result = zero_shot(labels, train, test)
             if name == "title-content" and (OUT / name / "result.json").exists():
@@ -262,9 +271,9 @@ def main() -> None:
         elif name == "title-content":
             result = title_content(labels, train, test)
         else:
-            result = lmtx_run(name, labels, train, test)
+            result = lmtx_run(name, labels, train, test, fresh=fresh)
         if result is not None:
-            results[name] = result
+            results[name + ("-fresh" if fresh else "")] = result
     print_table(results)
 
 
