@@ -194,6 +194,7 @@ def test_a_document_judged_again_reuses_its_remembered_state(model_path):
             runs[memory_mb] = (result, teacher.memory_hits)
     (off, off_hits), (small, small_hits), (on, on_hits) = runs[0], runs[0.01], runs[64]
     assert (off_hits, small_hits, on_hits) == (0, 0, 3)
+    assert (off.usage.restored_docs, small.usage.restored_docs, on.usage.restored_docs) == (0, 0, 3)
     def scores(result):
         return [j.score for row in result.judgments for j in row]
 

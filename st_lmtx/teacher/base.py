@@ -65,6 +65,8 @@ class TeacherUsage:
     # every one of their labels (3 or more): both worth a look when the teacher is an LLM reading untrusted text.
     instruction_like_docs: int = 0
     all_yes_docs: int = 0
+    # Documents the in-process teacher did not evaluate again: their KV state came from its document memory.
+    restored_docs: int = 0
 
     def add(self, other: TeacherUsage) -> None:
         for name, value in asdict(other).items():

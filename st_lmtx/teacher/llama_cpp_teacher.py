@@ -328,6 +328,7 @@ class LlamaCppTeacher(Teacher):
         for doc in pack:
             if self._restore(doc, seq):
                 doc.restored = True
+                run.restored_docs += 1
             else:
                 mem.kv_cache_seq_cp(_ROOT, seq, -1, -1)
                 rows += [(t, n_head + p, seq, False) for p, t in enumerate(doc.doc_tokens)]
