@@ -80,14 +80,21 @@ def make_teacher(kind: str, labels, train, fresh: bool = False):
 
     if kind in LOCAL_FILES:
         cache, judgments = LOCAL_FILES[kind]
-        if fresh:  # a cache of its own and nothing imported: the run pays for every answer
-            return make(TEACHERS[kind], cache=OUT / cache.replace(".sqlite", "-fresh.sqlite"))
+        if fresh:  # a cache of its own: the run pays for every answer (its own, exported, carry what they cost)
+            cache, judgments = fresh_files(kind)
         teacher = make(TEACHERS[kind], cache=OUT / cache)
         if judgments.exists():
             report = teacher.import_judgments(judgments)
             logging.info("%s: %d committed judgments, %d new to the cache", judgments.name, report.rows, report.added)
         return teacher
     return make(TEACHERS[kind], labels=labels, documents=train)
+
+
+def fresh_files(kind: str) -> tuple[str, Path]:
+    """The cache and judgments file of ``--fresh`` runs: only their own answers, so that a run resumed in another
+    session (after ``--export-judgments``) still counts every teacher second it cost."""
+    cache, judgments = LOCAL_FILES[kind]
+    return cache.replace(".sqlite", "-fresh.sqlite"), judgments.with_name(judgments.name.replace(".jsonl", "-fresh.jsonl"))
 
 
 def lmtx_run(name: str, labels, train, test, fresh: bool = False) -> dict[str, Any]:
@@ -213,16 +220,17 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
                  f"{r['calls']:,}", f"{r['pairs']:,}", f"{r['prompt_tokens']:,}", f"{r['teacher_s']:.0f}",
                  f"{r['train_s']:.0f}", r["yes_rate"], r["precision"], r["signal"], r["dev_cost"]]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
-    cache = OUT / "teacher-local.sqlite"
-    if cache.exists():
-        # Each answer keeps the teacher seconds it cost when produced, so this total holds for runs resumed
-        # across sessions or fed from the committed judgments (where "teacher s" above counts this process only).
-        from st_lmtx.teacher import JudgmentCache
+    # Each answer keeps the teacher seconds it cost when produced, so these totals hold for runs resumed across
+    # sessions or fed from the committed judgments (where "teacher s" above counts this process only).
+    from st_lmtx.teacher import JudgmentCache
 
-        with JudgmentCache(cache) as c:
-            n, seconds = c.cost()
-        print(f"\nLocal teacher cache: {n:,} answers, {seconds:,.0f} teacher seconds when they were produced "
-              f"({seconds / max(n, 1):.3f} s an answer), all local runs together.")  # fmt: skip
+    for kind in LOCAL_FILES:
+        for cache in (LOCAL_FILES[kind][0], fresh_files(kind)[0]):
+            if (OUT / cache).exists():
+                with JudgmentCache(OUT / cache) as c:
+                    n, seconds = c.cost()
+                print(f"\n{cache}: {n:,} answers, {seconds:,.0f} teacher seconds when they were produced "
+                      f"({seconds / max(n, 1):.3f} s an answer), every run that used it together.")  # fmt: skip
 
 
 def main() -> None:
@@ -230,8 +238,8 @@ def main() -> None:
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(run_names())}")
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
     parser.add_argument("--fresh", action="store_true",
-                        help="LLM runs in <run>-fresh folders with a cache of their own and no committed judgments "
-                             "imported: what one run costs the teacher from nothing (hours for local-best)")
+                        help="LLM runs in <run>-fresh folders with a cache of their own (and only their own exported "
+                             "answers imported): what one run costs the teacher from nothing (hours for local-best)")
     parser.add_argument("--export-judgments", action="store_true",
                         help=f"write the local teacher's cached answers to {JUDGMENTS.relative_to(REPO)} and exit")
     args = parser.parse_args()
@@ -244,7 +252,7 @@ def main() -> None:
     if args.export_judgments:
         from st_lmtx.teacher import make_teacher
 
-        for kind, (cache, judgments) in LOCAL_FILES.items():
+        for kind, (cache, judgments) in [*LOCAL_FILES.items(), *((k, fresh_files(k)) for k in LOCAL_FILES)]:
             if (OUT / cache).exists():
                 with make_teacher(TEACHERS[kind], cache=OUT / cache) as teacher:
                     n = teacher.export_judgments(judgments)
