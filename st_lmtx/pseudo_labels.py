@@ -25,17 +25,15 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from datasets import Dataset
 
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, LabelSet
-from st_lmtx.recipes import POSITIVE_POLICIES
+from st_lmtx.recipes import POSITIVE_POLICIES, PositivePolicy
 from st_lmtx.shortlist import Shortlist
 from st_lmtx.teacher.base import Judgment
 
-PositivePolicy = Literal["random-yes", "top-yes", "score-weighted"]
 POLICIES: tuple[str, ...] = POSITIVE_POLICIES
 
 
