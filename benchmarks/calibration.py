@@ -7,6 +7,7 @@ trains nothing.
     python benchmarks/calibration.py --run local-reference
     python benchmarks/calibration.py --train keep=0.5 --train calibration=contextual   # round-1 test P@1 too
     python benchmarks/calibration.py --round 3 --train seed=1 --train seed=2   # how much round 3 moves by chance
+    python benchmarks/calibration.py --round 2 --train positives=student-yes   # another positive policy
 
 Two tables:
 
@@ -42,7 +43,8 @@ def main() -> None:
     parser.add_argument("--run", default="local-best")
     parser.add_argument("--train", action="append", default=[], metavar="SETTING=VALUE",
                         help="also train round --round again from the round before's model with this selection "
-                             "(keep=F, calibration=NAME or seed=N; repeatable) and print its test P@1")  # fmt: skip
+                             "(keep=F, calibration=NAME, positives=NAME or seed=N; repeatable) and print its test "
+                             "P@1")  # fmt: skip
     parser.add_argument("--round", type=int, default=1, help="the round --train redoes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -93,6 +95,16 @@ def main() -> None:
             precision = np.mean([max(p, key=lambda j: j.rank_score).label in truth[d.doc] for d, p in usable])
             name = f"top-yes, calibration={method}" + (f", keep_documents={keep}" if keep < 1 else "")
             print(f"| {r} | {yes_rate:.3f} | {name} | {len(usable)} | {left_out} | {precision:.3f} |")
+        # The student's ranking among the "yes" labels (student-yes: the first "yes" in shortlist order once the
+        # shortlist comes from a trained model), and the shortlist's own top-1 whatever the teacher said.
+        config = SelectionConfig(positives="student-yes", trained_shortlist=r > 1)
+        usable = usable_documents(pseudo, config)
+        precision = np.mean([p[0].label in truth[d.doc] for d, p in usable])
+        print(f"| {r} | {yes_rate:.3f} | student-yes{' (= top-yes in round 1)' if r == 1 else ''} | {len(usable)} | 0 | "
+              f"{precision:.3f} |")  # fmt: skip
+        top1 = [d.judged[0].label in truth[d.doc] for d, _ in usable]
+        print(f"| {r} | {yes_rate:.3f} | the shortlist's top-1, \"yes\" or not (same documents) | {len(usable)} | 0 | "
+              f"{np.mean(top1):.3f} |")  # fmt: skip
         # More than one positive: the "yes" labels within `margin` log-odds of the top one, one drawn per use
         # (precision = the expected precision of the draw), or the labels before a log-odds gap of `gap` or more
         # that are all "yes" (else the top one).
@@ -222,12 +234,14 @@ def train_round_again(run: str, variant: str, labels, train, docs, truth, conten
 
     key, value = variant.split("=", 1)
     keep, method = (float(value), "none") if key == "keep" else (1.0, value if key == "calibration" else "none")
+    overrides = {"positives": value} if key == "positives" else {}
     work = OUT / run / "lmtx-work"
     pseudo = calibrate(PseudoLabels.load(work / f"round-{r:02d}" / "pseudo_labels.jsonl"), method, content_free)
     out = OUT / "calibration" / f"{run}-round{r}-{key}-{value}"
     # The best recipe; the trainer's round r selects with seed + r and trains with seed.
-    args = LMTXArguments(output_dir=str(out), seed=int(value) if key == "seed" else 42)
-    config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + r, keep_documents=keep)
+    args = LMTXArguments(output_dir=str(out), seed=int(value) if key == "seed" else 42, **overrides)
+    config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + r, keep_documents=keep,
+                             trained_shortlist=r > 1)  # fmt: skip
     schedule = round_schedule(len(select_pairs(pseudo, len(labels), config)), args)
     config.epochs = schedule.epochs
     pairs = select_pairs(pseudo, len(labels), config)

@@ -139,6 +139,9 @@ class SelectionConfig:
     epochs: int = 1
     seed: int = 42
     keep_documents: float = 1.0
+    # Whether the shortlist was mined by a model the teacher has trained (round 2 on): ``student-yes`` then trusts
+    # the shortlist's order among the "yes" labels.
+    trained_shortlist: bool = False
 
     def __post_init__(self) -> None:
         if self.positives not in POLICIES:
@@ -150,9 +153,21 @@ class SelectionConfig:
 
 
 def candidate_positives(d: DocumentPseudoLabels, config: SelectionConfig) -> list[JudgedLabel]:
-    """The labels a document may be trained on, under the policy."""
+    """The labels a document may be trained on, under the policy:
+
+    - ``random-yes`` / ``score-weighted``: every "yes" (one drawn per use);
+    - ``top-yes``: the "yes" with the highest (calibrated) score;
+    - ``student-yes``: ``top-yes`` while the shortlist comes from the untrained model, then the "yes" the
+      shortlisting model ranks highest (``d.judged`` is in shortlist order). Once the student has learnt from
+      the teacher, its ranking separates a document's "yes" labels better than the teacher's own scores do
+      (BENCHMARKS.md: trained-positive precision 0.79 / 0.77 -> 0.83 / 0.85 in Reuters rounds 2 / 3).
+    """
     yes = [j for j in d.yes if j.score >= config.threshold]
-    if config.positives == "top-yes" and yes:
+    if not yes:
+        return yes
+    if config.positives == "student-yes" and config.trained_shortlist:
+        return [yes[0]]
+    if config.positives in ("top-yes", "student-yes"):
         return [max(yes, key=lambda j: j.rank_score)]
     return yes
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 # The choices of the recipe settings that take a name (the modules that implement them check against these).
-PositivePolicy = Literal["random-yes", "top-yes", "score-weighted"]  # st_lmtx.pseudo_labels
+PositivePolicy = Literal["random-yes", "top-yes", "score-weighted", "student-yes"]  # st_lmtx.pseudo_labels
 POSITIVE_POLICIES: tuple[str, ...] = get_args(PositivePolicy)
 CALIBRATIONS: tuple[str, ...] = ("none", "label-prior", "contextual")  # st_lmtx.calibration
 WARM_STARTS: tuple[str, ...] = ("none", "rts")  # st_lmtx.rts

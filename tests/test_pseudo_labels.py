@@ -38,6 +38,21 @@ def test_top_yes_and_threshold():
     assert [(p.doc, p.positive) for p in pairs] == [(0, 0)]
 
 
+def test_student_yes_trusts_the_teacher_first_then_the_trained_shortlist_order():
+    # Shortlist order: Gold, Wheat, Coffee; the teacher scores Wheat highest.
+    doc = DocumentPseudoLabels(0, [JudgedLabel(1, "yes", 0.6), JudgedLabel(0, "yes", 0.9), JudgedLabel(2, "no", 0.3)])
+    pseudo = PseudoLabels([doc])
+    untrained = select_pairs(pseudo, len(LABELS), SelectionConfig(positives="student-yes"))
+    trained = select_pairs(pseudo, len(LABELS), SelectionConfig(positives="student-yes", trained_shortlist=True))
+    top = select_pairs(pseudo, len(LABELS), SelectionConfig(positives="top-yes", trained_shortlist=True))
+    assert [p.positive for p in untrained] == [0] and [p.positive for p in top] == [0]
+    assert [p.positive for p in trained] == [1]  # the first "yes" in shortlist order
+    assert sorted(trained[0].known) == [0, 1]  # the other "yes" is still not a negative
+    # The threshold applies first: a weak first "yes" gives way to the next one.
+    strict = SelectionConfig(positives="student-yes", trained_shortlist=True, threshold=0.7)
+    assert [p.positive for p in select_pairs(pseudo, len(LABELS), strict)] == [0]
+
+
 def test_score_weighted_prefers_higher_scores():
     pairs = select_pairs(PSEUDO, len(LABELS), SelectionConfig(positives="score-weighted", epochs=600, seed=1))
     counts = Counter(p.positive for p in pairs if p.doc == 0)

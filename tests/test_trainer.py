@@ -320,3 +320,22 @@ def test_contextual_calibration_asks_the_content_free_documents_once(tiny_model_
     with pytest.raises(ValueError, match="needs a teacher with graded scores"):
         LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
                     args=args(tmp_path / "oracle", calibration="contextual")).fit(docs)  # fmt: skip
+
+
+def test_student_yes_trusts_the_shortlist_order_from_round_two(tiny_model_dir, toy_lfxmc, tmp_path, monkeypatch):
+    """Round 1's shortlist comes from the untrained model, round 2's from round 1's: only the latter is trusted."""
+    import st_lmtx.trainer.curriculum as curriculum
+
+    seen = []
+    real = curriculum.select_pairs
+
+    def recording(pseudo, num_labels, config):
+        seen.append((config.positives, config.trained_shortlist))
+        return real(pseudo, num_labels, config)
+
+    monkeypatch.setattr(curriculum, "select_pairs", recording)
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "run"
+    teacher = OracleTeacher(labels, docs, show_progress_bar=False)
+    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out, positives="student-yes")).fit(docs)
+    assert seen == [("student-yes", False), ("student-yes", True)]

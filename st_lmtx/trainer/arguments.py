@@ -25,8 +25,9 @@ class LMTXArguments:
         output_dir: the run's folder; its root becomes the final model.
         recipe: the preset of the settings marked (recipe) below.
         shortlist_k: labels shortlisted per document and judged by the teacher (paper: 10).
-        positives: (recipe) ``random-yes`` (reference), ``top-yes`` or ``score-weighted`` (see
-            :mod:`st_lmtx.pseudo_labels`).
+        positives: (recipe) ``random-yes`` (reference), ``top-yes``, ``score-weighted`` or ``student-yes``
+            (top-yes in round 1, then the "yes" the shortlisting model ranks highest; see
+            :func:`st_lmtx.pseudo_labels.candidate_positives`).
         positive_threshold: minimum teacher score of a usable positive.
         calibration: (recipe) how the teacher's scores are made comparable across labels before a document's
             positive is chosen: ``none``, ``label-prior`` or ``contextual`` (:mod:`st_lmtx.calibration`).

@@ -139,7 +139,8 @@ class CurriculumRound:
         documents with a positive ``keep_documents`` left out."""
         a = self.args
         selection = SelectionConfig(positives=a.positives, threshold=a.positive_threshold, hard_negatives=a.hard_negatives,
-                                    epochs=1, seed=a.seed + r, keep_documents=a.keep_documents)  # fmt: skip
+                                    epochs=1, seed=a.seed + r, keep_documents=a.keep_documents,
+                                    trained_shortlist=r > 1)  # round r's shortlist comes from round r-1's model  # fmt: skip
         usable = len(usable_documents(pseudo, selection))
         left_out = len(usable_documents(pseudo, replace(selection, keep_documents=1.0))) - usable
         if usable == 0:
