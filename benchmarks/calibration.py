@@ -43,9 +43,10 @@ def main() -> None:
     parser.add_argument("--run", default="local-best")
     parser.add_argument("--train", action="append", default=[], metavar="SETTING=VALUE",
                         help="also train round --round again from the round before's model with this selection "
-                             "(keep=F, calibration=NAME, positives=NAME or seed=N; repeatable) and print its test "
-                             "P@1")  # fmt: skip
+                             "(keep=F, calibration=NAME, positives=NAME or seed=N, or several joined by commas; "
+                             "repeatable) and print its test P@1")  # fmt: skip
     parser.add_argument("--round", type=int, default=1, help="the round --train redoes")
+    parser.add_argument("--train-only", action="store_true", help="only the --train runs, not the tables")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -77,6 +78,10 @@ def main() -> None:
 
     # ---------------------------------------------------------------- 1. calibration and keep_documents
     content_free = content_free_of(teacher, labels)
+    if args.train_only:
+        for variant in args.train:
+            train_round_again(args.run, variant, labels, train, docs, truth, content_free, args.round)
+        return
     rounds = sorted(p for p in work.glob("round-*") if (p / "pseudo_labels.jsonl").exists())
     print(f"\n{args.run}: positive selection on each round's judgments (precision against ground truth).\n")
     print("| round | yes-rate | selection | documents trained | left out | trained-positive precision |")
@@ -232,14 +237,15 @@ def train_round_again(run: str, variant: str, labels, train, docs, truth, conten
     from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, pairs_to_dataset, select_pairs
     from st_lmtx.trainer.training import round_schedule, train_round
 
-    key, value = variant.split("=", 1)
-    keep, method = (float(value), "none") if key == "keep" else (1.0, value if key == "calibration" else "none")
-    overrides = {"positives": value} if key == "positives" else {}
+    settings = dict(part.split("=", 1) for part in variant.split(","))  # e.g. positives=student-yes,seed=1
+    keep, method = float(settings.get("keep", 1.0)), settings.get("calibration", "none")
+    overrides = {"positives": settings["positives"]} if "positives" in settings else {}
+    key, value = variant.replace(",", "-").split("=", 1)  # the output folder's name
     work = OUT / run / "lmtx-work"
     pseudo = calibrate(PseudoLabels.load(work / f"round-{r:02d}" / "pseudo_labels.jsonl"), method, content_free)
     out = OUT / "calibration" / f"{run}-round{r}-{key}-{value}"
     # The best recipe; the trainer's round r selects with seed + r and trains with seed.
-    args = LMTXArguments(output_dir=str(out), seed=int(value) if key == "seed" else 42, **overrides)
+    args = LMTXArguments(output_dir=str(out), seed=int(settings.get("seed", 42)), **overrides)
     config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + r, keep_documents=keep,
                              trained_shortlist=r > 1)  # fmt: skip
     schedule = round_schedule(len(select_pairs(pseudo, len(labels), config)), args)
