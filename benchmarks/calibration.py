@@ -240,10 +240,9 @@ def train_round_again(run: str, variant: str, labels, train, docs, truth, conten
     settings = dict(part.split("=", 1) for part in variant.split(","))  # e.g. positives=student-yes,seed=1
     keep, method = float(settings.get("keep", 1.0)), settings.get("calibration", "none")
     overrides = {"positives": settings["positives"]} if "positives" in settings else {}
-    key, value = variant.replace(",", "-").split("=", 1)  # the output folder's name
     work = OUT / run / "lmtx-work"
     pseudo = calibrate(PseudoLabels.load(work / f"round-{r:02d}" / "pseudo_labels.jsonl"), method, content_free)
-    out = OUT / "calibration" / f"{run}-round{r}-{key}-{value}"
+    out = OUT / "calibration" / f"{run}-round{r}-{variant.replace('=', '-').replace(',', '-')}"
     # The best recipe; the trainer's round r selects with seed + r and trains with seed.
     args = LMTXArguments(output_dir=str(out), seed=int(settings.get("seed", 42)), **overrides)
     config = SelectionConfig(positives=args.positives, epochs=1, seed=args.seed + r, keep_documents=keep,

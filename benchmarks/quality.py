@@ -97,11 +97,16 @@ def fresh_files(kind: str) -> tuple[str, Path]:
     return cache.replace(".sqlite", "-fresh.sqlite"), judgments.with_name(judgments.name.replace(".jsonl", "-fresh.jsonl"))
 
 
+def run_folder(name: str, fresh: bool) -> str:
+    """The output folder (and table row) of run ``name``: ``<name>-fresh`` for a ``--fresh`` LLM run."""
+    return name + ("-fresh" if fresh else "")
+
+
 def lmtx_run(name: str, labels, train, test, fresh: bool = False) -> dict[str, Any]:
     from st_lmtx import LMTXArguments, LMTXTrainer
 
     teacher_kind, recipe = name.split("-", 1)
-    folder = name + ("-fresh" if fresh else "")
+    folder = run_folder(name, fresh)
     args = LMTXArguments(output_dir=str(OUT / folder), eval_k=(1, 3, 5, 10), **COMMON, **RECIPES[recipe])
     with make_teacher(teacher_kind, labels, train, fresh=fresh) as teacher:
         LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)
@@ -268,8 +273,7 @@ def main() -> None:
     for name in names:
         fresh = args.fresh and name.split("-")[0] in LOCAL_FILES
         if args.table:
-            folder = name + ("-fresh" if fresh else "")
-            result = summarize(folder) if "-" in name and name.split("-")[0] in TEACHERS else None
+            result = summarize(run_folder(name, fresh)) if "-" in name and name.split("-")[0] in TEACHERS else None
             if name == "zero-shot" and (OUT / name / "result.json").exists():
                 result = zero_shot(labels, train, test)
             if name == "title-content" and (OUT / name / "result.json").exists():
@@ -281,7 +285,7 @@ def main() -> None:
         else:
             result = lmtx_run(name, labels, train, test, fresh=fresh)
         if result is not None:
-            results[name + ("-fresh" if fresh else "")] = result
+            results[run_folder(name, fresh)] = result
     print_table(results)
 
 

@@ -85,16 +85,22 @@ def anatomy(docs, candidates) -> None:
                   f"{len(teacher._tokens(system)) if system else 0} |")  # fmt: skip
 
 
-def in_process(args) -> None:
+def sample(n: int, k: int):
+    """The first ``n`` Reuters training documents, their top-``k`` zero-shot MiniLM shortlist and its label texts."""
     from st_lmtx import ShortlistMiner, load_lfxmc
-    from st_lmtx.evaluation.teacher_quality import judge_summary
     from st_lmtx.models import load_model
 
     labels, train = load_lfxmc(REUTERS, "trn")
-    docs = train.subset(range(args.docs))
+    docs = train.subset(range(n))
     model = load_model("sentence-transformers/all-MiniLM-L6-v2")
-    shortlist = ShortlistMiner(model, labels, show_progress_bar=False).mine(docs.texts, k=args.k)
-    candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+    shortlist = ShortlistMiner(model, labels, show_progress_bar=False).mine(docs.texts, k=k)
+    return docs, shortlist, [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+
+
+def in_process(args) -> None:
+    from st_lmtx.evaluation.teacher_quality import judge_summary
+
+    docs, shortlist, candidates = sample(args.docs, args.k)
     encoder_top1 = sum(shortlist.indices[i][0] in docs.targets[i] for i in range(len(docs))) / len(docs)
 
     rows, results = [], {}
@@ -134,34 +140,29 @@ def in_process(args) -> None:
 
 
 def later_round(args) -> None:
-    from st_lmtx import ShortlistMiner, load_lfxmc
-    from st_lmtx.models import load_model
     from st_lmtx.teacher import LlamaCppTeacher
 
-    labels, train = load_lfxmc(REUTERS, "trn")
-    docs = train.subset(range(args.docs))
-    model = load_model("sentence-transformers/all-MiniLM-L6-v2")
-    shortlist = ShortlistMiner(model, labels, show_progress_bar=False).mine(docs.texts, k=args.k + args.later)
-    ranked = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+    docs, _, ranked = sample(args.docs, args.k + args.later)
     first, later = [r[: args.k] for r in ranked], [r[args.k :] for r in ranked]
     rows = []
     with LlamaCppTeacher(show_progress_bar=True) as teacher:  # an in-memory cache: every pair is asked
         teacher.judge(docs.texts, first, desc=f"top-{args.k}")
         on = teacher.judge(docs.texts, later, desc="later, memory on")
-        rows.append(("on", on.usage, teacher.memory_hits, teacher._memory_used / 2**20))
+        rows.append(("on", on.usage, teacher._memory_used / 2**20))
     with LlamaCppTeacher(memory_mb=0, show_progress_bar=True) as teacher:
         teacher._load()  # not timed: the other row's model was loaded by its first judging
         off = teacher.judge(docs.texts, later, desc="later, memory off")
-        rows.append(("off", off.usage, teacher.memory_hits, 0.0))
+        rows.append(("off", off.usage, 0.0))
     pairs = sum(len(c) for c in later)
     print(f"\n{args.docs} Reuters training documents judged on their top-{args.k}, then on shortlist ranks "
           f"{args.k + 1}-{args.k + args.later} ({pairs} pairs); {os.cpu_count()} cores\n")  # fmt: skip
     print("| document memory | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair | documents restored | "
           "memory held (MB) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, usage, hits, held in rows:
+    for name, usage, held in rows:
         print(f"| {name} | {usage.seconds / usage.pairs:.3f} | {usage.pairs / usage.seconds:.2f} | "
-              f"{usage.seconds / len(docs):.2f} | {usage.prompt_tokens / usage.pairs:.1f} | {hits} | {held:.0f} |")
+              f"{usage.seconds / len(docs):.2f} | {usage.prompt_tokens / usage.pairs:.1f} | {usage.restored_docs} | "
+              f"{held:.0f} |")  # fmt: skip
     same, mean, worst = agreement(on, off)
     print(f"\nmemory on vs off: {same:.3f} of verdicts equal, |p(yes) difference| mean {mean:.5f}, max {worst:.5f}")
 

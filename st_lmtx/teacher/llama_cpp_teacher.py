@@ -85,8 +85,9 @@ class LlamaCppTeacher(Teacher):
         docs_per_batch: documents packed into one decode (batched scoring). On 2 CPU cores 1 is fastest (7.5
             pairs/s against 7.1 for 4 and 6.4 for 8): a packed suffix attends over every packed document.
         memory_mb: RAM for evaluated documents' KV state, reused when a document comes back with new labels
-            (batched scoring; 0: off; default: a quarter of the machine's RAM, at most 6144). Documents are kept in the order they are first evaluated until the budget
-            is spent. A 156-token document takes 4.4 MB with the default model.
+            (batched scoring; 0: off; default: a quarter of the machine's RAM, at most 6144). Documents are kept
+            in the order they are first evaluated until the budget is spent (``usage.restored_docs`` counts the
+            reuses). A 156-token document takes 4.4 MB with the default model.
         n_ctx: KV-cache cells shared by the packed documents; a pack is cut to fit.
         n_batch: tokens per ``llama_decode`` call at most.
         n_threads: CPU threads (default: all cores).
@@ -146,7 +147,6 @@ class LlamaCppTeacher(Teacher):
         self._memory: dict[bytes, ctypes.Array] = {}  # document key -> its document cells' KV state
         self._memory_used = 0
         self._memory_full = False
-        self.memory_hits = 0  # documents whose evaluated state was reused
         self.n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -370,18 +370,17 @@ class LlamaCppTeacher(Teacher):
         recently used eviction would drop each one just before it comes back."""
         import llama_cpp
 
-        if not self.memory_bytes or doc.key in self._memory:
+        if not self.memory_bytes or self._memory_full or doc.key in self._memory:
             return
         ctx, scratch = self._ctx.ctx, self._scratch
         self._ctx.kv_cache_seq_cp(seq, scratch, len(self._head_tokens), -1)  # metadata only: the document's cells
         try:
             size = llama_cpp.llama_state_seq_get_size(ctx, scratch)
             if self._memory_used + size > self.memory_bytes:
-                if not self._memory_full:
-                    self._memory_full = True
-                    logger.info("The teacher's document memory is full (%d documents, %.0f MB): later documents are "
-                                "evaluated again when they come back; raise memory_mb to keep more",
-                                len(self._memory), self._memory_used / 2**20)  # fmt: skip
+                self._memory_full = True  # first come, first kept: no later document is tried
+                logger.info("The teacher's document memory is full (%d documents, %.0f MB): later documents are "
+                            "evaluated again when they come back; raise memory_mb to keep more",
+                            len(self._memory), self._memory_used / 2**20)  # fmt: skip
                 return
             state = (ctypes.c_uint8 * size)()
             if llama_cpp.llama_state_seq_get_data(ctx, state, size, scratch) == size:
@@ -408,7 +407,6 @@ class LlamaCppTeacher(Teacher):
             self._ctx.kv_cache_seq_cp(scratch, seq, -1, -1)
         finally:
             self._ctx.kv_cache_seq_rm(scratch, -1, -1)
-        self.memory_hits += 1
         return True
 
     def _judge_sequential(self, doc: _Doc, emit: Emit, run: TeacherUsage) -> None:
