@@ -5,6 +5,7 @@ and endpoint concurrency.
     python benchmarks/teacher.py --modes batched-compact,server-pointwise
     python benchmarks/teacher.py --endpoint              # pairs/s against the loopback test server (1 minute)
     python benchmarks/teacher.py --later 3               # a later round's pairs, document memory on / off (20 minutes)
+    python benchmarks/teacher.py --modes batched-reference --model qwen2.5-coder-0.5b   # another in-process model
 
 The first ``--docs`` training documents, each with its top-``--k`` shortlist from zero-shot all-MiniLM-L6-v2
 (1,000 pairs by default), are judged by the default local model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M):
@@ -13,7 +14,8 @@ The first ``--docs`` training documents, each with its top-``--k`` shortlist fro
   document the prompt up to the label is evaluated, then each label's suffix alone (one decode a label);
 - ``batched-<prompt>``: ``LlamaCppTeacher(scoring="batched")``: the part before the document once a run, the
   document once, all its labels' suffixes in one multi-sequence decode;
-- ``<prompt>``: ``reference`` (the paper's prompt) or ``compact`` (the question before the document);
+- ``<prompt>``: ``reference`` (the paper's prompt), ``compact`` (the question before the document) or
+  ``prefilled`` (compact, the label opening the judge's reply);
 - ``server-pointwise`` / ``server-logprobs`` / ``server-listwise``: llama.cpp's server (``LocalTeacher``).
 
 ``--later N`` stands in for a later curriculum round, where each document comes back with a few labels it was not
@@ -39,13 +41,19 @@ CACHE = REPO / ".cache" / "bench-teacher"
 IN_PROCESS = ["sequential-reference", "batched-reference", "sequential-compact", "batched-compact"]
 
 
-def make(mode: str, cache: Path):
+def make(mode: str, cache: Path, model: str | None = None):
     from st_lmtx.teacher import LlamaCppTeacher, LocalTeacher
+    from st_lmtx.teacher.model_files import find_model
 
     common = {"cache": cache, "show_progress_bar": True}
     if mode.startswith(("sequential-", "batched-")):
         scoring, prompt = mode.split("-", 1)
-        return LlamaCppTeacher(prompt=prompt, scoring=scoring, **common)
+        path = None
+        if model:
+            path = find_model(model)
+            if path is None:
+                raise SystemExit(f"{model} is not fetched: st-lmtx fetch-model --model {model}")
+        return LlamaCppTeacher(path, prompt=prompt, scoring=scoring, **common)
     if mode == "server-pointwise":
         return LocalTeacher(prompt="reference", **common)
     if mode == "server-logprobs":
@@ -63,7 +71,7 @@ def agreement(a, b) -> tuple[float, float, float]:
     return same, sum(diffs) / len(diffs), max(diffs)
 
 
-def anatomy(docs, candidates) -> None:
+def anatomy(docs, candidates, prompts=("reference", "compact")) -> None:
     """Tokens of each part of the rendered prompt, per layout: what is paid once a run (batched), once a
     document, and once a pair; and what the chat template adds on its own."""
     from st_lmtx.teacher import LlamaCppTeacher
@@ -72,7 +80,7 @@ def anatomy(docs, candidates) -> None:
     print("\n| prompt | head (once a run) | document part, mean (once a document) | label suffix, mean (once a pair) | "
           "of which the chat template's default system prompt |")  # fmt: skip
     print("|---|---:|---:|---:|---:|")
-    for prompt in ("reference", "compact"):
+    for prompt in prompts:
         with LlamaCppTeacher(prompt=prompt, cache=None, show_progress_bar=False) as teacher:
             teacher._load()
             items = [PendingDocument(i, d, c, list(range(len(c)))) for i, (d, c) in enumerate(zip(docs, candidates))]
@@ -105,12 +113,12 @@ def in_process(args) -> None:
 
     rows, results = [], {}
     for mode in args.modes.split(","):
-        cache = CACHE / f"{mode}-k{args.k}-n{args.docs}.sqlite"
+        cache = CACHE / f"{mode}{'-' + args.model if args.model else ''}-k{args.k}-n{args.docs}.sqlite"
         if not args.keep_cache:
             for path in CACHE.glob(cache.name + "*"):
                 path.unlink()
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with make(mode, cache) as teacher:
+        with make(mode, cache, args.model) as teacher:
             result = teacher.judge(docs.texts, candidates, desc=mode)
             first = judge_summary(result, shortlist, docs)
             second = judge_summary(teacher.judge(docs.texts, candidates, desc=f"{mode} again"), shortlist, docs)
@@ -120,7 +128,7 @@ def in_process(args) -> None:
 
     pairs = sum(len(c) for c in candidates)
     print(f"\n{args.docs} Reuters training documents x top-{args.k} MiniLM shortlist ({pairs} pairs); "
-          f"Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp, {os.cpu_count()} cores. Encoder's own top-1 "
+          f"{args.model or 'Qwen2.5-Coder-1.5B-Instruct'} Q4_K_M, llama.cpp, {os.cpu_count()} cores. Encoder's own top-1 "
           f"precision: {encoder_top1:.3f}\n")  # fmt: skip
     print("| mode | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair (server: billed) | 2nd run: calls / "
           "cache hits | yes-rate | yes precision | yes recall (in shortlist) | top-scored label precision |")  # fmt: skip
@@ -130,8 +138,9 @@ def in_process(args) -> None:
         print(f"| {mode} | {seconds / r['pairs']:.3f} | {r['pairs'] / seconds:.2f} | {r['seconds_per_document']:.2f} | "
               f"{r['prompt_tokens'] / r['pairs']:.1f} | {again['calls']} / {again['cache_hits']} | {r['yes_rate']:.3f} | "
               f"{r['yes_precision']:.3f} | {r['yes_recall_in_shortlist']:.3f} | {r['top_score_precision']:.3f} |")  # fmt: skip
-    anatomy(docs.texts, candidates)
-    for prompt in ("reference", "compact"):
+    prompts = sorted({m.split("-", 1)[1] for m in args.modes.split(",") if m.startswith(("sequential-", "batched-"))})
+    anatomy(docs.texts, candidates, prompts)
+    for prompt in prompts:
         a, b = results.get(f"sequential-{prompt}"), results.get(f"batched-{prompt}")
         if a and b:
             same, mean, worst = agreement(a, b)
@@ -196,6 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--model", help="an in-process model by name (e.g. qwen2.5-coder-0.5b); default: the 1.5B")
     parser.add_argument("--modes", default=",".join(IN_PROCESS))
     parser.add_argument("--keep-cache", action="store_true", help="reuse earlier answers (no fresh first run)")
     parser.add_argument("--endpoint", action="store_true", help="only the endpoint concurrency table")

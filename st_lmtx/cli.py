@@ -181,7 +181,8 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
     g.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
                    help="the prompt layout: 'compact' (the question before the document, a few tokens a label), "
-                        "'delimited' (compact, the document fenced and declared data) or 'reference' (the paper's)")  # fmt: skip
+                        "'delimited' (compact, the document fenced and declared data), 'prefilled' (the label opens the "
+                        "judge's reply: fewer tokens a label; in-process teacher only) or 'reference' (the paper's)")  # fmt: skip
     g.add_argument("--import-judgments", metavar="FILE", action="append", default=[],
                    help="answers exported by `st-lmtx judgments export` (this teacher's): added to the cache first, "
                         "so they are not asked again (repeatable)")  # fmt: skip

@@ -74,7 +74,7 @@ def test_batched_and_sequential_scoring_agree(model_path, tmp_path):
 
     docs = DOCS + ["Crude oil prices fell as OPEC output rose; refiners bought more crude."]
     candidates = CANDIDATES + [["Crude Oil", "Coffee", "Interest Rates", "Ship"]]
-    for prompt in ("compact", "reference"):
+    for prompt in ("compact", "reference", "prefilled"):
         results = {}
         for scoring in ("sequential", "batched"):
             with LlamaCppTeacher(model_path, prompt=prompt, scoring=scoring, docs_per_batch=2, show_progress_bar=False) as t:
@@ -87,6 +87,26 @@ def test_batched_and_sequential_scoring_agree(model_path, tmp_path):
         assert [row[0].verdict for row in bat] == ["yes", "yes", "yes"]
         # the batched scorer evaluates the shared head once, not once a document
         assert results["batched"].usage.prompt_tokens < results["sequential"].usage.prompt_tokens
+
+
+def test_the_prefilled_layout_judges_with_the_label_in_the_reply_and_fewer_tokens_a_label(model_path):
+    """The label opens the assistant's reply: the chat template's end of turn and assistant header are paid once a
+    document instead of once a label, and the obvious verdicts stay right."""
+    from st_lmtx.teacher import LlamaCppTeacher
+    from st_lmtx.teacher.base import PendingDocument
+
+    suffixes = {}
+    for prompt in ("compact", "prefilled"):
+        with LlamaCppTeacher(model_path, prompt=prompt, show_progress_bar=False) as teacher:
+            result = teacher.judge(DOCS, CANDIDATES)
+            assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]], prompt
+            cut = teacher._cut(PendingDocument(0, DOCS[0], CANDIDATES[0], [0, 1]))
+            suffixes[prompt] = [len(s) for s in cut.suffixes]
+            head, middle, tail = teacher._parts
+    assert middle.endswith('<|im_end|>\n<|im_start|>assistant\nTag "') and tail == '":'
+    assert "<|im_start|>assistant" not in head
+    # The same labels, at least 4 tokens fewer each (Qwen: "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n").
+    assert all(c - p >= 4 for c, p in zip(suffixes["compact"], suffixes["prefilled"])), suffixes
 
 
 def test_a_teacher_served_from_its_cache_never_loads_the_model(model_path, tmp_path):

@@ -210,6 +210,24 @@ def test_compact_prompt_asks_first_and_ends_with_the_label(fake_server, tmp_path
     assert (head, middle, tail) == ('document = "', '". Is the tag "', '" relevant to the document? answer yes or no')
 
 
+def test_the_prefilled_layout_keeps_the_label_for_the_reply_and_other_layouts_their_namespace(fake_server):
+    prefilled = PromptTemplate.named("prefilled")
+    assert prefilled.name == "prefilled" and "{label}" in prefilled.reply and "{label}" not in prefilled.pointwise
+    assert prefilled.pointwise_parts()[2] == '":' and prefilled.reply_opening() == 'Tag "'
+    # The layouts without a reply keep their config (the cache namespace, the committed judgments).
+    assert "reply" not in PromptTemplate().to_dict() and prefilled.to_dict()["reply"] == prefilled.reply
+    with pytest.raises(ValueError, match="must hold"):
+        PromptTemplate(pointwise="Document: {doc}", reply="Yes or no:")
+    with pytest.raises(ValueError, match="holds {doc} only"):
+        PromptTemplate(pointwise="Document: {doc} Tag: {label}", reply="{label}:")
+    with pytest.raises(ValueError, match="kind='chat'"):
+        PromptTemplate(pointwise="Document: {doc}", reply="{label}:", kind="completion")
+    # An endpoint is not asked to continue a prefilled reply (servers differ): a clear error, before any request.
+    with pytest.raises(ValueError, match="only the in-process"):
+        OpenAITeacher("fake-model", base_url=fake_server.url, prompt="prefilled")
+    assert fake_server.log == []
+
+
 def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
     docs = [f"Document {i} about wheat and gold prices." for i in range(12)]
     candidates = [["Wheat", "Gold", "Coffee"]] * len(docs)

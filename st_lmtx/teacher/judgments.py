@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from st_lmtx.inputs import read_jsonl
 from st_lmtx.teacher.cache import JudgmentCache, namespace_of
-from st_lmtx.teacher.prompts import PROMPTS
+from st_lmtx.teacher.prompts import layout_name
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -189,5 +189,5 @@ def load_judgments(path: str | os.PathLike) -> Dataset:
 
 def _describe(config: dict) -> str:
     prompt = config.get("prompt") or {}
-    name = next((f"{n} prompt" for n, t in PROMPTS.items() if t == prompt.get("pointwise")), "custom prompt")
+    name = layout_name(prompt.get("pointwise"), prompt.get("reply")) + " prompt"
     return f"{config.get('backend')} {config.get('model')}, {name}, {config.get('mode', 'pointwise')}"

@@ -223,11 +223,15 @@ class LlamaCppTeacher(Teacher):
         (after the label: the rest of the question and of the turn, what the chat template adds included)."""
         doc_mark, label_mark = "\x00DOC\x00", "\x00LABEL\x00"
         head, middle, tail = self.prompt.pointwise_parts()
-        user = head + doc_mark + middle + label_mark + tail
+        prefilled = self.prompt.reply is not None
+        # A prefilled layout's label opens the reply, written after the chat template's assistant header.
+        user = head + doc_mark + middle + ("" if prefilled else label_mark + tail)
         messages = ([{"role": "system", "content": self.prompt.system}] if self.prompt.system else []) + [
             {"role": "user", "content": user}
         ]
         rendered = self._formatter(messages=messages).prompt
+        if prefilled:
+            rendered += self.prompt.reply_opening() + label_mark + tail
         if rendered.count(doc_mark) != 1 or rendered.count(label_mark) != 1:
             raise TeacherError("the chat template changed the prompt's fields; use a plain PromptTemplate")
         head, rest = rendered.split(doc_mark)

@@ -192,6 +192,10 @@ class OpenAITeacher(Teacher):
         self.base_urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [None]
         self._api_key = api_key
         self.prompt = as_prompt(prompt)
+        if self.prompt.reply is not None:
+            # Endpoints differ in whether (and how) they continue a prefilled assistant message.
+            raise ValueError(f"the {self.prompt.name!r} prompt prefills the judge's reply, which only the in-process "
+                             "teacher does (LlamaCppTeacher); use 'compact' with an endpoint")  # fmt: skip
         self.mode = mode
         self.logprobs = logprobs
         self.top_logprobs = top_logprobs
