@@ -216,8 +216,8 @@ def title_content(labels, train, test) -> dict[str, Any]:
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(f"\nReuters-21578 test split (3,019 documents), trained from {BASE_MODEL} on a random "
           f"{COMMON['max_docs']} of the 7,770 training documents (their labels unused), at most "
-          f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the best round "
-          "by LLM-judged P@1.\n")  # fmt: skip
+          f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the round the stop "
+          "rule kept (its stop signal per round: the column of that name).\n")  # fmt: skip
     head = ["run", *METRICS, "docs", "rounds", "P@1 per round (0 = zero-shot)", "teacher calls", "pairs judged",
             "prompt tokens", "teacher s", "training s", "yes-rate per round", "trained-positive precision per round",
             "stop signal per round", "dev judging per round (new calls:s)"]  # fmt: skip
