@@ -95,14 +95,15 @@ def test_the_prefilled_layout_judges_with_the_label_in_the_reply_and_fewer_token
     from st_lmtx.teacher import LlamaCppTeacher
     from st_lmtx.teacher.base import PendingDocument
 
-    suffixes = {}
+    suffixes, parts = {}, {}
     for prompt in ("compact", "prefilled"):
         with LlamaCppTeacher(model_path, prompt=prompt, show_progress_bar=False) as teacher:
             result = teacher.judge(DOCS, CANDIDATES)
             assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]], prompt
             cut = teacher._cut(PendingDocument(0, DOCS[0], CANDIDATES[0], [0, 1]))
             suffixes[prompt] = [len(s) for s in cut.suffixes]
-            head, middle, tail = teacher._parts
+            parts[prompt] = teacher._parts
+    head, middle, tail = parts["prefilled"]
     assert middle.endswith('<|im_end|>\n<|im_start|>assistant\nTag "') and tail == '":'
     assert "<|im_start|>assistant" not in head
     # The same labels, at least 4 tokens fewer each (Qwen: "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n").
