@@ -307,6 +307,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dev_size=args.dev_size,
         patience=args.patience,
         stop_metric=args.stop_metric,
+        average_rounds=args.average_rounds,
         max_seq_length=args.max_seq_length,
         seed=args.seed,
         show_progress_bar=not args.quiet,
@@ -325,6 +326,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if r["round"] == run["best_round"]:
             name += " *"
         rows.append((name, r))
+    final = run.get("final")
+    if final:  # the final model averages the rounds' weights: it is what the folder holds
+        rows.append((f"average of rounds {', '.join(map(str, final['rounds']))} (the final model)", final))
     # The teacher's view of each round on the dev sample: the reference's P@1 and the run's stop signal.
     signals = list(dict.fromkeys(["llm_P@1", run["args"].get("stop_metric", "llm_P@1")]))
     dev_rows = [(n, r["dev"]) for n, r in rows if "dev" in r]
@@ -443,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None, help="(recipe)")
     p.add_argument("--stop-metric", default=None, choices=list(STOP_SIGNALS),
                    help="(recipe) the dev signal that picks the kept round and stops the run")
+    p.add_argument("--average-rounds", action=argparse.BooleanOptionalAction, default=None,
+                   help="(recipe) the final model is the average of the rounds' weights (--no-average-rounds: the "
+                        "kept round's model)")
     p.add_argument("--k", type=int, default=10, help="shortlist size")
     p.add_argument("--positives", default=None, choices=list(POSITIVE_POLICIES), help="(recipe)")
     p.add_argument("--threshold", type=float, default=0.0, help="minimum teacher score of a positive")

@@ -78,9 +78,10 @@ def _flag_lines(rounds: list[dict[str, Any]], teacher: dict[str, Any]) -> list[s
 
 def render_model_card(summary: dict[str, Any]) -> str:
     """``summary``: base_model, num_labels, teacher (describe()), rounds (list of per-round dicts), best_round,
-    args, loss (config dict), citation (the loss's BibTeX), has_plot, eval_keys, eval_name."""
+    final (the averaged final model's record, or None), args, loss (config dict), citation (the loss's BibTeX), has_plot, eval_keys, eval_name."""
     teacher = {k: v for k, v in summary["teacher"].items() if k not in ("endpoints", "base_url", "api_key")}
     rounds = summary["rounds"]
+    final = summary.get("final")
     tags = "\n".join(f"- {t}" for t in MODEL_CARD_TAGS)
     front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:", tags]
     if summary.get("base_model_is_hub"):
@@ -116,6 +117,8 @@ def render_model_card(summary: dict[str, Any]) -> str:
         + ")",
         f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']} (by "
         f"`{summary['args'].get('stop_metric', 'llm_P@1')}` on the dev sample)",
+        "- Final model: " + (f"the average of rounds {', '.join(map(str, final['rounds']))}'s weights "
+                             "(`average_rounds`)" if final else f"round {summary['best_round']}'s"),
         f"- Recipe: `{summary['args'].get('recipe', 'reference')}` (`st_lmtx.recipes.RECIPES`; the settings it "
         "filled, and any given explicitly, are in `lmtx_run.json`)",
         f"- Positives: `{summary['args'].get('positives')}`; training restarts from the base model each round: "
@@ -128,12 +131,13 @@ def render_model_card(summary: dict[str, Any]) -> str:
         + (" |" if summary.get("eval_keys") else ""),
         "|---|---|---|---|---|---|" + "---|" * len(summary.get("eval_keys", [])),
     ]
-    for r in rounds:
+    for r in rounds + ([final] if final else []):
         stats = r.get("pseudo_labels", {})
         dev = r.get("dev", {}).get("llm_P@1")
         evals = [r.get("eval", {}).get(k) for k in summary.get("eval_keys", [])]
         cells = [
-            str(r["round"]) + (" (zero-shot)" if r["round"] == 0 else ""),
+            f"average of {', '.join(map(str, r['rounds']))} (final)" if r is final
+            else str(r["round"]) + (" (zero-shot)" if r["round"] == 0 else ""),
             str(stats.get("documents", "-")),
             str(stats.get("pairs", "-")),
             f"{stats['yes_rate']:.3f}" if "yes_rate" in stats else "-",

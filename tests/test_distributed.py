@@ -24,9 +24,10 @@ SCRIPT = textwrap.dedent(
     teacher = OracleTeacher(labels, docs)
     # The reference recipe: every document with a "yes" trains, so round 2's pair count does not depend on the
     # small differences between one- and two-process models (the best recipe's top-yes and round scaling do).
+    # The final model averages the rounds: every process returns that average.
     args = LMTXArguments(output_dir=out, recipe="reference", max_rounds=2, dev_size=4, batch_size=4, warmup_steps=0,
                          learning_rate=1e-3, shortlist_k=3, show_progress_bar=False, patience=5,
-                         restart_from_base=False, epochs_per_round=2)
+                         restart_from_base=False, epochs_per_round=2, average_rounds=True)
     model = LMTXTrainer(model_dir, labels, teacher=teacher, args=args).fit(docs)
     rank = int(os.environ.get("RANK", "0"))
     report = {"rank": rank, "teacher_pairs": teacher.usage.pairs,
@@ -65,6 +66,7 @@ def test_two_processes_train_one_judges_and_the_tagger_predicts_like_one_process
         assert (two / "lmtx-work" / "round-01" / name).read_bytes() == (one / "lmtx-work" / "round-01" / name).read_bytes()
     run_two, run_one = (json.loads((d / "lmtx_run.json").read_text()) for d in (two, one))
     assert [r["round"] for r in run_two["rounds"]] == [r["round"] for r in run_one["rounds"]] == [0, 1, 2]
+    assert run_two["final"]["rounds"] == run_one["final"]["rounds"] == [1, 2]
     assert [r["training_pairs"] for r in run_two["rounds"][1:]] == [r["training_pairs"] for r in run_one["rounds"][1:]]
 
     # The saved taggers: the two-process one loads, predicts, and ranks as the one-process one does. Not

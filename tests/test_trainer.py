@@ -239,10 +239,11 @@ def test_recipes_fill_only_the_settings_left_unset():
     best = LMTXArguments()
     assert best.recipe == "best" and all(getattr(best, k) == v for k, v in RECIPES["best"].items())
     assert (best.positives, best.accumulate_judgments, best.restart_from_base, best.softmax_weighting,
-            best.warmup_steps, best.min_steps_per_round) == ("top-yes", True, False, True, 0.1, 8)  # fmt: skip
+            best.warmup_steps, best.min_steps_per_round, best.average_rounds) == ("top-yes", True, False, True, 0.1, 8, True)  # fmt: skip
     ref = LMTXArguments(recipe="reference")
     assert (ref.positives, ref.accumulate_judgments, ref.restart_from_base, ref.softmax_weighting, ref.warmup_steps,
-            ref.min_steps_per_round, ref.dev_size, ref.max_rounds) == ("random-yes", False, True, False, 100, 0, 800, 6)  # fmt: skip
+            ref.min_steps_per_round, ref.dev_size, ref.max_rounds, ref.average_rounds) == (
+        "random-yes", False, True, False, 100, 0, 800, 6, False)  # fmt: skip
     mixed = LMTXArguments(recipe="reference", positives="top-yes", restart_from_base=False)
     assert (mixed.positives, mixed.restart_from_base, mixed.warmup_steps) == ("top-yes", False, 100)
     # The recipe's name is not part of a run's identity: the settings it filled in are.
@@ -339,3 +340,54 @@ def test_student_yes_trusts_the_shortlist_order_from_round_two(tiny_model_dir, t
     teacher = OracleTeacher(labels, docs, show_progress_bar=False)
     LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out, positives="student-yes")).fit(docs)
     assert seen == [("student-yes", False), ("student-yes", True)]
+
+
+def test_the_final_model_averages_the_rounds_weights_or_is_the_kept_round(tiny_model_dir, toy_lfxmc, tmp_path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    _, test_docs = load_lfxmc(toy_lfxmc, "tst")
+
+    def weights(path):
+        return SentenceTransformer(str(path), device="cpu").state_dict()
+
+    out = tmp_path / "averaged"
+    teacher = OracleTeacher(labels, docs)
+    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out)).fit(docs, eval_data=test_docs)
+    run = json.loads((out / "lmtx_run.json").read_text())
+    final = run["final"]
+    assert final["model"] == "average" and final["rounds"] == [1, 2]
+    assert "P@1" in final["eval"] and "llm_top1_is_best" in final["dev"]
+    one, two, got = (weights(p) for p in (out / "lmtx-work/round-01/model", out / "lmtx-work/round-02/model", out))
+    moved = [k for k in got if got[k].is_floating_point() and not torch.equal(one[k], two[k])]
+    assert moved  # the rounds differ, so the average is neither of them
+    for key in got:
+        expected = (one[key] + two[key]) / 2 if got[key].is_floating_point() else one[key]
+        assert torch.allclose(got[key], expected, atol=1e-6), key
+    assert "Final model: the average of rounds 1, 2's weights" in (out / "README.md").read_text()
+    assert "| average of 1, 2 (final) |" in (out / "README.md").read_text()
+    # A second fit on the finished folder rebuilds the same average and reuses its record: nothing is measured again.
+    calls = teacher.usage.calls
+    state = json.loads((out / "lmtx-work/state.json").read_text())
+    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out)).fit(docs, eval_data=test_docs)
+    assert teacher.usage.calls == calls and json.loads((out / "lmtx_run.json").read_text())["final"] == state["final"]
+    # average_rounds=False: the final model is the kept round's, and the record says so.
+    out = tmp_path / "kept"
+    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
+                args=args(out, average_rounds=False)).fit(docs)  # fmt: skip
+    run = json.loads((out / "lmtx_run.json").read_text())
+    kept = weights(out / "lmtx-work" / f"round-{run['best_round']:02d}" / "model")
+    assert run["final"] is None and all(torch.equal(v, kept[k]) for k, v in weights(out).items())
+    assert f"Final model: round {run['best_round']}'s" in (out / "README.md").read_text()
+
+
+def test_average_models_refuses_models_of_other_shapes(tiny_model_dir, minilm_path):
+    from sentence_transformers import SentenceTransformer
+
+    from st_lmtx.trainer.averaging import average_models
+
+    with pytest.raises(ValueError, match="cannot be averaged"):
+        average_models([SentenceTransformer(tiny_model_dir), SentenceTransformer(minilm_path)])
+    with pytest.raises(ValueError, match="at least one"):
+        average_models([])

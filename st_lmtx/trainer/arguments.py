@@ -57,6 +57,9 @@ class LMTXArguments:
         stop_metric: (recipe) the dev signal that picks the kept round and stops the run, one of
             :data:`~st_lmtx.evaluation.llm_judged_evaluator.SIGNALS` (reference: ``llm_P@1``; see
             :func:`~st_lmtx.evaluation.llm_judged_evaluator.judged_signals`).
+        average_rounds: (recipe) the final model is the uniform average of every trained round's weights
+            (:func:`~st_lmtx.trainer.averaging.average_models`), measured like a round; the stop rule still
+            decides how many rounds run. False: the final model is the round the stop rule kept.
         max_seq_length: truncate documents to this many tokens (None: the model's own).
         eval_k: cut-offs of the evaluation metrics.
         seed: seeds the samples, the positive draws and training.
@@ -96,6 +99,7 @@ class LMTXArguments:
     dev_size: int | None = None
     patience: int | None = None
     stop_metric: str | None = None
+    average_rounds: bool | None = None
     max_seq_length: int | None = None
     eval_k: tuple[int, ...] = (1, 3, 5, 10)
     seed: int = 42

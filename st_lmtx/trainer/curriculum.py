@@ -32,6 +32,7 @@ from st_lmtx.pseudo_labels import (
 from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.trainer.averaging import average_models
 from st_lmtx.trainer.round_files import RoundFolder, load_saved_model
 from st_lmtx.trainer.training import RoundSchedule, round_schedule
 
@@ -154,18 +155,32 @@ class CurriculumRound:
         pairs = select_pairs(pseudo, len(self.labels), selection)
         return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule, left_out
 
-    def measure(self, r: int, model: SentenceTransformer) -> dict[str, Any]:
+    def measure(self, r: int, model: SentenceTransformer, last: bool = False) -> dict[str, Any]:
         """The teacher judges the new top-1 on the dev sample (the stop rule); ground truth when given."""
         # The dev documents' whole shortlist is what the next round asks about them: judged now, it is cached
-        # then. The last possible round has no next round: top-1 only, unless the stop signal compares the
-        # top-1 with the rest of the top-k.
-        top1_only = r >= self.args.max_rounds and self.args.stop_metric in ("llm_P@1", "llm_mean_score")
+        # then. The last possible round (or a final model, ``last``) has no next round: top-1 only, unless the
+        # stop signal compares the top-1 with the rest of the top-k.
+        last = last or r >= self.args.max_rounds
+        top1_only = last and self.args.stop_metric in ("llm_P@1", "llm_mean_score")
         self.dev.k = 1 if top1_only else self.args.shortlist_k
         measured: dict[str, Any] = {"dev": self.dev(model)}
         measured["dev_teacher_usage"] = self.dev.last_usage.to_dict()  # the part of the round's usage it took
         if self.xmc is not None:
             measured["eval"] = self.xmc(model)
         return measured
+
+    def average(self, rounds: list[int], saved: dict[str, Any] | None = None) -> tuple[SentenceTransformer, dict[str, Any]]:
+        """The uniform average of ``rounds``' models and its record, measured as a round is (dev signals,
+        ``eval_data``), unless ``saved`` is the record of the same average."""
+        model = average_models([self.model(r) for r in rounds])
+        if saved is not None and saved.get("rounds") == rounds:
+            return model, saved
+        logger.info("The final model: the average of rounds %s", rounds)
+        usage_before = self.teacher.usage.to_dict()
+        record: dict[str, Any] = {"model": "average", "rounds": rounds}
+        record |= self.measure(rounds[-1], model, last=True)
+        record["teacher_usage"] = self._usage_since(usage_before)
+        return model, record
 
     # ------------------------------------------------------------------ models
 

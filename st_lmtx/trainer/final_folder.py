@@ -1,4 +1,4 @@
-"""The output folder's root: the best round's model as a tagger (model, label set, index), its model card, the
+"""The output folder's root: the final model (the kept round's, or the average of the rounds') as a tagger (model, label set, index), its model card, the
 metrics picture and ``lmtx_run.json``, the run's summary (written last: its presence means the folder is whole).
 """
 
@@ -41,6 +41,7 @@ def write_final_folder(root: Path, model: SentenceTransformer, labels: LabelSet,
         "teacher": teacher,
         "rounds": state.rounds,
         "best_round": state.best_round,
+        "final": state.final,
         "args": args.to_dict(),
         "loss": loss.get_config_dict(),
         "citation": loss.citation,
@@ -50,7 +51,7 @@ def write_final_folder(root: Path, model: SentenceTransformer, labels: LabelSet,
     }
     atomic_write_text(root / "README.md", render_model_card(summary))
     atomic_write_text(root / RUN_FILE, json.dumps(
-        {"best_round": state.best_round, "stop_reason": state.stop_reason, "rounds": state.rounds,
+        {"best_round": state.best_round, "stop_reason": state.stop_reason, "rounds": state.rounds, "final": state.final,
          "teacher": teacher | {"endpoints": None}, "args": args.to_dict()}, indent=2))  # fmt: skip
 
 

@@ -4,7 +4,8 @@ Each round (:class:`CurriculumRound`): encode the documents and labels with the 
 labels, ask the teacher about the pairs it has not judged yet, turn its "yes" answers into training pairs, train
 the bi-encoder with :class:`LMTXTripletLoss` (inside ``SentenceTransformerTrainer``), and measure the round: P@1
 as the teacher judges it on a fixed sample of the training documents, and P@k on ``eval_data`` when given. The
-loop stops when the LLM-judged P@1 stops improving and keeps the best round's model.
+loop stops when the stop signal stops improving; the final model is the best round's, or with
+``average_rounds`` (the ``best`` recipe) the average of every round's weights, measured like a round.
 
 The output folder's root is the final model (a SentenceTransformer folder with the label set and index beside
 it, a model card and a metrics picture). Everything else lives under ``lmtx-work/``: per round the shortlist,
@@ -41,6 +42,7 @@ from st_lmtx.teacher.base import Teacher
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.factory import default_teacher
 from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.trainer.averaging import average_models
 from st_lmtx.trainer.curriculum import BASE_MODEL_DIR, CurriculumRound
 from st_lmtx.trainer.final_folder import write_final_folder
 from st_lmtx.trainer.processes import Processes
@@ -117,7 +119,7 @@ class LMTXTrainer:
 
     def fit(self, docs: Any, eval_data: Any = None) -> SentenceTransformer:
         """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
-        the best round's model. ``eval_data``: documents with ground truth (a ``DocumentSet``, an LF-XMC
+        the final model (the best round's, or the rounds' average with ``average_rounds``). ``eval_data``: documents with ground truth (a ``DocumentSet``, an LF-XMC
         ``tst.json`` path, ...) evaluated every round with :class:`XMCEvaluator`. A teacher the trainer built
         itself (no ``teacher=``) is closed when ``fit`` returns or fails."""
         processes = Processes.from_env()
@@ -177,11 +179,23 @@ class LMTXTrainer:
             state.save()
 
         best = state.best_round or state.best()
-        model = curriculum.model(best)
-        processes.send({"done": best})
+        averaged = self._averaged_rounds(state)
+        if averaged:
+            model, state.final = curriculum.average(averaged, state.final)
+            state.save()
+        else:
+            model, state.final = curriculum.model(best), None
+        processes.send({"done": best, "average": averaged})
         self._write_final(model, state, eval_docs is not None)
-        logger.info("LMTX finished (%s); best round %s", state.stop_reason or "done", best)
+        logger.info("LMTX finished (%s); best round %s%s", state.stop_reason or "done", best,
+                    f"; the final model averages rounds {averaged}" if averaged else "")  # fmt: skip
         return model
+
+    def _averaged_rounds(self, state: RunState) -> list[int]:
+        """The rounds whose average is the final model (``average_rounds``): every trained round, when there
+        are two or more; else none, and the final model is the kept round's."""
+        trained = [r["round"] for r in state.rounds if r["round"] > 0]
+        return trained if self.args.average_rounds and len(trained) >= 2 else []
 
     # ------------------------------------------------------------------ the base model
 
@@ -267,7 +281,10 @@ class LMTXTrainer:
             if "error" in message:
                 raise RuntimeError(f"the main LMTX process failed: {message['error']}")
             if "done" in message:
-                best = message["done"]
+                best, averaged = message["done"], message.get("average") or []
+                folders = [RoundFolder(self.work_dir, r).model_path for r in averaged]
+                if averaged and all(f.exists() for f in folders):  # the main process's final model, on one machine
+                    return average_models([SentenceTransformer(str(f), device=str(model.device)) for f in folders])
                 folder = self.work_dir / BASE_MODEL_DIR if best == 0 else RoundFolder(self.work_dir, best).model_path
                 # On one machine (or a shared file system) the best round's model; else the last one trained.
                 return SentenceTransformer(str(folder), device=str(model.device)) if folder.exists() else model

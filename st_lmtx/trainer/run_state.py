@@ -33,6 +33,9 @@ class RunState:
     best_round: int | None = None
     finished: bool = False
     stop_reason: str | None = None
+    # The final model's record when it is not a round (``average_rounds``: which rounds it averages, its dev
+    # signals and evaluation), so that a resumed run that only has the final folder left to write measures it once.
+    final: dict[str, Any] | None = None
     # Which dev signal ranks the rounds: the run's arguments say, each time it is opened (not persisted).
     stop_metric: str = "llm_P@1"
     _fallback_logged: bool = field(default=False, init=False, repr=False, compare=False)
@@ -76,7 +79,7 @@ class RunState:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(path, data["fingerprint"], data["train_indices"], data["dev_indices"], data["rounds"],
-                       data.get("best_round"), data["finished"], data.get("stop_reason"))  # fmt: skip
+                       data.get("best_round"), data["finished"], data.get("stop_reason"), data.get("final"))  # fmt: skip
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise RunFileError(
                 f"{path} is unreadable ({type(e).__name__}: {e}). Each finished round's record is also in "
@@ -87,12 +90,13 @@ class RunState:
     def save(self) -> None:
         data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices, "dev_indices": self.dev_indices,
                 "rounds": self.rounds, "best_round": self.best_round, "finished": self.finished,
-                "stop_reason": self.stop_reason}  # fmt: skip
+                "stop_reason": self.stop_reason, "final": self.final}  # fmt: skip
         atomic_write_text(self.path, json.dumps(data, indent=1))
 
     def record(self, record: dict[str, Any], patience: int) -> None:
         """Add a finished round and apply the stop rule: ``patience`` rounds without a better ``stop_metric``."""
         self.rounds.append(record)
+        self.final = None  # of other rounds
         self.best_round = self.best()
         since_best = record["round"] - self.best_round
         if since_best >= patience:
@@ -143,5 +147,5 @@ class RunState:
                 logger.warning("%s has no model: the run resumes after round %d", folder.path, record["round"] - 1)
                 self.rounds = self.rounds[:i]
                 self.best_round = self.best() if len(self.rounds) > 1 else None
-                self.finished, self.stop_reason = False, None
+                self.finished, self.stop_reason, self.final = False, None, None
                 return
