@@ -178,6 +178,9 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
                    help="in-process teacher: RAM that keeps evaluated documents for their later labels (default: a "
                         "quarter of the RAM, at most 6144; 0: off; about 4.4 MB a document with the default model "
                         "and --max-doc-words)")  # fmt: skip
+    g.add_argument("--teacher-memory-dir", metavar="DIR", default=None,
+                   help="in-process teacher: also keep the evaluated documents on disk in DIR (at most 16 GB), so "
+                        "that a run resumed in another process does not evaluate them again")  # fmt: skip
     g.add_argument("--max-doc-words", type=int, default=180, help="truncate documents for the teacher")
     g.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
                    help="the prompt layout: 'compact' (the question before the document, a few tokens a label), "
@@ -203,6 +206,8 @@ def _teacher(args: argparse.Namespace, cache: Path | None, labels=None, document
         endpoint["concurrency"] = args.concurrency
     if args.teacher_memory_mb is not None:
         endpoint["memory_mb"] = args.teacher_memory_mb
+    if args.teacher_memory_dir is not None:
+        endpoint["memory_dir"] = args.teacher_memory_dir
     for limit in ("rpm", "tpm"):  # only when given: the oracle and the in-process teacher warn that they ignore them
         if getattr(args, limit) is not None:
             endpoint[limit] = getattr(args, limit)

@@ -224,3 +224,35 @@ def test_a_document_judged_again_reuses_its_remembered_state(model_path):
     assert small.usage.prompt_tokens == off.usage.prompt_tokens
     assert on.usage.prompt_tokens < off.usage.prompt_tokens - 40
     assert on.usage.calls == off.usage.calls == 8
+
+
+def test_remembered_states_on_disk_serve_another_teacher_and_never_another_layout(model_path, tmp_path):
+    """memory_dir: a second teacher (another process, a resumed run) restores the documents the first one
+    evaluated, with the same answers; a bad state file is evaluated again and replaced; another prompt layout does
+    not see them; a disk budget too small for a document writes none."""
+    from st_lmtx.teacher import LlamaCppTeacher
+
+    docs = DOCS + ["Crude oil prices fell as OPEC output rose; refiners bought more crude."]
+    first = CANDIDATES + [["Crude Oil", "Coffee"]]
+    later = [["Inflation", "Money Supply", "Gold"], ["Sugar", "Cocoa"], ["Ship", "Natural Gas", "Fuel"]]
+    memory = tmp_path / "memory"
+    with LlamaCppTeacher(model_path, memory_dir=memory, show_progress_bar=False) as teacher:
+        teacher.judge(docs, first)
+    files = sorted(memory.glob("*/*.kv"))
+    assert len(files) == 3 and all(f.stat().st_size > 200_000 for f in files)  # ~28 KB a token
+    files[0].write_bytes(b"not a llama.cpp state")  # e.g. written by another llama.cpp build
+    with LlamaCppTeacher(model_path, memory_dir=memory, show_progress_bar=False) as teacher:
+        on = teacher.judge(docs, later)
+    with LlamaCppTeacher(model_path, memory_mb=0, show_progress_bar=False) as teacher:
+        off = teacher.judge(docs, later)
+    assert (on.usage.restored_docs, off.usage.restored_docs) == (2, 0)
+    assert [j.score for row in on.judgments for j in row] == pytest.approx(
+        [j.score for row in off.judgments for j in row], abs=1e-4)  # fmt: skip
+    assert on.usage.prompt_tokens < off.usage.prompt_tokens - 40
+    assert files[0].stat().st_size > 100_000  # the bad file was dropped, and written again after evaluation
+    with LlamaCppTeacher(model_path, prompt="reference", memory_dir=memory, show_progress_bar=False) as teacher:
+        assert teacher.judge(docs, later).usage.restored_docs == 0
+    assert len(list(memory.iterdir())) == 2  # one folder a layout (and model)
+    with LlamaCppTeacher(model_path, memory_dir=tmp_path / "small", memory_disk_mb=0.1, show_progress_bar=False) as teacher:
+        teacher.judge(docs, first)
+    assert not list((tmp_path / "small").glob("*/*.kv"))

@@ -19,7 +19,7 @@ TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
 _TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
 _ENDPOINT_ONLY = ("mode", "concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
 _RATE_LIMITS = ("rpm", "tpm", "rate_window")
-_IN_PROCESS_ONLY = ("memory_mb",)
+_IN_PROCESS_ONLY = ("memory_mb", "memory_dir", "memory_disk_mb")
 
 class TeacherConfigError(ValueError):
     """A teacher specification that cannot be turned into a teacher (the message says what to give)."""

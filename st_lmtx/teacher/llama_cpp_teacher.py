@@ -14,7 +14,9 @@ for every label of a document, the *suffix* (the label and the end of the turn) 
   default model) are copied out and kept in RAM, up to ``memory_mb``. When the same document comes
   back with new labels (the next round's shortlist, the stop rule's dev judging) the state is copied back in
   and only the new suffixes are evaluated. In a curriculum almost every document returns every round with a
-  few new labels, so the document part, most of a later round's tokens, is paid once a run.
+  few new labels, so the document part, most of a later round's tokens, is paid once a run. With
+  ``memory_dir`` the states are also written to disk, so a run resumed in another process (after a crash, or
+  in a later session) does not pay its documents again.
 - ``scoring="sequential"``: the scorer before batching: per document, the head and the document in one
   sequence, then each label's suffix alone after cutting the cache back to the document. It scores the same
   token sequences (the two agree within float noise) and is kept to measure against.
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from st_lmtx.files import atomic_path
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.model_files import find_default_model
 from st_lmtx.teacher.prompts import PromptTemplate, as_prompt
@@ -88,6 +91,11 @@ class LlamaCppTeacher(Teacher):
             (batched scoring; 0: off; default: a quarter of the machine's RAM, at most 6144). Documents are kept
             in the order they are first evaluated until the budget is spent (``usage.restored_docs`` counts the
             reuses). A 156-token document takes 4.4 MB with the default model.
+        memory_dir: a folder that also keeps the remembered states on disk (one file a document, under a
+            subfolder named by the model file and the prompt's head, so other models and layouts never mix),
+            read back when a document is not in RAM: another process, or a later session, reuses them. At most
+            ``memory_disk_mb`` are written (first come, first kept); None (default): RAM only.
+        memory_disk_mb: the disk budget of ``memory_dir`` (default 16384, about 3,700 Reuters documents).
         n_ctx: KV-cache cells shared by the packed documents; a pack is cut to fit.
         n_batch: tokens per ``llama_decode`` call at most.
         n_threads: CPU threads (default: all cores).
@@ -113,6 +121,8 @@ class LlamaCppTeacher(Teacher):
         scoring: str = "batched",
         docs_per_batch: int = 1,
         memory_mb: float | None = None,
+        memory_dir: str | os.PathLike | None = None,
+        memory_disk_mb: float = 16384.0,
         n_ctx: int = 4096,
         n_batch: int = 2048,
         n_threads: int | None = None,
@@ -147,6 +157,12 @@ class LlamaCppTeacher(Teacher):
         self._memory: dict[bytes, ctypes.Array] = {}  # document key -> its document cells' KV state
         self._memory_used = 0
         self._memory_full = False
+        if not memory_disk_mb >= 0:
+            raise ValueError("memory_disk_mb must be >= 0")
+        self.memory_dir = Path(memory_dir) if memory_dir is not None else None
+        self.memory_disk_bytes = int(memory_disk_mb * 2**20)
+        self._disk_folder: Path | None = None  # memory_dir's subfolder for this model and head, once loaded
+        self._disk_used: int | None = None  # bytes in it, counted on first write
         self.n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -210,6 +226,13 @@ class LlamaCppTeacher(Teacher):
         self._parts = self._render_parts()  # head, middle, tail: fixed for the teacher's life
         self._head_tokens = self._tokens(self._parts[0], first=True)
         self._head_ready = False
+        if self.memory_dir is not None:
+            # States hold the document's cells at positions after the head, computed by this model file.
+            stat = self.model_path.stat()
+            ident = f"{self.model_path.name}\0{stat.st_size}\0{llama_cpp.__version__}\0".encode()
+            ident += np.asarray(self._head_tokens, dtype=np.int32).tobytes()
+            digest = hashlib.blake2b(ident, digest_size=8).hexdigest()
+            self._disk_folder = self.memory_dir / f"{self.model_path.stem}-{digest}"
 
     def _first_token_ids(self, words: tuple[str, ...]) -> np.ndarray:
         ids = {self._model.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
@@ -390,8 +413,45 @@ class LlamaCppTeacher(Teacher):
             if llama_cpp.llama_state_seq_get_data(ctx, state, size, scratch) == size:
                 self._memory[doc.key] = state
                 self._memory_used += size
+                self._write_state(doc.key, state)
         finally:
             self._ctx.kv_cache_seq_rm(scratch, -1, -1)
+
+    def _state_path(self, key: bytes) -> Path | None:
+        return self._disk_folder / f"{key.hex()}.kv" if self._disk_folder is not None else None
+
+    def _write_state(self, key: bytes, state: ctypes.Array) -> None:
+        """Also keep a remembered state on disk (``memory_dir``), within its budget. A failed write only loses
+        the saving: the document is evaluated again when it comes back in another process."""
+        path = self._state_path(key)
+        if path is None or path.exists():
+            return
+        if self._disk_used is None:
+            self._disk_used = sum(f.stat().st_size for f in path.parent.glob("*.kv")) if path.parent.exists() else 0
+        if self._disk_used + len(state) > self.memory_disk_bytes:
+            return
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(memoryview(state))
+            self._disk_used += len(state)
+        except OSError as e:
+            logger.warning("could not write the document state %s (%s): kept in RAM only", path, e)
+
+    def _read_state(self, key: bytes) -> ctypes.Array | None:
+        """A state written by this or an earlier process (``memory_dir``), kept in RAM too while the budget lasts."""
+        path = self._state_path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            logger.warning("could not read the document state %s (%s): evaluating the document again", path, e)
+            return None
+        state = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if not self._memory_full and self._memory_used + len(state) <= self.memory_bytes:
+            self._memory[key] = state
+            self._memory_used += len(state)
+        return state
 
     def _restore(self, doc: _Doc, seq: int) -> bool:
         """Give ``seq`` the head and a remembered document's cells; False if there is none or it fails to load
@@ -400,12 +460,18 @@ class LlamaCppTeacher(Teacher):
 
         state = self._memory.get(doc.key)
         if state is None:
+            state = self._read_state(doc.key)
+        if state is None:
             return False
         scratch = self._scratch
         try:
             if llama_cpp.llama_state_seq_set_data(self._ctx.ctx, state, len(state), scratch) == 0:
                 logger.warning("a remembered document state did not load; evaluating the document again")
-                self._memory_used -= len(self._memory.pop(doc.key))
+                if doc.key in self._memory:
+                    self._memory_used -= len(self._memory.pop(doc.key))
+                path = self._state_path(doc.key)
+                if path is not None:
+                    path.unlink(missing_ok=True)  # written by another llama.cpp, say: the next process writes anew
                 return False
             self._ctx.kv_cache_seq_cp(_ROOT, seq, -1, -1)
             self._ctx.kv_cache_seq_cp(scratch, seq, -1, -1)
