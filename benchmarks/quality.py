@@ -85,11 +85,12 @@ def run_names() -> list[str]:
     return names
 
 
-def local_teacher(kind: str, cache: Path):
+def local_teacher(kind: str, cache: Path, **options: Any):
     """The in-process teacher of ``kind`` (``local``, ``local05``, ``localpf``) on cache file ``cache``."""
     from st_lmtx.teacher import PromptTemplate, make_teacher
 
-    options = {"prompt": PromptTemplate.named(TEACHER_PROMPTS[kind])} if kind in TEACHER_PROMPTS else {}
+    if kind in TEACHER_PROMPTS:
+        options["prompt"] = PromptTemplate.named(TEACHER_PROMPTS[kind])
     return make_teacher(TEACHERS[kind], cache=cache, **options)
 
 
@@ -100,7 +101,8 @@ def make_teacher(kind: str, labels, train, fresh: bool = False):
         cache, judgments = LOCAL_FILES[kind]
         if fresh:  # a cache of its own: the run pays for every answer (its own, exported, carry what they cost)
             cache, judgments = fresh_files(kind)
-        teacher = local_teacher(kind, OUT / cache)
+        # Evaluated documents are kept on disk too, so a run resumed in a later session does not read them again.
+        teacher = local_teacher(kind, OUT / cache, memory_dir=OUT / "teacher-memory")
         if judgments.exists():
             report = teacher.import_judgments(judgments)
             logging.info("%s: %d committed judgments, %d new to the cache", judgments.name, report.rows, report.added)
@@ -144,12 +146,14 @@ def summarize(name: str) -> dict[str, Any] | None:
     if not rounds or run.get("best_round") is None:
         return None
     best = next(r for r in run["rounds"] if r["round"] == run["best_round"])
-    usage = [r.get("teacher_usage", {}) for r in run["rounds"]]
+    final = run.get("final")  # the average of the rounds' weights, when the recipe makes it the final model
+    usage = [r.get("teacher_usage", {}) for r in run["rounds"] + ([final] if final else [])]
     dev = [r.get("dev_teacher_usage") for r in run["rounds"]]
     return {
-        "metrics": best["eval"],
+        "metrics": (final or best)["eval"],
         "docs": rounds[0]["pseudo_labels"]["documents"],
-        "rounds": f"{len(rounds)} (best {run['best_round']})" + ("" if finished else ", unfinished"),
+        "rounds": f"{len(rounds)} (best {run['best_round']}" + (", final = average" if final else "") + ")"
+        + ("" if finished else ", unfinished"),
         "calls": sum(u.get("calls", 0) for u in usage),
         "pairs": sum(u.get("pairs", 0) for u in usage),
         "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
@@ -159,7 +163,8 @@ def summarize(name: str) -> dict[str, Any] | None:
         "yes_rate": "/".join(f"{r['pseudo_labels']['yes_rate']:.2f}" for r in rounds),
         # The stop signal per round (0 = zero-shot), as the run ranked its rounds.
         "signal": _signal(run, rounds),
-        "per_round_p1": "/".join(f"{100 * r['eval']['P@1']:.1f}" for r in run["rounds"]),
+        "per_round_p1": "/".join(f"{100 * r['eval']['P@1']:.1f}" for r in run["rounds"])
+        + (f" (average {100 * final['eval']['P@1']:.1f})" if final else ""),
         # What the stop rule's dev judging cost the teacher each round (new calls, seconds).
         "dev_cost": "/".join(f"{d['calls']}:{d['seconds']:.0f}" for d in dev) if all(dev) else "-",
     }
@@ -230,8 +235,9 @@ def title_content(labels, train, test) -> dict[str, Any]:
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(f"\nReuters-21578 test split (3,019 documents), trained from {BASE_MODEL} on a random "
           f"{COMMON['max_docs']} of the 7,770 training documents (their labels unused), at most "
-          f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the round the stop "
-          "rule kept (its stop signal per round: the column of that name).\n")  # fmt: skip
+          f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the final model: the "
+          "average of the rounds' weights where the run averaged them (\"final = average\"), else the round the "
+          "stop rule kept (its stop signal per round: the column of that name).\n")  # fmt: skip
     head = ["run", *METRICS, "docs", "rounds", "P@1 per round (0 = zero-shot)", "teacher calls", "pairs judged",
             "prompt tokens", "teacher s", "training s", "yes-rate per round", "trained-positive precision per round",
             "stop signal per round", "dev judging per round (new calls:s)"]  # fmt: skip
