@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from quality import JUDGMENTS, OUT, REUTERS  # noqa: E402
+from quality import LOCAL_FILES, OUT, REUTERS, local_teacher  # noqa: E402
 
 LENIENT_YES_RATE = 0.68
 
@@ -61,23 +61,30 @@ def main() -> None:
     from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, usable_documents
     from st_lmtx.models import load_model
     from st_lmtx.shortlist import Shortlist, ShortlistMiner
-    from st_lmtx.teacher import make_teacher
+    from st_lmtx.teacher import TeacherBudgetExceeded
 
     labels, train = load_lfxmc(REUTERS, "trn")
     work = OUT / args.run / "lmtx-work"
     state = json.loads((work / "state.json").read_text())
     docs = train.subset(state["train_indices"])
     truth = [set(t) for t in docs.targets]
-    teacher = make_teacher("local", cache=OUT / "teacher-local.sqlite", max_calls=0)  # the cache answers, or fails
-    if JUDGMENTS.exists():
-        teacher.import_judgments(JUDGMENTS)
+    kind = args.run.split("-")[0]  # the run's own teacher (local, local05, localpf) and its cache
+    if kind not in LOCAL_FILES:
+        raise SystemExit(f"{args.run}: not a run of an LLM teacher ({', '.join(LOCAL_FILES)})")
+    cache, judgments = LOCAL_FILES[kind]
+    teacher = local_teacher(kind, OUT / cache, max_calls=0)  # the cache answers, or it fails
+    if judgments.exists():
+        teacher.import_judgments(judgments)
 
     def judge(doc_rows: list[int], shortlist: Shortlist):
         candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in doc_rows]
         return teacher.judge([docs.texts[i] for i in doc_rows], candidates, desc=None).judgments
 
     # ---------------------------------------------------------------- 1. calibration and keep_documents
-    content_free = content_free_of(teacher, labels)
+    try:
+        content_free = content_free_of(teacher, labels)
+    except TeacherBudgetExceeded:  # a teacher whose content-free pairs were never asked: no contextual calibration
+        content_free = None
     if args.train_only:
         for variant in args.train:
             train_round_again(args.run, variant, labels, train, docs, truth, content_free, args.round)
@@ -92,6 +99,7 @@ def main() -> None:
         yes_rate = pseudo.stats()["yes_rate"]
         variants = [("none", 1.0), ("label-prior", 1.0), ("contextual", 1.0), ("none", 0.75), ("none", 0.5),
                     ("contextual", 0.5)]
+        variants = [(m, k) for m, k in variants if m != "contextual" or content_free is not None]
         for method, keep in variants:
             calibrated = calibrate(pseudo, method, content_free)
             config = SelectionConfig(positives="top-yes", keep_documents=keep)
