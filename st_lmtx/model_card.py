@@ -78,7 +78,8 @@ def _flag_lines(rounds: list[dict[str, Any]], teacher: dict[str, Any]) -> list[s
 
 def render_model_card(summary: dict[str, Any]) -> str:
     """``summary``: base_model, num_labels, teacher (describe()), rounds (list of per-round dicts), best_round,
-    final (the averaged final model's record, or None), args, loss (config dict), citation (the loss's BibTeX), has_plot, eval_keys, eval_name."""
+    final (the averaged final model's record, or None), args, loss (config dict), citation (the loss's BibTeX),
+    has_plot, eval_keys, eval_name."""
     teacher = {k: v for k, v in summary["teacher"].items() if k not in ("endpoints", "base_url", "api_key")}
     rounds = summary["rounds"]
     final = summary.get("final")

@@ -256,3 +256,7 @@ def test_remembered_states_on_disk_serve_another_teacher_and_never_another_layou
     with LlamaCppTeacher(model_path, memory_dir=tmp_path / "small", memory_disk_mb=0.1, show_progress_bar=False) as teacher:
         teacher.judge(docs, first)
     assert not list((tmp_path / "small").glob("*/*.kv"))
+    # The disk keeps its own budget: with no RAM memory at all, the states still go to disk.
+    with LlamaCppTeacher(model_path, memory_mb=0, memory_dir=tmp_path / "disk", show_progress_bar=False) as teacher:
+        teacher.judge(docs, first)
+    assert len(list((tmp_path / "disk").glob("*/*.kv"))) == 3

@@ -393,39 +393,43 @@ class LlamaCppTeacher(Teacher):
 
     def _remember(self, doc: _Doc, seq: int) -> None:
         """Copy a freshly evaluated document's cells (without the head, which sequence 0 keeps) out of the KV
-        cache. Kept first come, first kept: a run judges its documents in the same order every round, and least
-        recently used eviction would drop each one just before it comes back."""
+        cache, into RAM and onto disk (``memory_dir``), each within its own budget. Kept first come, first kept:
+        a run judges its documents in the same order every round, and least recently used eviction would drop
+        each one just before it comes back."""
         import llama_cpp
 
-        if not self.memory_bytes or self._memory_full or doc.key in self._memory:
+        in_ram = bool(self.memory_bytes) and not self._memory_full and doc.key not in self._memory
+        path = self._state_path(doc.key)
+        on_disk = path is not None and not path.exists()
+        if not (in_ram or on_disk):
             return
         ctx, scratch = self._ctx.ctx, self._scratch
         self._ctx.kv_cache_seq_cp(seq, scratch, len(self._head_tokens), -1)  # metadata only: the document's cells
         try:
             size = llama_cpp.llama_state_seq_get_size(ctx, scratch)
-            if self._memory_used + size > self.memory_bytes:
-                self._memory_full = True  # first come, first kept: no later document is tried
+            if in_ram and self._memory_used + size > self.memory_bytes:
+                in_ram, self._memory_full = False, True  # first come, first kept: no later document is tried
                 logger.info("The teacher's document memory is full (%d documents, %.0f MB): later documents are "
                             "evaluated again when they come back; raise memory_mb to keep more",
                             len(self._memory), self._memory_used / 2**20)  # fmt: skip
+            if not (in_ram or on_disk):
                 return
             state = (ctypes.c_uint8 * size)()
             if llama_cpp.llama_state_seq_get_data(ctx, state, size, scratch) == size:
-                self._memory[doc.key] = state
-                self._memory_used += size
-                self._write_state(doc.key, state)
+                if in_ram:
+                    self._memory[doc.key] = state
+                    self._memory_used += size
+                if on_disk:
+                    self._write_state(path, state)
         finally:
             self._ctx.kv_cache_seq_rm(scratch, -1, -1)
 
     def _state_path(self, key: bytes) -> Path | None:
         return self._disk_folder / f"{key.hex()}.kv" if self._disk_folder is not None else None
 
-    def _write_state(self, key: bytes, state: ctypes.Array) -> None:
-        """Also keep a remembered state on disk (``memory_dir``), within its budget. A failed write only loses
-        the saving: the document is evaluated again when it comes back in another process."""
-        path = self._state_path(key)
-        if path is None or path.exists():
-            return
+    def _write_state(self, path: Path, state: ctypes.Array) -> None:
+        """Keep a state on disk (``memory_dir``), within its budget. A failed write only loses the saving: the
+        document is evaluated again when it comes back in another process."""
         if self._disk_used is None:
             self._disk_used = sum(f.stat().st_size for f in path.parent.glob("*.kv")) if path.parent.exists() else 0
         if self._disk_used + len(state) > self.memory_disk_bytes:

@@ -1,5 +1,6 @@
-"""The output folder's root: the final model (the kept round's, or the average of the rounds') as a tagger (model, label set, index), its model card, the
-metrics picture and ``lmtx_run.json``, the run's summary (written last: its presence means the folder is whole).
+"""The output folder's root: the final model (the kept round's, or the average of the rounds') as a tagger
+(model, label set, index), its model card, the metrics picture and ``lmtx_run.json``, the run's summary (written
+last: its presence means the folder is whole).
 """
 
 from __future__ import annotations

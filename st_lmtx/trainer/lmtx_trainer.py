@@ -119,9 +119,10 @@ class LMTXTrainer:
 
     def fit(self, docs: Any, eval_data: Any = None) -> SentenceTransformer:
         """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
-        the final model (the best round's, or the rounds' average with ``average_rounds``). ``eval_data``: documents with ground truth (a ``DocumentSet``, an LF-XMC
-        ``tst.json`` path, ...) evaluated every round with :class:`XMCEvaluator`. A teacher the trainer built
-        itself (no ``teacher=``) is closed when ``fit`` returns or fails."""
+        the final model (the best round's, or the rounds' average with ``average_rounds``). ``eval_data``:
+        documents with ground truth (a ``DocumentSet``, an LF-XMC ``tst.json`` path, ...) evaluated every round
+        with :class:`XMCEvaluator`. A teacher the trainer built itself (no ``teacher=``) is closed when ``fit``
+        returns or fails."""
         processes = Processes.from_env()
         if not processes.is_main:
             return self._follow(processes)
