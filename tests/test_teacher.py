@@ -7,7 +7,6 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from fake_openai_server import FakeOpenAIServer, relevant

@@ -3,7 +3,7 @@ import sqlite3
 from collections import Counter
 
 import pytest
-from conftest import TOY_DOCS, TOY_LABELS
+from conftest import TOY_LABELS
 from datasets import Dataset
 
 from st_lmtx import IndexConfig, LMTXArguments, LMTXTagger, LMTXTrainer, OpenAITeacher, OracleTeacher, load_lfxmc
