@@ -101,8 +101,10 @@ def make_teacher(kind: str, labels, train, fresh: bool = False):
         cache, judgments = LOCAL_FILES[kind]
         if fresh:  # a cache of its own: the run pays for every answer (its own, exported, carry what they cost)
             cache, judgments = fresh_files(kind)
-        # Evaluated documents are kept on disk too, so a run resumed in a later session does not read them again.
-        teacher = local_teacher(kind, OUT / cache, memory_dir=OUT / "teacher-memory")
+        # Evaluated documents are kept on disk too, so a run resumed in a later session does not read them again;
+        # a fresh run keeps its own, or it would restore what other runs paid for.
+        memory = OUT / ("teacher-memory-fresh" if fresh else "teacher-memory")
+        teacher = local_teacher(kind, OUT / cache, memory_dir=memory)
         if judgments.exists():
             report = teacher.import_judgments(judgments)
             logging.info("%s: %d committed judgments, %d new to the cache", judgments.name, report.rows, report.added)
