@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from quality import LOCAL_FILES, OUT, REUTERS, local_teacher  # noqa: E402
+from quality import LOCAL_FILES, OUT, REUTERS, make_teacher  # noqa: E402
 
 LENIENT_YES_RATE = 0.68
 
@@ -71,10 +71,7 @@ def main() -> None:
     kind = args.run.split("-")[0]  # the run's own teacher (local, local05, localpf) and its cache
     if kind not in LOCAL_FILES:
         raise SystemExit(f"{args.run}: not a run of an LLM teacher ({', '.join(LOCAL_FILES)})")
-    cache, judgments = LOCAL_FILES[kind]
-    teacher = local_teacher(kind, OUT / cache, max_calls=0)  # the cache answers, or it fails
-    if judgments.exists():
-        teacher.import_judgments(judgments)
+    teacher = make_teacher(kind, labels, train, max_calls=0)  # the cache answers, or it fails
 
     def judge(doc_rows: list[int], shortlist: Shortlist):
         candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in doc_rows]

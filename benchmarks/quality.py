@@ -94,7 +94,9 @@ def local_teacher(kind: str, cache: Path, **options: Any):
     return make_teacher(TEACHERS[kind], cache=cache, **options)
 
 
-def make_teacher(kind: str, labels, train, fresh: bool = False):
+def make_teacher(kind: str, labels, train, fresh: bool = False, **options: Any):
+    """Run ``kind``'s teacher; an LLM teacher on its cache, with the committed judgments imported and ``options``
+    (``LlamaCppTeacher`` arguments)."""
     from st_lmtx.teacher import make_teacher as make
 
     if kind in LOCAL_FILES:
@@ -104,7 +106,7 @@ def make_teacher(kind: str, labels, train, fresh: bool = False):
         # Evaluated documents are kept on disk too, so a run resumed in a later session does not read them again;
         # a fresh run keeps its own, or it would restore what other runs paid for.
         memory = OUT / ("teacher-memory-fresh" if fresh else "teacher-memory")
-        teacher = local_teacher(kind, OUT / cache, memory_dir=memory)
+        teacher = local_teacher(kind, OUT / cache, memory_dir=memory, **options)
         if judgments.exists():
             report = teacher.import_judgments(judgments)
             logging.info("%s: %d committed judgments, %d new to the cache", judgments.name, report.rows, report.added)

@@ -412,6 +412,8 @@ class LlamaCppTeacher(Teacher):
                 logger.info("The teacher's document memory is full (%d documents, %.0f MB): later documents are "
                             "evaluated again when they come back; raise memory_mb to keep more",
                             len(self._memory), self._memory_used / 2**20)  # fmt: skip
+            # Checked before the copy: once the disk budget is spent, a state would be copied only to be refused.
+            on_disk = on_disk and self._disk_room(path, size)
             if not (in_ram or on_disk):
                 return
             state = (ctypes.c_uint8 * size)()
@@ -427,13 +429,15 @@ class LlamaCppTeacher(Teacher):
     def _state_path(self, key: bytes) -> Path | None:
         return self._disk_folder / f"{key.hex()}.kv" if self._disk_folder is not None else None
 
-    def _write_state(self, path: Path, state: ctypes.Array) -> None:
-        """Keep a state on disk (``memory_dir``), within its budget. A failed write only loses the saving: the
-        document is evaluated again when it comes back in another process."""
+    def _disk_room(self, path: Path, size: int) -> bool:
+        """Whether a state of ``size`` bytes fits in the disk budget (``memory_disk_mb``) of ``path``'s folder."""
         if self._disk_used is None:
             self._disk_used = sum(f.stat().st_size for f in path.parent.glob("*.kv")) if path.parent.exists() else 0
-        if self._disk_used + len(state) > self.memory_disk_bytes:
-            return
+        return self._disk_used + size <= self.memory_disk_bytes
+
+    def _write_state(self, path: Path, state: ctypes.Array) -> None:
+        """Keep a state on disk (``memory_dir``); the caller checked the budget (:meth:`_disk_room`). A failed
+        write only loses the saving: the document is evaluated again when it comes back in another process."""
         try:
             with atomic_path(path) as tmp:
                 tmp.write_bytes(memoryview(state))
