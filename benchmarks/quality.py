@@ -4,6 +4,7 @@ measure on the test split.
     python benchmarks/quality.py                      # every run below, then the table
     python benchmarks/quality.py --only zero-shot,local-best
     python benchmarks/quality.py --table              # print the table from finished runs only
+    python benchmarks/quality.py --signals            # each stop signal against test P@1, per finished run
     python benchmarks/quality.py --only local-best --fresh   # one run's whole teacher cost, no cached answers
 
 Runs (teacher x recipe):
@@ -181,6 +182,43 @@ def _signal(run: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
     return f"{metric}: " + "/".join(f"{r['dev'][metric]:.2f}" for r in run["rounds"] if metric in r["dev"])
 
 
+def signal_table(names: list[str]) -> None:
+    """Each stop signal against test P@1 over the rounds of the finished runs (issue 14): its Spearman
+    correlation with test P@1 (rounds 0-N), and the round the best recipe's stop rule (patience 1) would keep
+    with it, as test P@1 under the run's best round."""
+    from scipy.stats import spearmanr
+
+    from st_lmtx.recipes import STOP_SIGNALS
+    from st_lmtx.trainer.run_state import RunState
+
+    print("\nStop signals (dev sample, judged by the run's teacher) against test P@1, per finished run. Each cell: "
+          "Spearman over rounds 0-N / the round patience 1 keeps (its test P@1 minus the best round's).\n")
+    print("| run | test P@1 per round | " + " | ".join(STOP_SIGNALS) + " |")
+    print("|" + "---|" * (len(STOP_SIGNALS) + 2))
+    for name in names:
+        path = OUT / name / "lmtx_run.json"
+        if not path.exists():
+            continue
+        rounds = json.loads(path.read_text())["rounds"]
+        p1 = [r["eval"]["P@1"] for r in rounds]
+        best = max(p1[1:])
+        cells = []
+        for signal in STOP_SIGNALS:
+            values = [r["dev"].get(signal) for r in rounds]
+            if None in values or len(rounds) < 3:
+                cells.append("-")
+                continue
+            rho = spearmanr(values, p1).statistic
+            # The trainer's own stop rule on these rounds' records, as the best recipe runs it (patience 1).
+            state = RunState(path, {}, [], [], stop_metric=signal)
+            for record in rounds:
+                if not state.finished:
+                    state.record(record, patience=1)
+            kept = state.best_round
+            cells.append(f"{rho:.2f} / {kept} ({100 * (p1[kept] - best):+.2f})")
+        print(f"| {name} | " + "/".join(f"{100 * v:.1f}" for v in p1) + " | " + " | ".join(cells) + " |")
+
+
 def zero_shot(labels, train, test) -> dict[str, Any]:
     path = OUT / "zero-shot" / "result.json"
     if not path.exists():
@@ -270,6 +308,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(run_names())}")
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
+    parser.add_argument("--signals", action="store_true",
+                        help="print each stop signal's rank correlation with test P@1 over the finished runs' rounds")
     parser.add_argument("--fresh", action="store_true",
                         help="LLM runs in <run>-fresh folders with a cache of their own (and only their own exported "
                              "answers imported): what one run costs the teacher from nothing (hours for local-best)")
@@ -295,6 +335,9 @@ def main() -> None:
     unknown = set(names) - set(run_names())
     if unknown:
         raise SystemExit(f"unknown runs: {sorted(unknown)}")
+    if args.signals:
+        signal_table([run_folder(n, args.fresh and n.split("-")[0] in LOCAL_FILES) for n in names])
+        return
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         fresh = args.fresh and name.split("-")[0] in LOCAL_FILES
