@@ -60,33 +60,33 @@ def main() -> None:
         docs = train.subset(state["train_indices"])
         saved = np.load(work / "round-01" / "shortlist.npz")
         indices, cosines = saved["indices"], saved["scores"]
-        teacher = make_teacher(kind, labels, train, max_calls=0)  # the cache answers, or the document is skipped
-        hits = dict.fromkeys(rules, 0)
-        judged = missing = with_yes = top_yes_hits = 0
-        for i, text in enumerate(docs.texts):
-            shortlist = [int(j) for j in indices[i]]
-            try:
-                row = teacher.judge([text], [[labels.texts[j] for j in shortlist]], desc=None).judgments[0]
-            except TeacherBudgetExceeded:
-                missing += 1
-                continue
-            judged += 1
-            truth = set(docs.targets[i])
-            odds = np.array([logit(j.score) for j in row])
-            cos = cosines[i].astype(float)
-            z_odds = (odds - odds.mean()) / (odds.std() + 1e-9)
-            z_cos = (cos - cos.mean()) / (cos.std() + 1e-9)
-            picks = [0, int(np.argmax(odds)), *(int(np.argmax(z_odds + w * z_cos)) for w in WEIGHTS)]
-            for rule, k in zip(rules, picks):
-                hits[rule] += shortlist[k] in truth
-            yes = [k for k, j in enumerate(row) if j.verdict == "yes"]
-            if yes:
-                with_yes += 1
-                top_yes_hits += shortlist[max(yes, key=lambda k: odds[k])] in truth
-        cells = " | ".join(f"{hits[r] / max(judged, 1):.3f}" for r in rules)
-        top_yes = f"{top_yes_hits / with_yes:.3f} ({with_yes})" if with_yes else "- (0)"
-        print(f"| {run} | {judged}" + (f" ({missing} not in the cache)" if missing else "") + f" | {cells} | {top_yes} |")
-        teacher.close()
+        # The cache answers, or the document is skipped (a budget of no calls).
+        with make_teacher(kind, labels, train, max_calls=0) as teacher:
+            hits = dict.fromkeys(rules, 0)
+            judged = missing = with_yes = top_yes_hits = 0
+            for i, text in enumerate(docs.texts):
+                shortlist = [int(j) for j in indices[i]]
+                try:
+                    row = teacher.judge([text], [[labels.texts[j] for j in shortlist]], desc=None).judgments[0]
+                except TeacherBudgetExceeded:
+                    missing += 1
+                    continue
+                judged += 1
+                truth = set(docs.targets[i])
+                odds = np.array([logit(j.score) for j in row])
+                cos = cosines[i].astype(float)
+                z_odds = (odds - odds.mean()) / (odds.std() + 1e-9)
+                z_cos = (cos - cos.mean()) / (cos.std() + 1e-9)
+                picks = [0, int(np.argmax(odds)), *(int(np.argmax(z_odds + w * z_cos)) for w in WEIGHTS)]
+                for rule, k in zip(rules, picks):
+                    hits[rule] += shortlist[k] in truth
+                yes = [k for k, j in enumerate(row) if j.verdict == "yes"]
+                if yes:
+                    with_yes += 1
+                    top_yes_hits += shortlist[max(yes, key=lambda k: odds[k])] in truth
+            cells = " | ".join(f"{hits[r] / max(judged, 1):.3f}" for r in rules)
+            top_yes = f"{top_yes_hits / with_yes:.3f} ({with_yes})" if with_yes else "- (0)"
+            print(f"| {run} | {judged}" + (f" ({missing} not in the cache)" if missing else "") + f" | {cells} | {top_yes} |")
 
 
 if __name__ == "__main__":
