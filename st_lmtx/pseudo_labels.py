@@ -36,6 +36,41 @@ from st_lmtx.teacher.base import Judgment
 
 POLICIES: tuple[str, ...] = POSITIVE_POLICIES
 
+# Where a round's answers say the teacher may be teaching little (BENCHMARKS.md): the 0.5B teacher said "yes" for
+# 11% of Reuters' documents and its top-scored label was worse than the untrained encoder's own top-1; the 1.5B
+# said "yes" to 68% of the shortlisted pairs on a domain not in the repository.
+STRICT_DOCUMENT_SHARE = 0.25
+LENIENT_YES_RATE = 0.5
+UNPARSEABLE_SHARE = 0.02
+
+
+def teacher_warnings(stats: dict[str, float]) -> list[str]:
+    """What a round's pseudo-label statistics (:meth:`PseudoLabels.stats`) say about the teacher that a user
+    should hear: a judge that accepts a label for few documents, one that says "yes" to most pairs, or one whose
+    answers are often neither yes nor no. Empty when none applies."""
+    warnings = []
+    docs, pairs = stats["documents"], stats["pairs"]
+    with_yes, rate, unparseable = stats["documents_with_yes"], stats["yes_rate"], stats["unparseable"]
+    if docs and with_yes / docs < STRICT_DOCUMENT_SHARE:
+        warnings.append(
+            f"the teacher said \"yes\" for only {with_yes} of {docs} documents ({with_yes / docs:.0%}), so the round "
+            "trains on those alone. A judge this strict (or this weak: the 0.5B teacher did so on Reuters and "
+            "taught the encoder little) may not improve it; read a sample of pseudo_labels.jsonl or use a larger "
+            "teacher."
+        )
+    if pairs and rate >= LENIENT_YES_RATE:
+        warnings.append(
+            f"the teacher said \"yes\" to {rate:.0%} of the shortlisted pairs: a lenient judge, whose \"yes\" alone "
+            "says little. positives='random-yes' and stop_metric='llm_P@1' (the reference recipe) suffer most; "
+            "the default recipe ranks a document's labels by the teacher's score."
+        )
+    if pairs and unparseable / pairs > UNPARSEABLE_SHARE:
+        warnings.append(
+            f"{unparseable} of {pairs} answers ({unparseable / pairs:.1%}) were neither yes nor no and count as "
+            "no: check the endpoint's model and the prompt (the answers are in the teacher's cache)."
+        )
+    return warnings
+
 
 @dataclass
 class JudgedLabel:

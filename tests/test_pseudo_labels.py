@@ -10,6 +10,7 @@ from st_lmtx.pseudo_labels import (
     SelectionConfig,
     build_pseudo_label_dataset,
     select_pairs,
+    teacher_warnings,
 )
 
 LABELS = load_labels(["Wheat", "Gold", "Coffee", "Oil"])
@@ -150,3 +151,24 @@ def test_keep_documents_leaves_out_the_weakest_positives():
     assert len(usable_documents(binary, SelectionConfig(keep_documents=0.4))) == 5
     with pytest.raises(ValueError, match="keep_documents"):
         SelectionConfig(keep_documents=0.0)
+
+
+def _stats(docs: int, with_yes: int, pairs: int, yes: int, unparseable: int = 0) -> dict:
+    return {"documents": docs, "pairs": pairs, "yes": yes, "yes_rate": yes / pairs, "unparseable": unparseable,
+            "documents_with_yes": with_yes}
+
+
+def test_teacher_warnings_name_a_strict_a_lenient_and_a_garbled_judge():
+    # The 0.5B teacher's round 1 on Reuters: 120 "yes" of 10,000 pairs, for 106 of 1,000 documents.
+    (strict,) = teacher_warnings(_stats(1000, 106, 10000, 120))
+    assert "only 106 of 1000 documents (11%)" in strict
+    (lenient,) = teacher_warnings(_stats(1000, 1000, 10000, 6800))
+    assert "68% of the shortlisted pairs" in lenient
+    (garbled,) = teacher_warnings(_stats(1000, 900, 10000, 2800, unparseable=300))
+    assert "300 of 10000 answers (3.0%)" in garbled
+    # The 1.5B teacher's round 1 on Reuters (28% "yes", 41 answers unparseable): nothing to say.
+    assert teacher_warnings(_stats(1000, 899, 10000, 2800, unparseable=41)) == []
+    assert len(teacher_warnings(_stats(1000, 100, 10000, 5000, unparseable=500))) == 3
+    # Empty round: no division by zero, no warning that would mislead.
+    assert teacher_warnings({"documents": 0, "pairs": 0, "yes": 0, "yes_rate": 0.0, "unparseable": 0,
+                             "documents_with_yes": 0}) == []

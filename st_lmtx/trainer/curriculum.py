@@ -27,6 +27,7 @@ from st_lmtx.pseudo_labels import (
     TrainingPair,
     pairs_to_dataset,
     select_pairs,
+    teacher_warnings,
     usable_documents,
 )
 from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
@@ -61,6 +62,8 @@ class CurriculumRound:
         pseudo, flags = self.pseudo_labels(folder, shortlist)
         stats = pseudo.stats() | flags
         logger.info("Round %d pseudo-labels: %s", r, stats)
+        for warning in teacher_warnings(stats):
+            logger.warning("Round %d: %s", r, warning)
         pairs, dataset, schedule, left_out = self.training_pairs(r, self.calibrated(pseudo))
         model = self.model(0) if args.restart_from_base or r == 1 else previous
         train_seconds = self.train(model, dataset, folder.path, schedule.batch_size)
