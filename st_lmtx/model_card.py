@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from st_lmtx.files import atomic_path
+from st_lmtx.pseudo_labels import teacher_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,18 @@ def _flag_lines(rounds: list[dict[str, Any]], teacher: dict[str, Any]) -> list[s
             f"label: {last['all_yes_documents']:,} (of {last.get('documents', 0):,})"]  # fmt: skip
 
 
+def _warning_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """What the rounds' answers said about the teacher (:func:`teacher_warnings`): a reader of the card on the Hub
+    should learn that the tagger was taught by a judge too strict, too lenient or garbled to trust much."""
+    keys = ("documents", "pairs", "documents_with_yes", "yes_rate", "unparseable")
+    lines = []
+    for r in rounds:
+        stats = r.get("pseudo_labels", {})
+        if all(k in stats for k in keys):  # records older than documents_with_yes are left out
+            lines += [f"- Warning, round {r['round']}: {w}" for w in teacher_warnings(stats)]
+    return lines
+
+
 def render_model_card(summary: dict[str, Any]) -> str:
     """``summary``: base_model, num_labels, teacher (describe()), rounds (list of per-round dicts), best_round,
     final (the averaged final model's record, or None), args, loss (config dict), citation (the loss's BibTeX),
@@ -126,6 +139,7 @@ def render_model_card(summary: dict[str, Any]) -> str:
         f"{summary['args'].get('restart_from_base')}",
         f"- Loss: `LMTXTripletLoss` {summary.get('loss', {})}",
         *_flag_lines(rounds, teacher),
+        *_warning_lines(rounds),
         "",
         "| round | documents | pairs judged | yes-rate | training pairs | LLM-judged P@1 (dev) | "
         + " | ".join(summary.get("eval_keys", []))

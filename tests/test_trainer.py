@@ -391,3 +391,19 @@ def test_average_models_refuses_models_of_other_shapes(tiny_model_dir, minilm_pa
         average_models([SentenceTransformer(tiny_model_dir), SentenceTransformer(minilm_path)])
     with pytest.raises(ValueError, match="at least one"):
         average_models([])
+
+
+def test_the_model_card_repeats_the_teacher_warnings_of_each_round():
+    from st_lmtx.model_card import render_model_card
+
+    def round_record(r, with_yes):
+        stats = {"documents": 1000, "pairs": 10000, "yes": 120, "yes_rate": 0.012, "unparseable": 0,
+                 "documents_with_yes": with_yes}  # fmt: skip
+        return {"round": r, "pseudo_labels": stats, "dev": {"llm_P@1": 0.1}}
+
+    summary = {"base_model": "m", "num_labels": 90, "teacher": {"model": "small", "backend": "local"},
+               "rounds": [{"round": 0, "dev": {"llm_P@1": 0.07}}, round_record(1, 106), round_record(2, 400)],
+               "best_round": 1, "final": None, "args": {"recipe": "best"}, "citation": "@misc{x}"}  # fmt: skip
+    card = render_model_card(summary)
+    assert '- Warning, round 1: the teacher said "yes" for only 106 of 1000 documents (11%)' in card
+    assert "Warning, round 2" not in card  # 40% of the documents: not strict
