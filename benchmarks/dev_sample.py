@@ -1,0 +1,85 @@
+"""Could any dev signal pick the best round? The stop rule judges a dev sample drawn from the run's own training
+documents, which the rounds train on. This measures, with ground truth in place of the teacher (a perfect judge,
+evaluation only), each saved round model of finished `benchmarks/quality.py` runs on:
+
+- the run's dev sample (in-sample: the documents the stop rule judges, and trains on);
+- as many training documents outside the run's sample (held out: what a dev sample kept out of training sees);
+- the test split (from the run's record).
+
+    python benchmarks/dev_sample.py                          # every finished run under .cache/bench-quality
+    python benchmarks/dev_sample.py --run oracle-best --run local05-best
+
+It asks no teacher and trains nothing (a few minutes a run on 2 cores). It prints P@1 per round for each set,
+the Spearman correlation of each dev set's P@1 with test P@1 over rounds 0-N, and the round the stop rule
+(patience 1) would keep with each, as test P@1 under the best round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from quality import OUT, REUTERS  # noqa: E402
+
+
+def kept_round(values: list[float], path: Path) -> int:
+    """The round the trainer's own stop rule keeps on these dev values (patience 1), as quality.py --signals."""
+    from st_lmtx.trainer.run_state import RunState
+
+    state = RunState(path, {}, [], [], stop_metric="llm_P@1")
+    for r, value in enumerate(values):
+        if not state.finished:
+            state.record({"round": r, "dev": {"llm_P@1": value}}, patience=1)
+    return state.best_round
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", help="a finished quality.py run (repeatable)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out documents")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from scipy.stats import spearmanr
+
+    from st_lmtx import XMCEvaluator, load_lfxmc
+    from st_lmtx.models import load_model
+
+    labels, train = load_lfxmc(REUTERS, "trn")
+    runs = args.run or sorted(p.parent.name for p in OUT.glob("*/lmtx_run.json"))
+    print("| run | documents | P@1 per round (0 = zero-shot), in-sample dev | held-out | test | Spearman with test: "
+          "in-sample / held-out | kept round (test P@1 minus the best round's): in-sample / held-out |")
+    print("|---|---:|---|---|---|---|---|")
+    for run in runs:
+        record = json.loads((OUT / run / "lmtx_run.json").read_text())
+        state = json.loads((OUT / run / "lmtx-work" / "state.json").read_text())
+        sample = state["train_indices"]
+        dev = [sample[i] for i in state["dev_indices"]]
+        outside = sorted(set(range(len(train))) - set(sample))
+        held_out = sorted(random.Random(args.seed).sample(outside, len(dev)))
+        sets = {"in": train.subset(dev), "out": train.subset(held_out)}
+        p1: dict[str, list[float]] = {"in": [], "out": []}
+        for r in record["rounds"]:
+            work = OUT / run / "lmtx-work"
+            model = load_model(str(work / f"round-{r['round']:02d}" / "model" if r["round"] > 0 else work / "base-model"))
+            for name, docs in sets.items():
+                p1[name].append(XMCEvaluator(labels, docs, k_values=(1,), write_csv=False)(model)["P@1"])
+        test = [r["eval"]["P@1"] for r in record["rounds"]]
+        best = max(test[1:])
+        rho = {k: spearmanr(v, test).statistic for k, v in p1.items()}
+        kept = {k: kept_round(v, OUT / run) for k, v in p1.items()}
+        fmt = lambda values: "/".join(f"{100 * v:.1f}" for v in values)  # noqa: E731
+        print(f"| {run} | {len(dev)} | {fmt(p1['in'])} | {fmt(p1['out'])} | {fmt(test)} | "
+              f"{rho['in']:.2f} / {rho['out']:.2f} | "
+              + " / ".join(f"{kept[k]} ({100 * (test[kept[k]] - best):+.2f})" for k in ("in", "out")) + " |")
+
+
+if __name__ == "__main__":
+    main()
