@@ -29,14 +29,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The best recipe measured here (BENCHMARKS.md, Reuters with the local 1.5B teacher and the oracles): the
     # teacher's most confident "yes" as the only positive, judgments kept across rounds, each round continuing
     # from the last, softmax weighting of the violating negatives, warmup as a share of the round, a round of
-    # any size trains at least ``min_steps_per_round`` steps, and the stop rule asks whether the model's top-1
-    # is the teacher's favourite of the top-k (a lenient teacher's "yes" to everything does not blind it); the
-    # final model is the average of the rounds' weights (better than any single round, and no noisy pick).
+    # any size trains at least ``min_steps_per_round`` steps, and the stop rule asks how far the teacher prefers
+    # the model's top-1 to the rest of its top-k (a lenient teacher's "yes" to everything does not blind it, and
+    # of the signals it ranked the rounds of the runs with a real teacher best: BENCHMARKS.md); the final model
+    # is the average of the rounds' weights (better than any single round, and no noisy pick).
     "best": {
         "positives": "top-yes", "accumulate_judgments": True, "restart_from_base": False,
         "softmax_weighting": True, "learning_rate": 2e-4, "warmup_steps": 0.1, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 8, "dev_size": 800, "patience": 1, "max_rounds": 6,
-        "stop_metric": "llm_top1_is_best", "calibration": "none", "keep_documents": 1.0, "average_rounds": True,
+        "stop_metric": "llm_top1_margin", "calibration": "none", "keep_documents": 1.0, "average_rounds": True,
     },
 }  # fmt: skip
 DEFAULT_RECIPE = "best"

@@ -53,11 +53,11 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     assert [r["round"] for r in run["rounds"]] == [0, 1, 2] and run["best_round"] in (1, 2)
     # The stop rule's dev judging is folded into the rounds: round 0 judged the 4 dev documents' whole
     # shortlists, which round 1 then found in the cache; the last round, with no next round, judged the top-k
-    # too, because the default stop signal (llm_top1_is_best) compares the top-1 with the rest of it.
+    # too, because the default stop signal (llm_top1_margin) compares the top-1 with the rest of it.
     zero, one, two = run["rounds"]
     assert zero["dev_teacher_usage"]["pairs"] == 4 * 3 and zero["dev_teacher_usage"]["calls"] == 4 * 3
     assert one["teacher_usage"]["cache_hits"] - one["dev_teacher_usage"]["cache_hits"] == 4 * 3
-    assert two["dev_teacher_usage"]["pairs"] == 4 * 3 and "llm_top1_is_best" in two["dev"]
+    assert two["dev_teacher_usage"]["pairs"] == 4 * 3 and "llm_top1_margin" in two["dev"]
 
     # every pair was asked once; a second fit on the finished folder asks nothing and returns the model
     assert max(asked(fake_server).values()) == 1
@@ -240,6 +240,7 @@ def test_recipes_fill_only_the_settings_left_unset():
     assert best.recipe == "best" and all(getattr(best, k) == v for k, v in RECIPES["best"].items())
     assert (best.positives, best.accumulate_judgments, best.restart_from_base, best.softmax_weighting,
             best.warmup_steps, best.min_steps_per_round, best.average_rounds) == ("top-yes", True, False, True, 0.1, 8, True)  # fmt: skip
+    assert (best.stop_metric, best.patience) == ("llm_top1_margin", 1)
     ref = LMTXArguments(recipe="reference")
     assert (ref.positives, ref.accumulate_judgments, ref.restart_from_base, ref.softmax_weighting, ref.warmup_steps,
             ref.min_steps_per_round, ref.dev_size, ref.max_rounds, ref.average_rounds) == (
