@@ -54,8 +54,8 @@ def teacher_warnings(stats: dict[str, float]) -> list[str]:
     if docs and with_yes / docs < STRICT_DOCUMENT_SHARE:
         warnings.append(
             f"the teacher said \"yes\" for only {with_yes} of {docs} documents ({with_yes / docs:.0%}), so the round "
-            "trains on those alone. A judge this strict (or this weak: the 0.5B teacher did so on Reuters and "
-            "taught the encoder little) may not improve it; read a sample of pseudo_labels.jsonl or use a larger "
+            "trains on those alone. A judge this strict (or this weak: the 0.5B teacher did so on Reuters, and "
+            "the encoder got worse) may not improve it; read a sample of pseudo_labels.jsonl or use a larger "
             "teacher."
         )
     if pairs and rate >= LENIENT_YES_RATE:
