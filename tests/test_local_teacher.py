@@ -83,7 +83,9 @@ def test_batched_and_sequential_scoring_agree(model_path, tmp_path):
         assert [[j.verdict for j in row] for row in seq] == [[j.verdict for j in row] for row in bat], prompt
         for row_s, row_b in zip(seq, bat):
             for a, b in zip(row_s, row_b):
-                assert b.score == pytest.approx(a.score, abs=0.03), (prompt, a.label)  # quantised matmuls differ by batch shape
+                # Quantised matmuls differ by batch shape, and by CPU kernel: under 0.03 on an AVX2 machine, 0.038
+                # (prefilled, p(yes) near 0.3) on an AVX-512 one. A sequence mix-up moves scores by far more.
+                assert b.score == pytest.approx(a.score, abs=0.05), (prompt, a.label)
         assert [row[0].verdict for row in bat] == ["yes", "yes", "yes"]
         # the batched scorer evaluates the shared head once, not once a document
         assert results["batched"].usage.prompt_tokens < results["sequential"].usage.prompt_tokens
