@@ -26,18 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from quality import OUT, REUTERS  # noqa: E402
-
-
-def kept_round(values: list[float], path: Path) -> int:
-    """The round the trainer's own stop rule keeps on these dev values (patience 1), as quality.py --signals."""
-    from st_lmtx.trainer.run_state import RunState
-
-    state = RunState(path, {}, [], [], stop_metric="llm_P@1")
-    for r, value in enumerate(values):
-        if not state.finished:
-            state.record({"round": r, "dev": {"llm_P@1": value}}, patience=1)
-    return state.best_round
+from quality import OUT, REUTERS, kept_round  # noqa: E402
 
 
 def main() -> None:
@@ -66,15 +55,17 @@ def main() -> None:
         held_out = sorted(random.Random(args.seed).sample(outside, len(dev)))
         sets = {"in": train.subset(dev), "out": train.subset(held_out)}
         p1: dict[str, list[float]] = {"in": [], "out": []}
+        work = OUT / run / "lmtx-work"
         for r in record["rounds"]:
-            work = OUT / run / "lmtx-work"
             model = load_model(str(work / f"round-{r['round']:02d}" / "model" if r["round"] > 0 else work / "base-model"))
             for name, docs in sets.items():
                 p1[name].append(XMCEvaluator(labels, docs, k_values=(1,), write_csv=False)(model)["P@1"])
         test = [r["eval"]["P@1"] for r in record["rounds"]]
         best = max(test[1:])
         rho = {k: spearmanr(v, test).statistic for k, v in p1.items()}
-        kept = {k: kept_round(v, OUT / run) for k, v in p1.items()}
+        # The dev P@1 of each set as the stop signal of the rounds.
+        kept = {k: kept_round([{"round": r, "dev": {"llm_P@1": x}} for r, x in enumerate(v)], "llm_P@1")
+                for k, v in p1.items()}  # fmt: skip
         fmt = lambda values: "/".join(f"{100 * v:.1f}" for v in values)  # noqa: E731
         print(f"| {run} | {len(dev)} | {fmt(p1['in'])} | {fmt(p1['out'])} | {fmt(test)} | "
               f"{rho['in']:.2f} / {rho['out']:.2f} | "

@@ -189,7 +189,6 @@ def signal_table(names: list[str]) -> None:
     from scipy.stats import spearmanr
 
     from st_lmtx.recipes import STOP_SIGNALS
-    from st_lmtx.trainer.run_state import RunState
 
     print("\nStop signals (dev sample, judged by the run's teacher) against test P@1, per finished run. Each cell: "
           "Spearman over rounds 0-N / the round patience 1 keeps (its test P@1 minus the best round's).\n")
@@ -209,14 +208,21 @@ def signal_table(names: list[str]) -> None:
                 cells.append("-")
                 continue
             rho = spearmanr(values, p1).statistic
-            # The trainer's own stop rule on these rounds' records, as the best recipe runs it (patience 1).
-            state = RunState(path, {}, [], [], stop_metric=signal)
-            for record in rounds:
-                if not state.finished:
-                    state.record(record, patience=1)
-            kept = state.best_round
+            kept = kept_round(rounds, signal)
             cells.append(f"{rho:.2f} / {kept} ({100 * (p1[kept] - best):+.2f})")
         print(f"| {name} | " + "/".join(f"{100 * v:.1f}" for v in p1) + " | " + " | ".join(cells) + " |")
+
+
+def kept_round(rounds: list[dict[str, Any]], signal: str, patience: int = 1) -> int:
+    """The round the trainer's own stop rule (``RunState``, as the best recipe runs it: patience 1) keeps on these
+    round records' dev ``signal``."""
+    from st_lmtx.trainer.run_state import RunState
+
+    state = RunState(OUT / "unused-state.json", {}, [], [], stop_metric=signal)  # never saved
+    for record in rounds:
+        if not state.finished:
+            state.record(record, patience)
+    return state.best_round
 
 
 def zero_shot(labels, train, test) -> dict[str, Any]:

@@ -166,7 +166,8 @@ def test_teacher_warnings_name_a_strict_a_lenient_and_a_garbled_judge():
     assert "68% of the shortlisted pairs" in lenient
     (garbled,) = teacher_warnings(_stats(1000, 900, 10000, 2800, unparseable=300))
     assert "300 of 10000 answers (3.0%)" in garbled
-    # The 1.5B teacher's round 1 on Reuters (28% "yes", 41 answers unparseable): nothing to say.
+    # A round like the 1.5B teacher's on Reuters (28% "yes" with the paper's prompt; at most 41 answers of a
+    # round unparseable, in the prefilled layout): nothing to say.
     assert teacher_warnings(_stats(1000, 899, 10000, 2800, unparseable=41)) == []
     assert len(teacher_warnings(_stats(1000, 100, 10000, 5000, unparseable=500))) == 3
     # Empty round: no division by zero, no warning that would mislead.
