@@ -62,6 +62,7 @@ def main() -> None:
     from st_lmtx.models import load_model
     from st_lmtx.shortlist import Shortlist, ShortlistMiner
     from st_lmtx.teacher import TeacherBudgetExceeded
+    from st_lmtx.trainer.run_state import dev_documents
 
     labels, train = load_lfxmc(REUTERS, "trn")
     work = OUT / args.run / "lmtx-work"
@@ -131,7 +132,12 @@ def main() -> None:
                   f"{len(usable)} | 0 | {precision:.3f} |")
 
     # ---------------------------------------------------------------- 2. stop signals against test P@1
-    dev = state["dev_indices"]
+    # Positions in the training sample: the round folders' shortlists are the training documents'.
+    position = {doc: i for i, doc in enumerate(state["train_indices"])}
+    if any(doc not in position for doc in dev_documents(state)):
+        raise SystemExit(f"{work.parent.name} holds its dev documents out of training: its shortlists do not cover "
+                         "them, and this section measures in-sample dev samples only")
+    dev = [position[doc] for doc in dev_documents(state)]
     records = {rec["round"]: rec for rec in state["rounds"]}
     per_round, per_round_lenient, test_p1 = [], [], []
     all_scores = []

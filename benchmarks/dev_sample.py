@@ -2,8 +2,10 @@
 documents, which the rounds train on. This measures, with ground truth in place of the teacher (a perfect judge,
 evaluation only), each saved round model of finished `benchmarks/quality.py` runs on:
 
-- the run's dev sample (in-sample: the documents the stop rule judges, and trains on);
-- as many training documents outside the run's sample (held out: what a dev sample kept out of training sees);
+- the run's dev sample (the documents the stop rule judges: in-sample, trained on, unless the run has
+  ``dev_source="held-out"``);
+- as many training documents outside the run's sample and its dev sample (held out: what a dev sample kept out
+  of training sees);
 - the test split (from the run's record).
 
     python benchmarks/dev_sample.py                          # every finished run under .cache/bench-quality
@@ -40,18 +42,19 @@ def main() -> None:
 
     from st_lmtx import XMCEvaluator, load_lfxmc
     from st_lmtx.models import load_model
+    from st_lmtx.trainer.run_state import dev_documents
 
     labels, train = load_lfxmc(REUTERS, "trn")
     runs = args.run or sorted(p.parent.name for p in OUT.glob("*/lmtx_run.json"))
-    print("| run | documents | P@1 per round (0 = zero-shot), in-sample dev | held-out | test | Spearman with test: "
-          "in-sample / held-out | kept round (test P@1 minus the best round's): in-sample / held-out |")
+    print("| run | documents | P@1 per round (0 = zero-shot), the run's dev | held-out | test | Spearman with test: "
+          "run's dev / held-out | kept round (test P@1 minus the best round's): run's dev / held-out |")
     print("|---|---:|---|---|---|---|---|")
     for run in runs:
         record = json.loads((OUT / run / "lmtx_run.json").read_text())
         state = json.loads((OUT / run / "lmtx-work" / "state.json").read_text())
         sample = state["train_indices"]
-        dev = [sample[i] for i in state["dev_indices"]]
-        outside = sorted(set(range(len(train))) - set(sample))
+        dev = dev_documents(state)
+        outside = sorted(set(range(len(train))) - set(sample) - set(dev))  # a held-out dev sample is outside too
         held_out = sorted(random.Random(args.seed).sample(outside, len(dev)))
         sets = {"in": train.subset(dev), "out": train.subset(held_out)}
         p1: dict[str, list[float]] = {"in": [], "out": []}

@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_lmtx.recipes import CALIBRATIONS, DEFAULT_RECIPE, POSITIVE_POLICIES, RECIPES, STOP_SIGNALS, WARM_STARTS
+from st_lmtx.recipes import (
+    CALIBRATIONS,
+    DEFAULT_RECIPE,
+    DEV_SOURCES,
+    POSITIVE_POLICIES,
+    RECIPES,
+    STOP_SIGNALS,
+    WARM_STARTS,
+)
 from st_lmtx.teacher.model_files import DEFAULT_MODEL_NAME, MODELS
 from st_lmtx.teacher.prompts import DEFAULT_PROMPT, PROMPTS
 
@@ -310,6 +318,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         restart_from_base=None if args.continue_rounds is None else not args.continue_rounds,
         max_rounds=args.rounds,
         dev_size=args.dev_size,
+        dev_source=args.dev_source,
         patience=args.patience,
         stop_metric=args.stop_metric,
         average_rounds=args.average_rounds,
@@ -449,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="preset of the settings below marked (recipe); a flag given explicitly wins over it")
     p.add_argument("--rounds", type=int, default=None, help="(recipe) at most this many rounds")
     p.add_argument("--dev-size", type=int, default=None, help="(recipe)")
+    p.add_argument("--dev-source", default=None, choices=list(DEV_SOURCES),
+                   help="(recipe) dev documents among the training documents, or held out of training")
     p.add_argument("--patience", type=int, default=None, help="(recipe)")
     p.add_argument("--stop-metric", default=None, choices=list(STOP_SIGNALS),
                    help="(recipe) the dev signal that picks the kept round and stops the run")

@@ -12,6 +12,7 @@ PositivePolicy = Literal["random-yes", "top-yes", "score-weighted", "student-yes
 POSITIVE_POLICIES: tuple[str, ...] = get_args(PositivePolicy)
 CALIBRATIONS: tuple[str, ...] = ("none", "label-prior", "contextual")  # st_lmtx.calibration
 WARM_STARTS: tuple[str, ...] = ("none", "rts")  # st_lmtx.rts
+DEV_SOURCES: tuple[str, ...] = ("training", "held-out")  # st_lmtx.trainer.run_state.sample_documents
 
 # The dev signals a run can stop on (computed by st_lmtx.evaluation.llm_judged_evaluator.judged_signals).
 STOP_SIGNALS: tuple[str, ...] = ("llm_P@1", "llm_mean_score", "llm_top1_is_best", "llm_top1_beats_median", "llm_top1_margin")
@@ -25,6 +26,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "softmax_weighting": False, "learning_rate": 2e-4, "warmup_steps": 100, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 0, "dev_size": 800, "patience": 1, "max_rounds": 6,
         "stop_metric": "llm_P@1", "calibration": "none", "keep_documents": 1.0, "average_rounds": False,
+        "dev_source": "training",
     },
     # The best recipe measured here (BENCHMARKS.md, Reuters with the local 1.5B teacher and the oracles): the
     # teacher's most confident "yes" as the only positive, judgments kept across rounds, each round continuing
@@ -38,6 +40,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "softmax_weighting": True, "learning_rate": 2e-4, "warmup_steps": 0.1, "batch_size": 128,
         "epochs_per_round": 1, "min_steps_per_round": 8, "dev_size": 800, "patience": 1, "max_rounds": 6,
         "stop_metric": "llm_top1_margin", "calibration": "none", "keep_documents": 1.0, "average_rounds": True,
+        "dev_source": "training",
     },
 }  # fmt: skip
 DEFAULT_RECIPE = "best"

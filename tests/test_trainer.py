@@ -408,3 +408,48 @@ def test_the_model_card_repeats_the_teacher_warnings_of_each_round():
     card = render_model_card(summary)
     assert '- Warning, round 1: the teacher said "yes" for only 106 of 1000 documents (11%)' in card
     assert "Warning, round 2" not in card  # 40% of the documents: not strict
+
+
+@pytest.mark.parametrize(("n", "max_docs", "dev_size", "train_size", "dev_count"), [
+    (7770, 1000, 300, 1000, 300),  # beyond max_docs: training loses nothing
+    (7770, None, 800, 6970, 800),  # every document: the dev sample comes out of training
+    (300, None, 800, 240, 60),  # never more than a fifth of the documents
+    (1200, 1000, 300, 960, 240),  # 200 beyond max_docs, a fifth is 240
+])
+def test_a_held_out_dev_sample_is_disjoint_from_training(n, max_docs, dev_size, train_size, dev_count):
+    from st_lmtx.trainer.run_state import sample_documents
+
+    held = LMTXArguments(max_docs=max_docs, dev_size=dev_size, dev_source="held-out")
+    train, dev = sample_documents(n, held)
+    assert (len(train), len(dev)) == (train_size, dev_count) and not set(train) & set(dev)
+    assert train == sorted(train) and dev == sorted(dev) and max(train + dev) < n
+    in_sample_train, in_sample_dev = sample_documents(n, LMTXArguments(max_docs=max_docs, dev_size=dev_size))
+    assert set(in_sample_dev) <= set(in_sample_train) and len(in_sample_dev) == min(dev_size, len(in_sample_train))
+    if train_size == (max_docs or n):  # the same training documents (and teacher answers) as an in-sample run
+        assert train == in_sample_train
+
+
+def test_fit_with_a_held_out_dev_sample_judges_documents_it_never_trains_on(tiny_model_dir, toy_lfxmc, fake_server,
+                                                                          tmp_path):  # fmt: skip
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "run"
+    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out),
+                args=args(out, max_rounds=1, max_docs=5, dev_size=2, dev_source="held-out")).fit(docs)  # fmt: skip
+    state = json.loads((out / "lmtx-work" / "state.json").read_text())
+    train, dev = state["train_indices"], state["dev_documents"]
+    assert len(train) == 5 and len(dev) == 2 and not set(train) & set(dev)
+    judged = {" ".join(doc.split()) for doc, _ in asked(fake_server)}  # the prompt has the text on one line
+    assert {" ".join(docs.texts[i].split()) for i in dev} <= judged  # the stop rule judged them...
+    pairs = json.loads((out / "lmtx_run.json").read_text())["rounds"][1]["pseudo_labels"]
+    assert pairs["documents"] == 5  # ...and round 1 trained on the 5 others only
+
+
+def test_a_state_file_from_before_held_out_dev_samples_reads_its_dev_documents(tmp_path):
+    from st_lmtx.trainer.run_state import RunState
+
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"fingerprint": {}, "train_indices": [3, 5, 8, 9], "dev_indices": [0, 2],
+                                "rounds": [], "finished": False}))  # fmt: skip
+    assert RunState.read(path).dev_documents == [3, 8]  # positions in the training sample, as then written
+    with pytest.raises(ValueError, match="dev_source must be one of"):
+        LMTXArguments(dev_source="test")

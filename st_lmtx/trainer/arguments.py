@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS
-from st_lmtx.recipes import CALIBRATIONS, DEFAULT_RECIPE, RECIPES, WARM_STARTS
+from st_lmtx.recipes import CALIBRATIONS, DEFAULT_RECIPE, DEV_SOURCES, RECIPES, WARM_STARTS
 from st_lmtx.recipes import POSITIVE_POLICIES as POLICIES
 
 @dataclass
@@ -52,7 +52,12 @@ class LMTXArguments:
             and round 0's record says how it went (``warm_start``).
         rts_segment_words: the (shortest, longest) RTS segment in words.
         max_rounds: (recipe) curriculum rounds at most (reference: 6).
-        dev_size: (recipe) training documents on which the teacher judges each round's top-1 (reference: 800).
+        dev_size: (recipe) documents on which the teacher judges each round's top-k (reference: 800).
+        dev_source: (recipe) where the dev documents come from: ``training`` (the reference: among the training
+            documents, whose judgments the next round shares) or ``held-out`` (documents no round trains on:
+            beyond ``max_docs`` when there are enough, else at most a fifth of the documents are kept out of
+            training; they cost the teacher ``dev_size`` x ``shortlist_k`` judgments more in round 0, and their
+            new top-k pairs after; :func:`~st_lmtx.trainer.run_state.sample_documents`).
         patience: (recipe) rounds without a better ``stop_metric`` before stopping (reference: 1).
         stop_metric: (recipe) the dev signal that picks the kept round and stops the run, one of
             :data:`~st_lmtx.evaluation.llm_judged_evaluator.SIGNALS` (reference: ``llm_P@1``; see
@@ -97,6 +102,7 @@ class LMTXArguments:
     rts_segment_words: tuple[int, int] = (8, 32)
     max_rounds: int | None = None
     dev_size: int | None = None
+    dev_source: str | None = None
     patience: int | None = None
     stop_metric: str | None = None
     average_rounds: bool | None = None
@@ -130,6 +136,8 @@ class LMTXArguments:
             raise ValueError("min_steps_per_round and dev_size must be >= 0")
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError("max_docs must be >= 1")
+        if self.dev_source not in DEV_SOURCES:
+            raise ValueError(f"dev_source must be one of {DEV_SOURCES}, got {self.dev_source!r}")
         if self.warm_start not in WARM_STARTS:
             raise ValueError(f"warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
         words = tuple(self.rts_segment_words) if isinstance(self.rts_segment_words, (tuple, list)) else ()
@@ -147,7 +155,7 @@ class LMTXArguments:
     _RUN_DEFINING = (
         "shortlist_k", "positives", "positive_threshold", "calibration", "keep_documents", "hard_negatives", "accumulate_judgments", "max_docs",
         "margin", "num_negatives", "softmax_weighting", "temperature", "learning_rate", "warmup_steps", "batch_size", "weight_decay",
-        "epochs_per_round", "min_steps_per_round", "restart_from_base", "dev_size", "max_seq_length", "seed",
+        "epochs_per_round", "min_steps_per_round", "restart_from_base", "dev_size", "dev_source", "max_seq_length", "seed",
         "warm_start", "rts_segment_words",
     )  # fmt: skip
 

@@ -156,9 +156,10 @@ class LMTXTrainer:
         xmc = XMCEvaluator(self.labels, eval_docs, k_values=args.eval_k, name="", batch_size=args.encode_batch_size,
                            show_progress_bar=args.show_progress_bar, write_csv=False, train_truth=documents.targets,
                            index_config=self.index_config) if eval_docs is not None else None  # fmt: skip
-        # The dev documents are training documents: judging their whole shortlist under a round's model is what
-        # the next round asks about them, so the stop rule costs the teacher almost nothing extra.
-        dev = LLMJudgedEvaluator(self.labels, train_docs.subset(state.dev_indices), teacher,
+        # In-sample dev documents (dev_source="training") are training documents: judging their whole shortlist
+        # under a round's model is what the next round asks about them, so the stop rule costs the teacher almost
+        # nothing extra. Held-out ones cost their own judgments, but the rounds have not memorised them.
+        dev = LLMJudgedEvaluator(self.labels, documents.subset(state.dev_documents), teacher,
                                  batch_size=args.encode_batch_size, show_progress_bar=args.show_progress_bar,
                                  index_config=self.index_config, k=args.shortlist_k)  # fmt: skip
         curriculum = CurriculumRound(self.labels, train_docs, teacher, args, self.work_dir, self.index_config,

@@ -1,7 +1,7 @@
 """RunState: what an LMTX run has done so far, persisted in ``lmtx-work/state.json`` after every round.
 
 It holds the run's fingerprint (documents, labels, base model, teacher, run-defining arguments: a resumed run must
-match it), the sampled training and dev documents, each finished round's record, the best round and whether the
+match it), the sampled training and dev documents (:func:`sample_documents`), each finished round's record, the best round and whether the
 run is finished. A ``fit`` on the same folder reads it and continues after the last finished round.
 """
 
@@ -27,8 +27,8 @@ STATE_FILE = "state.json"
 class RunState:
     path: Path
     fingerprint: dict[str, Any]
-    train_indices: list[int]
-    dev_indices: list[int]
+    train_indices: list[int]  # the documents given to fit that the run trains on
+    dev_documents: list[int]  # the documents given to fit on which the teacher judges each round (the stop rule)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     best_round: int | None = None
     finished: bool = False
@@ -65,11 +65,11 @@ class RunState:
             logger.warning("%s has round folders but no %s: starting the run over", work_dir, STATE_FILE)
             for folder in stale:
                 RoundFolder.remove(folder)
-        rng = random.Random(args.seed)
-        indices = list(range(num_documents))
-        if args.max_docs is not None and args.max_docs < num_documents:
-            indices = sorted(rng.sample(indices, args.max_docs))
-        dev = sorted(rng.sample(range(len(indices)), min(args.dev_size, len(indices))))
+        indices, dev = sample_documents(num_documents, args)
+        if args.dev_source == "held-out":
+            logger.info("Dev sample: %d documents held out of the %d training documents (the teacher judges their "
+                        "top-%d each round, on top of the training shortlists)", len(dev), len(indices),
+                        args.shortlist_k)  # fmt: skip
         state = cls(path, fingerprint, indices, dev, stop_metric=args.stop_metric)
         state.save()
         return state
@@ -78,7 +78,7 @@ class RunState:
     def read(cls, path: Path) -> RunState:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(path, data["fingerprint"], data["train_indices"], data["dev_indices"], data["rounds"],
+            return cls(path, data["fingerprint"], data["train_indices"], dev_documents(data), data["rounds"],
                        data.get("best_round"), data["finished"], data.get("stop_reason"), data.get("final"))  # fmt: skip
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             raise RunFileError(
@@ -88,7 +88,7 @@ class RunState:
             ) from e
 
     def save(self) -> None:
-        data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices, "dev_indices": self.dev_indices,
+        data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices, "dev_documents": self.dev_documents,
                 "rounds": self.rounds, "best_round": self.best_round, "finished": self.finished,
                 "stop_reason": self.stop_reason, "final": self.final}  # fmt: skip
         atomic_write_text(self.path, json.dumps(data, indent=1))
@@ -149,3 +149,35 @@ class RunState:
                 self.best_round = self.best() if len(self.rounds) > 1 else None
                 self.finished, self.stop_reason, self.final = False, None, None
                 return
+
+
+def sample_documents(num_documents: int, args: LMTXArguments) -> tuple[list[int], list[int]]:
+    """The run's training documents and dev documents, as sorted indices into the documents given to ``fit``.
+
+    Training: ``max_docs`` documents drawn at random (all of them without ``max_docs``). Dev (``dev_size``):
+    with ``dev_source="training"`` (the reference) drawn among the training documents; with ``"held-out"``
+    among the others, so that no round trains on them: from the documents beyond ``max_docs`` when there are
+    enough, else taken out of training, never more than a fifth of the documents. Either way the training sample
+    is the one ``dev_source="training"`` draws whenever the documents beyond ``max_docs`` hold the dev sample, so
+    runs that differ only in their dev sample train on the same documents (and share the teacher's answers).
+    """
+    rng = random.Random(args.seed)
+    everything = list(range(num_documents))
+    wanted = min(args.max_docs or num_documents, num_documents)
+    if args.dev_source == "training":
+        train = sorted(rng.sample(everything, wanted)) if wanted < num_documents else everything
+        return train, [train[i] for i in sorted(rng.sample(range(len(train)), min(args.dev_size, len(train))))]
+    held_out = min(args.dev_size, max(num_documents // 5, num_documents - wanted))
+    size = min(wanted, num_documents - held_out)
+    train = sorted(rng.sample(everything, size)) if size < num_documents else everything
+    in_training = set(train)
+    rest = [i for i in everything if i not in in_training]
+    return train, sorted(rng.sample(rest, held_out))
+
+
+def dev_documents(data: dict[str, Any]) -> list[int]:
+    """The dev documents of a ``state.json`` as read from disk. Files written before held-out dev samples existed
+    give them as positions in the training sample (``dev_indices``)."""
+    if "dev_documents" in data:
+        return data["dev_documents"]
+    return [data["train_indices"][i] for i in data["dev_indices"]]
