@@ -130,7 +130,8 @@ def render_model_card(summary: dict[str, Any]) -> str:
         + (f", `{teacher['prompt']}` prompt" if teacher.get("prompt") else "")
         + ")",
         f"- Rounds: {len([r for r in rounds if r['round'] > 0])}, best round: {summary['best_round']} (by "
-        f"`{summary['args'].get('stop_metric', 'llm_P@1')}` on the dev sample)",
+        f"`{summary['args'].get('stop_metric', 'llm_P@1')}` on the dev sample"
+        + (", held out of training)" if summary["args"].get("dev_source") == "held-out" else ")"),
         "- Final model: " + (f"the average of rounds {', '.join(map(str, final['rounds']))}'s weights "
                              "(`average_rounds`)" if final else f"round {summary['best_round']}'s"),
         f"- Recipe: `{summary['args'].get('recipe', 'reference')}` (`st_lmtx.recipes.RECIPES`; the settings it "

@@ -442,6 +442,7 @@ def test_fit_with_a_held_out_dev_sample_judges_documents_it_never_trains_on(tiny
     assert {" ".join(docs.texts[i].split()) for i in dev} <= judged  # the stop rule judged them...
     pairs = json.loads((out / "lmtx_run.json").read_text())["rounds"][1]["pseudo_labels"]
     assert pairs["documents"] == 5  # ...and round 1 trained on the 5 others only
+    assert "on the dev sample, held out of training)" in (out / "README.md").read_text()
 
 
 def test_a_state_file_from_before_held_out_dev_samples_reads_its_dev_documents(tmp_path):
