@@ -1,8 +1,9 @@
 """RunState: what an LMTX run has done so far, persisted in ``lmtx-work/state.json`` after every round.
 
 It holds the run's fingerprint (documents, labels, base model, teacher, run-defining arguments: a resumed run must
-match it), the sampled training and dev documents (:func:`sample_documents`), each finished round's record, the best round and whether the
-run is finished. A ``fit`` on the same folder reads it and continues after the last finished round.
+match it), the sampled training and dev documents (:func:`sample_documents`), each finished round's record, the
+best round and whether the run is finished. A ``fit`` on the same folder reads it and continues after the last
+finished round.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class RunState:
                 RoundFolder.remove(folder)
         indices, dev = sample_documents(num_documents, args)
         if args.dev_source == "held-out":
-            logger.info("Dev sample: %d documents held out of the %d training documents (the teacher judges their "
-                        "top-%d each round, on top of the training shortlists)", len(dev), len(indices),
+            logger.info("Dev sample: %d documents held out of training (%d training documents); the teacher judges "
+                        "their top-%d each round on top of the training shortlists", len(dev), len(indices),
                         args.shortlist_k)  # fmt: skip
         state = cls(path, fingerprint, indices, dev, stop_metric=args.stop_metric)
         state.save()
@@ -88,8 +89,8 @@ class RunState:
             ) from e
 
     def save(self) -> None:
-        data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices, "dev_documents": self.dev_documents,
-                "rounds": self.rounds, "best_round": self.best_round, "finished": self.finished,
+        data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices,
+                "dev_documents": self.dev_documents, "rounds": self.rounds, "best_round": self.best_round, "finished": self.finished,
                 "stop_reason": self.stop_reason, "final": self.final}  # fmt: skip
         atomic_write_text(self.path, json.dumps(data, indent=1))
 
