@@ -3,7 +3,7 @@ import sqlite3
 from collections import Counter
 
 import pytest
-from conftest import TOY_LABELS
+from conftest import TOY_DOCS, TOY_LABELS
 from datasets import Dataset
 
 from st_lmtx import IndexConfig, LMTXArguments, LMTXTagger, LMTXTrainer, OpenAITeacher, OracleTeacher, load_lfxmc
@@ -454,3 +454,20 @@ def test_a_state_file_from_before_held_out_dev_samples_reads_its_dev_documents(t
     assert RunState.read(path).dev_documents == [3, 8]  # positions in the training sample, as then written
     with pytest.raises(ValueError, match="dev_source must be one of"):
         LMTXArguments(dev_source="test")
+
+
+@pytest.mark.parametrize("warmup", [0.1, 0.5])
+def test_a_one_step_round_moves_the_model_whatever_its_warmup_fraction(warmup, tiny_model, tmp_path):
+    """Warmup as a fraction is ceil(fraction x steps) steps, and warmup's first step has learning rate 0: a round
+    of one step (a strict teacher's few documents, no minimum of steps) used to leave the model as it was."""
+    import torch
+
+    from st_lmtx.trainer.training import train_round
+
+    rows = {"anchor": [d[1] for d in TOY_DOCS[:4]], "positive": [TOY_LABELS[d[2][0]] for d in TOY_DOCS[:4]],
+            "label": [[d[2][0]] for d in TOY_DOCS[:4]]}  # fmt: skip
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    a = args(tmp_path, batch_size=4, warmup_steps=warmup, min_steps_per_round=0)
+    train_round(tiny_model, Dataset.from_dict(rows), a, tmp_path / "round")  # 4 pairs at batch 4: one step
+    moved = max((p.detach() - b).abs().max().item() for p, b in zip(tiny_model.parameters(), before))
+    assert moved > 1e-6

@@ -37,7 +37,9 @@ class LMTXArguments:
         max_docs: train on a random sample of at most this many documents (paper: 30,000 on large sets).
         margin / num_negatives / softmax_weighting (recipe) / temperature: :class:`LMTXTripletLoss`.
         learning_rate / warmup_steps / batch_size (recipe) / weight_decay / max_grad_norm: the optimiser
-            (AdamW, linear decay); ``warmup_steps`` below 1 is a fraction of the round's steps.
+            (AdamW, linear decay); ``warmup_steps`` below 1 is a fraction of the round's steps (rounded up,
+            but never the whole round: warmup's first step has learning rate 0, so a one-step round would not
+            train).
         min_steps_per_round: (recipe) a round trains at least this many optimiser steps however few documents
             it has: the batch shrinks (not below ``num_negatives + 1``, nor 32) and then the round takes more
             passes (:func:`round_schedule`). 0: ``batch_size`` and ``epochs_per_round`` as given.

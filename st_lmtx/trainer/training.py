@@ -75,6 +75,10 @@ def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArgument
         logger.warning("batch_size=%d is not a multiple of %d processes: the global batch is %d",
                        batch_size, world_size, per_device * world_size)  # fmt: skip
     steps = -(-len(dataset) // (per_device * world_size))
+    # A fraction becomes ceil(fraction x steps) warmup steps, and linear warmup's first step has learning rate 0:
+    # a one-step round would not move the model at all. Warmup never takes the whole round.
+    warmup = args.warmup_steps if args.warmup_steps >= 1 else max(0, min(math.ceil(args.warmup_steps * steps),
+                                                                   steps - 1))
     if args.warmup_steps >= 1 and args.warmup_steps > steps:
         logger.warning(
             "warmup_steps=%d exceeds this round's %d training steps: the learning rate never reaches %.1e. "
@@ -85,7 +89,7 @@ def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArgument
         num_train_epochs=1,  # epochs_per_round is in the dataset: a fresh positive draw per pass
         per_device_train_batch_size=per_device,
         learning_rate=args.learning_rate,
-        warmup_steps=args.warmup_steps,
+        warmup_steps=warmup,
         weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm,
         lr_scheduler_type="linear",
