@@ -18,7 +18,7 @@ Runs (teacher x recipe):
 - recipes: ``reference`` (a random "yes" per use, every round from the base model, the reference's loss and
   optimiser), ``best`` (see ``RECIPES``; BENCHMARKS.md says what each setting changes), ``keep50`` (best, half
   of each label's documents), ``rts`` (best after a Random Text Segments warm start: its round 0 is RTS alone)
-  ``student`` (best with ``positives="student-yes"``) and ``heldout`` (best with its dev documents held out of
+  ``student`` (best with ``positives="student-yes"``), ``heldout`` (best with its dev documents held out of
   training) and ``nomin`` (best without a minimum of steps a round).
 - ``title-content``: an LLM-free baseline: (content, title) pairs of the same documents, the LMTX loss with
   its defaults.

@@ -90,8 +90,8 @@ class RunState:
 
     def save(self) -> None:
         data = {"fingerprint": self.fingerprint, "train_indices": self.train_indices,
-                "dev_documents": self.dev_documents, "rounds": self.rounds, "best_round": self.best_round, "finished": self.finished,
-                "stop_reason": self.stop_reason, "final": self.final}  # fmt: skip
+                "dev_documents": self.dev_documents, "rounds": self.rounds, "best_round": self.best_round,
+                "finished": self.finished, "stop_reason": self.stop_reason, "final": self.final}  # fmt: skip
         atomic_write_text(self.path, json.dumps(data, indent=1))
 
     def record(self, record: dict[str, Any], patience: int) -> None:

@@ -77,9 +77,9 @@ def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArgument
     steps = -(-len(dataset) // (per_device * world_size))
     # A fraction becomes ceil(fraction x steps) warmup steps, and linear warmup's first step has learning rate 0:
     # a one-step round would not move the model at all. Warmup never takes the whole round.
-    warmup = args.warmup_steps if args.warmup_steps >= 1 else max(0, min(math.ceil(args.warmup_steps * steps),
-                                                                   steps - 1))
-    if args.warmup_steps >= 1 and args.warmup_steps > steps:
+    fraction = args.warmup_steps < 1
+    warmup = min(math.ceil(args.warmup_steps * steps), max(steps - 1, 0)) if fraction else args.warmup_steps
+    if not fraction and args.warmup_steps > steps:
         logger.warning(
             "warmup_steps=%d exceeds this round's %d training steps: the learning rate never reaches %.1e. "
             "For small runs pass a fraction (e.g. warmup_steps=0.1).", args.warmup_steps, steps, args.learning_rate,
