@@ -4,10 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(LMTX_DATA),../shared/data/reuters21578)
 DEMO_OUT ?= runs/reuters-demo
+LINT_PATHS := st_lmtx tests benchmarks examples
 # llama-cpp-python compiles from source: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: install model demo test clean-demo
+.PHONY: install model demo test lint docs clean-demo
 
 # torch is pinned to the CPU wheel on this machine's disk: an unpinned torch would pull a multi-GB CUDA build.
 $(BIN)/st-lmtx: pyproject.toml
@@ -22,11 +23,23 @@ model: install
 	$(BIN)/st-lmtx fetch-model
 
 demo: model
-	$(BIN)/st-lmtx train --data $(DATA) --teacher local --output $(DEMO_OUT) \
-		--max-docs 60 --rounds 2 --patience 2 --dev-size 30
+	$(BIN)/st-lmtx train --data $(DATA) --teacher local --output-dir $(DEMO_OUT) \
+		--max-docs 60 --max-rounds 2 --patience 2 --dev-size 30
 
+# lint, the docs (strict: a broken link or reference fails), the tests, then the built wheel in a fresh venv.
 test: model
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mkdocs build --strict -d $(VENV)/site
 	LMTX_REQUIRE_LOCAL_TEACHER=1 $(BIN)/python -m pytest -q
+	VENV=$(VENV) scripts/check_wheel.sh
+
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+docs: install
+	$(BIN)/mkdocs build --strict -d $(VENV)/site
 
 clean-demo:
 	rm -rf $(DEMO_OUT)
