@@ -1,75 +1,120 @@
-"""st-lmtx: LMTX (an LLM as the teacher of a bi-encoder for zero-shot tagging) for sentence-transformers."""
+"""st-lmtx: LMTX (an LLM as the teacher of a bi-encoder for zero-shot tagging) for sentence-transformers.
 
-from st_lmtx.calibration import calibrate
-from st_lmtx.evaluation import LLMJudgedEvaluator, XMCEvaluator, xmc_metrics
-from st_lmtx.evaluation.llm_judged_evaluator import judged_signals
-from st_lmtx.files import RunFileError
-from st_lmtx.inputs import DocumentSet, InputError, LabelSet, load_documents, load_labels, load_lfxmc
-from st_lmtx.losses import LMTXTripletLoss
-from st_lmtx.models import load_model
-from st_lmtx.pseudo_labels import PseudoLabels, SelectionConfig, build_pseudo_label_dataset
-from st_lmtx.recipes import RECIPES
-from st_lmtx.shortlist import IndexConfig, LabelIndex, Shortlist, ShortlistMiner
-from st_lmtx.tagger import LMTXTagger, Tag
-from st_lmtx.teacher import (
-    JudgmentCache,
-    JudgmentsFileError,
-    LlamaCppTeacher,
-    LocalTeacher,
-    OpenAITeacher,
-    OracleTeacher,
-    PromptTemplate,
-    Teacher,
-    TeacherBudgetExceeded,
-    TeacherError,
-    export_judgments,
-    fetch_default_model,
-    import_judgments,
-    load_judgments,
-)
-from st_lmtx.trainer import LMTXArguments, LMTXTrainer
+What a script imports: the trainer and its arguments, the tagger, the teachers, the loss, the evaluators, the
+loaders, the judgments files, the run's records and the errors. The names load on first use, so that
+``st-lmtx --help`` and ``import st_lmtx`` do not load torch.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+# name -> the module that defines it
+_EXPORTS = {
+    "LMTXTrainer": "st_lmtx.trainer.lmtx_trainer",
+    "LMTXArguments": "st_lmtx.arguments",
+    "RECIPES": "st_lmtx.arguments",
+    "LMTXTagger": "st_lmtx.tagger",
+    "Tag": "st_lmtx.tagger",
+    "Teacher": "st_lmtx.teacher.base",
+    "OpenAITeacher": "st_lmtx.teacher.openai_teacher",
+    "LlamaCppTeacher": "st_lmtx.teacher.llama_cpp_teacher",
+    "LocalTeacher": "st_lmtx.teacher.local",
+    "OracleTeacher": "st_lmtx.teacher.oracle",
+    "fetch_model": "st_lmtx.teacher.model_files",
+    "export_judgments": "st_lmtx.teacher.judgments",
+    "import_judgments": "st_lmtx.teacher.judgments",
+    "load_judgments": "st_lmtx.teacher.judgments",
+    "LMTXTripletLoss": "st_lmtx.losses.lmtx_triplet_loss",
+    "XMCEvaluator": "st_lmtx.evaluation.xmc_evaluator",
+    "LLMJudgedEvaluator": "st_lmtx.evaluation.llm_judged_evaluator",
+    "load_labels": "st_lmtx.inputs",
+    "load_documents": "st_lmtx.inputs",
+    "load_lfxmc": "st_lmtx.inputs",
+    "RunRecord": "st_lmtx.trainer.records",
+    "RoundRecord": "st_lmtx.trainer.records",
+    "LMTXError": "st_lmtx.errors",
+    "InputError": "st_lmtx.errors",
+    "TeacherError": "st_lmtx.errors",
+    "TeacherBudgetExceeded": "st_lmtx.errors",
+    "TeacherConfigError": "st_lmtx.errors",
+    "JudgmentsFileError": "st_lmtx.errors",
+    "RunFileError": "st_lmtx.errors",
+    "RunMismatchError": "st_lmtx.errors",
+}
 
 __all__ = [
-    "DocumentSet",
-    "IndexConfig",
     "InputError",
-    "JudgmentCache",
     "JudgmentsFileError",
     "LLMJudgedEvaluator",
     "LMTXArguments",
+    "LMTXError",
     "LMTXTagger",
     "LMTXTrainer",
     "LMTXTripletLoss",
-    "LabelIndex",
-    "LabelSet",
     "LlamaCppTeacher",
     "LocalTeacher",
     "OpenAITeacher",
     "OracleTeacher",
-    "PromptTemplate",
-    "PseudoLabels",
     "RECIPES",
+    "RoundRecord",
     "RunFileError",
-    "SelectionConfig",
-    "Shortlist",
-    "ShortlistMiner",
+    "RunMismatchError",
+    "RunRecord",
     "Tag",
     "Teacher",
     "TeacherBudgetExceeded",
+    "TeacherConfigError",
     "TeacherError",
     "XMCEvaluator",
-    "build_pseudo_label_dataset",
-    "calibrate",
     "export_judgments",
-    "fetch_default_model",
+    "fetch_model",
     "import_judgments",
-    "judged_signals",
-    "load_judgments",
     "load_documents",
+    "load_judgments",
     "load_labels",
     "load_lfxmc",
-    "load_model",
-    "xmc_metrics",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'st_lmtx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from st_lmtx.arguments import RECIPES, LMTXArguments
+    from st_lmtx.errors import (
+        InputError,
+        JudgmentsFileError,
+        LMTXError,
+        RunFileError,
+        RunMismatchError,
+        TeacherBudgetExceeded,
+        TeacherConfigError,
+        TeacherError,
+    )
+    from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
+    from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
+    from st_lmtx.inputs import load_documents, load_labels, load_lfxmc
+    from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
+    from st_lmtx.tagger import LMTXTagger, Tag
+    from st_lmtx.teacher.base import Teacher
+    from st_lmtx.teacher.judgments import export_judgments, import_judgments, load_judgments
+    from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
+    from st_lmtx.teacher.local import LocalTeacher
+    from st_lmtx.teacher.model_files import fetch_model
+    from st_lmtx.teacher.openai_teacher import OpenAITeacher
+    from st_lmtx.teacher.oracle import OracleTeacher
+    from st_lmtx.trainer.lmtx_trainer import LMTXTrainer
+    from st_lmtx.trainer.records import RoundRecord, RunRecord

@@ -1,8 +1,8 @@
 """Files written so that a crash or a full disk mid-write leaves the old file or the new one, never half of one.
 
 Every writer goes to a temporary sibling first and moves it into place with ``os.replace``, which is atomic on
-POSIX and Windows within one file system. Readers of run files raise :class:`RunFileError` naming the file and
-saying how to recover when one is unreadable anyway (a disk error, a file edited by hand).
+POSIX and Windows within one file system. Readers of run files raise :class:`~st_lmtx.errors.RunFileError`,
+naming the file and saying how to recover, when one is unreadable anyway (a disk error, a file edited by hand).
 """
 
 from __future__ import annotations
@@ -13,11 +13,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-
-class RunFileError(RuntimeError):
-    """A file of a run (state, shortlist, pseudo-labels, model, cache) cannot be read; the message names the file
-    and says how to recover."""
 
 
 @contextmanager

@@ -21,16 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from st_lmtx.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 LABEL_TEXT_FIELDS = ("text", "title", "label")
 LABEL_ID_FIELDS = ("id", "uid")
 DOC_ID_FIELDS = ("id", "uid")
 TARGET_FIELDS = ("target_ind", "targets")
-
-
-class InputError(ValueError):
-    """Raised for input that would otherwise give a silently wrong result."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +118,7 @@ class DocumentSet:
             for t in target:
                 if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < num_labels:
                     raise InputError(
-                        f"document {i} (id {self.ids[i]!r}): target_ind {t!r} is out of range for "
-                        f"{num_labels} labels"
+                        f"document {i} (id {self.ids[i]!r}): target_ind {t!r} is out of range for {num_labels} labels"
                     )
 
 
@@ -174,9 +171,7 @@ def load_documents(source: Any, num_labels: int | None = None) -> DocumentSet:
     elif isinstance(source, (str, os.PathLike)) and _looks_like_path(source):
         docs = _documents_from_records(read_jsonl(Path(source)), Path(source))
     elif isinstance(source, str):
-        raise InputError(
-            f"documents: {source!r} is not a file; pass a list of texts to use a string as a document"
-        )
+        raise InputError(f"documents: {source!r} is not a file; pass a list of texts to use a string as a document")
     elif _is_dataset(source):
         docs = _documents_from_records(((i + 1, row) for i, row in enumerate(source)), None)
     elif isinstance(source, Iterable):

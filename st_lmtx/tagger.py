@@ -17,8 +17,9 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
+from st_lmtx.errors import InputError, NotATaggerError
 from st_lmtx.files import atomic_path, atomic_write_text
-from st_lmtx.inputs import InputError, LabelSet, load_documents, load_labels
+from st_lmtx.inputs import LabelSet, load_documents, load_labels
 from st_lmtx.models import load_model
 from st_lmtx.shortlist import IndexConfig, LabelIndex, encode
 
@@ -105,7 +106,7 @@ class LMTXTagger:
         if not path.is_dir():
             path = Path(_download(str(path_or_repo)))
         if not (path / LABELS_FILE).exists():
-            raise FileNotFoundError(f"{path} has no {LABELS_FILE}: it is a plain model, not an LMTX tagger")
+            raise NotATaggerError(f"{path} has no {LABELS_FILE}: it is a plain model, not an LMTX tagger")
         labels = LabelSet(**_read_labels(path / LABELS_FILE))
         index = LabelIndex.load(path / INDEX_FILE) if (path / INDEX_FILE).exists() else None
         return cls(SentenceTransformer(str(path)), labels, index=index, **kwargs)
@@ -121,15 +122,18 @@ def files_to_upload(folder: str | os.PathLike) -> list[str]:
 
 
 def push_folder_to_hub(
-    folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None,
+    folder: str | os.PathLike,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
     commit_message: str = "Add LMTX tagger",
-) -> str:  # fmt: skip
+) -> str:
     """Upload a saved tagger (or a trainer's output folder, without its work files) to the Hub."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
     if not (folder / LABELS_FILE).exists():
-        raise FileNotFoundError(f"{folder} is not a saved LMTX tagger (no {LABELS_FILE})")
+        raise NotATaggerError(f"{folder} is not a saved LMTX tagger (no {LABELS_FILE})")
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     commit = api.upload_folder(
@@ -144,8 +148,10 @@ def save_label_files(path: Path, labels: LabelSet, index: LabelIndex) -> None:
         for record in labels.to_records():
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     index.save(path / INDEX_FILE)
-    atomic_write_text(path / TAGGER_FILE, json.dumps(
-        {"num_labels": len(labels), "index": index.kind, "index_config": asdict(index.config)}, indent=2))
+    atomic_write_text(
+        path / TAGGER_FILE,
+        json.dumps({"num_labels": len(labels), "index": index.kind, "index_config": asdict(index.config)}, indent=2),
+    )
 
 
 def _read_labels(path: Path) -> dict[str, list[str]]:
@@ -164,7 +170,7 @@ def _download(repo_id: str) -> str:
     try:
         return snapshot_download(repo_id)
     except Exception as e:  # offline, missing repo, auth: say which, keep the cause
-        raise FileNotFoundError(f"{repo_id!r} is not a local folder and could not be fetched from the Hub: {e}") from e
+        raise NotATaggerError(f"{repo_id!r} is not a local folder and could not be fetched from the Hub: {e}") from e
 
 
 def tags_to_json(tags: list[Tag]) -> list[dict]:

@@ -46,8 +46,14 @@ def tiny_model_dir(tmp_path_factory, minilm_path) -> str:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)  # fmt: skip
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(path / "hf")
     tokenizer.save_pretrained(path / "hf")
     transformer = Transformer(str(path / "hf"), max_seq_length=64)

@@ -1,9 +1,9 @@
 """A real HTTP server on 127.0.0.1 that speaks enough of the OpenAI API to test teachers against, and
 injects faults on demand.
 
-It answers the pointwise prompts (paper and compact layouts) with "Yes" when any word of the tag (4+ letters) occurs in the document,
-else "No"; p(yes) is 0.9 / 0.1 in the logprobs. Faults are consumed one per request, in order:
-``"429"`` (with Retry-After), ``"500"``, ``"hang"`` (sleeps past the client's timeout), ``"drop"``
+It answers the pointwise prompts (paper and compact layouts) with "Yes" when any word of the tag (4+ letters)
+occurs in the document, else "No"; p(yes) is 0.9 / 0.1 in the logprobs. Faults are consumed one per request, in
+order: ``"429"`` (with Retry-After), ``"500"``, ``"400"``, ``"hang"`` (sleeps past the client's timeout), ``"drop"``
 (closes the connection without answering), ``"malformed"`` (200 with a body that is not JSON),
 ``"nonsense"`` (a 200 answer that is neither yes nor no), ``None`` (answer normally).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,12 +24,17 @@ POINTWISE_RES = (
     re.compile(r'Document: """(.*)"""\nTag: "(.*?)"', re.S),
     re.compile(r'<document>\n(.*)\n</document>\nTag: "(.*?)"', re.S),
 )
-LISTWISE_RE = re.compile(r'document = "(.*)"\.\nWhich of these tags.*?\n(.*)\nAnswer with', re.S)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 refuses connections when many clients connect at once
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (its run failed, it was cancelled) closes its connections while answers are being
+        # written: that is the client's business, not a fault of this server worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def relevant(doc: str, label: str) -> bool:
@@ -38,7 +44,11 @@ def relevant(doc: str, label: str) -> bool:
 
 class FakeOpenAIServer:
     def __init__(
-        self, delay: float = 0.0, hang_seconds: float = 3.0, retry_after: str = "1", models: tuple[str, ...] = ("fake",)
+        self,
+        delay: float = 0.0,
+        hang_seconds: float = 3.0,
+        retry_after: str = "1",
+        models: tuple[str, ...] = ("fake",),
     ) -> None:
         self.models = list(models)  # what GET /models lists (empty: the route answers 404)
         self.faults: list[str | None] = []
@@ -118,8 +128,14 @@ class FakeOpenAIServer:
         text = body["messages"][-1]["content"] if endpoint == "chat" else body.get("prompt", "")
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
-        entry = {"time": time.monotonic(), "endpoint": endpoint, "text": text, "outcome": fault or "ok",
-                 "authorization": h.headers.get("authorization"), "model": body.get("model")}  # fmt: skip
+        entry = {
+            "time": time.monotonic(),
+            "endpoint": endpoint,
+            "text": text,
+            "outcome": fault or "ok",
+            "authorization": h.headers.get("authorization"),
+            "model": body.get("model"),
+        }
         match = next((m for m in (r.search(text) for r in POINTWISE_RES) if m), None)
         if match:
             entry["doc"], entry["label"] = match.group(1), match.group(2)
@@ -131,6 +147,8 @@ class FakeOpenAIServer:
             return h._json(429, {"error": {"message": "rate limited"}}, {"retry-after": self.retry_after})
         if fault == "500":
             return h._json(500, {"error": {"message": "boom"}})
+        if fault == "400":
+            return h._json(400, {"error": {"message": "bad request"}})
         if fault == "hang":
             time.sleep(self.hang_seconds)
             try:
@@ -150,27 +168,16 @@ class FakeOpenAIServer:
             h.wfile.write(data)
             return None
 
-        if match:
-            yes = relevant(entry["doc"], entry["label"])
-            answer = "Maybe, it depends." if fault == "nonsense" else ("Yes" if yes else "No")
-            p = 0.9 if yes else 0.1
-        else:
-            listing = LISTWISE_RE.search(text)
-            if listing is None:
-                return h._json(400, {"error": {"message": "unexpected prompt"}})
-            doc = listing.group(1)
-            chosen = [
-                line.split(". ", 1)[0]
-                for line in listing.group(2).splitlines()
-                if ". " in line and relevant(doc, line.split(". ", 1)[1])
-            ]
-            answer = ", ".join(chosen) if chosen else "none"
-            p = None
+        if not match:
+            return h._json(400, {"error": {"message": "unexpected prompt"}})
+        yes = relevant(entry["doc"], entry["label"])
+        answer = "Maybe, it depends." if fault == "nonsense" else ("Yes" if yes else "No")
+        p = 0.9 if yes else 0.1
         usage = {"prompt_tokens": len(text.split()), "completion_tokens": 1, "total_tokens": len(text.split()) + 1}
         want_logprobs = body.get("logprobs")
         if endpoint == "chat":
             choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
-            if want_logprobs and p is not None:
+            if want_logprobs:
                 first = answer.split(",")[0].split()[0]
                 top = [
                     {"token": "Yes", "logprob": math.log(p * 0.8), "bytes": None},
@@ -179,18 +186,32 @@ class FakeOpenAIServer:
                     {"token": "no", "logprob": math.log((1 - p) * 0.1), "bytes": None},
                     {"token": "Maybe", "logprob": math.log(1e-4), "bytes": None},
                 ]
-                choice["logprobs"] = {"content": [{"token": first, "logprob": -0.1, "bytes": None, "top_logprobs": top}]}
-            payload = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                       "choices": [choice], "usage": usage}  # fmt: skip
+                choice["logprobs"] = {
+                    "content": [{"token": first, "logprob": -0.1, "bytes": None, "top_logprobs": top}]
+                }
+            payload = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [choice],
+                "usage": usage,
+            }
         else:
             choice = {"index": 0, "finish_reason": "stop", "text": " " + answer, "logprobs": None}
-            if want_logprobs and p is not None:
+            if want_logprobs:
                 choice["logprobs"] = {
                     "tokens": [" " + answer.split()[0]],
                     "token_logprobs": [-0.1],
                     "top_logprobs": [{" Yes": math.log(p * 0.9), " yes": math.log(p * 0.1), " No": math.log(1 - p)}],
                     "text_offset": [0],
                 }
-            payload = {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": body.get("model"),
-                       "choices": [choice], "usage": usage}  # fmt: skip
+            payload = {
+                "id": "cmpl-1",
+                "object": "text_completion",
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [choice],
+                "usage": usage,
+            }
         h._json(200, payload)

@@ -8,8 +8,25 @@ from st_lmtx.cli import main
 
 def test_judge_with_the_oracle_reports_perfect_precision(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "judged.jsonl"
-    code = main(["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "3", "--teacher", "oracle",
-                 "--cache", str(tmp_path / "cache"), "--out", str(out), "--json"])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "judge",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--shortlist-k",
+            "3",
+            "--teacher",
+            "oracle",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["documents"] == 8 and summary["pairs"] == 24
@@ -21,9 +38,30 @@ def test_judge_with_the_oracle_reports_perfect_precision(toy_lfxmc, tiny_model_d
 
 def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     output = tmp_path / "run"
-    code = main(["-q", "train", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--teacher", "oracle",
-                 "--output", str(output), "--rounds", "1", "--k", "3", "--batch-size", "4", "--warmup", "0",
-                 "--dev-size", "4"])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--teacher",
+            "oracle",
+            "--output-dir",
+            str(output),
+            "--max-rounds",
+            "1",
+            "--shortlist-k",
+            "3",
+            "--batch-size",
+            "4",
+            "--warmup-steps",
+            "0",
+            "--dev-size",
+            "4",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "zero-shot (round 0)" in printed and "round 1 *" in printed and "P@1" in printed
@@ -33,8 +71,26 @@ def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_pa
 
 def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
     def judge(cache, *extra):
-        return main(["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "2", "--json",
-                     "--teacher", fake_server.url, "--teacher-model", "fake-model", "--cache", str(cache), *extra])  # fmt: skip
+        return main(
+            [
+                "-q",
+                "judge",
+                "--data",
+                str(toy_lfxmc),
+                "--model",
+                tiny_model_dir,
+                "--shortlist-k",
+                "2",
+                "--json",
+                "--teacher",
+                fake_server.url,
+                "--teacher-model",
+                "fake-model",
+                "--cache",
+                str(cache),
+                *extra,
+            ]
+        )
 
     assert judge(tmp_path / "a") == 0
     first = json.loads(capsys.readouterr().out)
@@ -50,25 +106,48 @@ def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model
     assert second["yes_rate"] == first["yes_rate"]
     # the reference prompt is another teacher: its cache cannot take these answers
     assert judge(tmp_path / "c", "--prompt", "reference", "--import-judgments", str(exported)) == 2
-    assert "another teacher" in capsys.readouterr().err and len(fake_server.log) == asked
+    err = capsys.readouterr().err
+    assert err.startswith("st-lmtx: error: ") and "another teacher" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and len(fake_server.log) == asked
     # an endpoint teacher has no document memory: the in-process teacher's option is accepted and dropped
-    assert judge(tmp_path / "a", "--teacher-memory-mb", "100") == 0
+    assert judge(tmp_path / "a", "--teacher-memory-dir", str(tmp_path / "memory")) == 0
     assert json.loads(capsys.readouterr().out)["cache_hits"] == 16
-    for bad in ("-1", "lots"):
-        with pytest.raises(SystemExit):
-            judge(tmp_path / "a", "--teacher-memory-mb", bad)
-        assert "--teacher-memory-mb: expected " in capsys.readouterr().err
+    assert not (tmp_path / "memory").exists()
+    # a setting out of range is one line on stderr, exit 2; a value of the wrong type is argparse's usage error
+    assert judge(tmp_path / "a", "--concurrency", "0") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("st-lmtx: error: concurrency must be >= 1") and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        judge(tmp_path / "a", "--concurrency", "lots")
+    assert "--concurrency: invalid int value" in capsys.readouterr().err
+    assert len(fake_server.log) == asked
 
 
-def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(toy_lfxmc, tiny_model_dir, tmp_path, capsys,
-                                                                          monkeypatch):  # fmt: skip
+def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(
+    toy_lfxmc, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
     from fake_openai_server import FakeOpenAIServer
 
     monkeypatch.delenv("LMTX_TEACHER_MODEL", raising=False)
 
     def judge(server, cache):
-        return main(["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "2", "--json",
-                     "--teacher", server.url, "--cache", str(cache)])  # fmt: skip
+        return main(
+            [
+                "-q",
+                "judge",
+                "--data",
+                str(toy_lfxmc),
+                "--model",
+                tiny_model_dir,
+                "--shortlist-k",
+                "2",
+                "--json",
+                "--teacher",
+                server.url,
+                "--cache",
+                str(cache),
+            ]
+        )
 
     with FakeOpenAIServer(models=("qwen-served",)) as server:
         assert judge(server, tmp_path / "a") == 0
@@ -76,11 +155,15 @@ def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(toy_lf
         assert {e["model"] for e in server.log} == {"qwen-served"}
     with FakeOpenAIServer(models=("model-a", "model-b")) as server:
         assert judge(server, tmp_path / "b") == 2
-        assert "serves 2 models: model-a, model-b; choose one with --teacher-model" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.startswith("st-lmtx: error: ") and "Traceback" not in err
+        assert "serves 2 models: model-a, model-b; choose one with --teacher-model" in err
         assert server.log == []  # nothing judged with a guessed model
     with FakeOpenAIServer(models=()) as server:  # no /models route: the error says what to give
         assert judge(server, tmp_path / "c") == 2
-        assert "needs a model name: --teacher-model or LMTX_TEACHER_MODEL" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.startswith("st-lmtx: error: ") and "Traceback" not in err
+        assert "needs a model name: --teacher-model or LMTX_TEACHER_MODEL" in err
 
 
 def test_quiet_is_accepted_after_the_subcommand_and_silences_the_bars(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
@@ -89,8 +172,23 @@ def test_quiet_is_accepted_after_the_subcommand_and_silences_the_bars(toy_lfxmc,
     parse = build_parser().parse_args
     assert parse(["-q", "fetch-model"]).quiet and parse(["fetch-model", "-q"]).quiet
     assert not parse(["fetch-model"]).quiet
-    code = main(["judge", "-q", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "2", "--teacher",
-                 "oracle", "--cache", str(tmp_path / "cache"), "--json"])  # fmt: skip
+    code = main(
+        [
+            "judge",
+            "-q",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--shortlist-k",
+            "2",
+            "--teacher",
+            "oracle",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0 and json.loads(captured.out)["pairs"] == 16
     assert captured.err == ""  # no progress bar (ours or transformers' weight loading), no info log
@@ -98,14 +196,45 @@ def test_quiet_is_accepted_after_the_subcommand_and_silences_the_bars(toy_lfxmc,
 
 def test_train_recipe_flag_and_explicit_flags_over_it(toy_lfxmc, tiny_model_dir, tmp_path):
     def train(out, *extra):
-        assert main(["-q", "train", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--teacher", "oracle",
-                     "--output", str(out), "--rounds", "1", "--k", "3", "--dev-size", "4", *extra]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "-q",
+                    "train",
+                    "--data",
+                    str(toy_lfxmc),
+                    "--model",
+                    tiny_model_dir,
+                    "--teacher",
+                    "oracle",
+                    "--output-dir",
+                    str(out),
+                    "--max-rounds",
+                    "1",
+                    "--shortlist-k",
+                    "3",
+                    "--dev-size",
+                    "4",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         return json.loads((out / "lmtx_run.json").read_text())["args"]
 
     best = train(tmp_path / "best")
     assert (best["recipe"], best["positives"], best["restart_from_base"], best["min_steps_per_round"]) == (
-        "best", "top-yes", False, 8)
-    ref = train(tmp_path / "ref", "--recipe", "reference", "--continue-rounds", "--softmax-weighting")
-    assert (ref["recipe"], ref["positives"], ref["warmup_steps"], ref["restart_from_base"], ref["softmax_weighting"]) == (
-        "reference", "random-yes", 100, False, True)
+        "best",
+        "top-yes",
+        False,
+        8,
+    )
+    ref = train(tmp_path / "ref", "--recipe", "reference", "--no-restart-from-base", "--softmax-weighting")
+    assert (
+        ref["recipe"],
+        ref["positives"],
+        ref["warmup_steps"],
+        ref["restart_from_base"],
+        ref["softmax_weighting"],
+    ) == ("reference", "random-yes", 100, False, True)
     assert (tmp_path / "best" / "README.md").read_text().count("Recipe: `best`") == 1

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import TOY_DOCS
 
-from st_lmtx import LMTXTagger
+from st_lmtx import LMTXTagger, RunRecord
 
 SCRIPT = textwrap.dedent(
     """
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     # The final model averages the rounds: every process returns that average.
     args = LMTXArguments(output_dir=out, recipe="reference", max_rounds=2, dev_size=4, batch_size=4, warmup_steps=0,
                          learning_rate=1e-3, shortlist_k=3, show_progress_bar=False, patience=5,
-                         restart_from_base=False, epochs_per_round=2, average_rounds=True)
+                         restart_from_base=False, average_rounds=True)
     model = LMTXTrainer(model_dir, labels, teacher=teacher, args=args).fit(docs)
     rank = int(os.environ.get("RANK", "0"))
     report = {"rank": rank, "teacher_pairs": teacher.usage.pairs,
@@ -50,8 +50,10 @@ def test_two_processes_train_one_judges_and_the_tagger_predicts_like_one_process
     script.write_text(SCRIPT)
     torchrun = str(Path(sys.executable).parent / "torchrun")
     two, one = tmp_path / "two", tmp_path / "one"
-    run([torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(toy_lfxmc), tiny_model_dir, str(two)],
-        tmp_path)  # fmt: skip
+    run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(toy_lfxmc), tiny_model_dir, str(two)],
+        tmp_path,
+    )
     run([sys.executable, str(script), str(toy_lfxmc), tiny_model_dir, str(one)], tmp_path)
 
     rank0, rank1 = (json.loads((two / f"rank{r}.json").read_text()) for r in (0, 1))
@@ -63,11 +65,16 @@ def test_two_processes_train_one_judges_and_the_tagger_predicts_like_one_process
 
     # The same shortlists and pseudo-labels in round 1 (before any training): the same work, done once.
     for name in ("shortlist.npz", "pseudo_labels.jsonl"):
-        assert (two / "lmtx-work" / "round-01" / name).read_bytes() == (one / "lmtx-work" / "round-01" / name).read_bytes()
-    run_two, run_one = (json.loads((d / "lmtx_run.json").read_text()) for d in (two, one))
-    assert [r["round"] for r in run_two["rounds"]] == [r["round"] for r in run_one["rounds"]] == [0, 1, 2]
-    assert run_two["final"]["rounds"] == run_one["final"]["rounds"] == [1, 2]
-    assert [r["training_pairs"] for r in run_two["rounds"][1:]] == [r["training_pairs"] for r in run_one["rounds"][1:]]
+        assert (two / "lmtx-work" / "round-01" / name).read_bytes() == (
+            one / "lmtx-work" / "round-01" / name
+        ).read_bytes()
+    run_two, run_one = (RunRecord.read(d / "lmtx_run.json") for d in (two, one))
+    assert [r.round for r in run_two.rounds] == [r.round for r in run_one.rounds] == [0, 1, 2]
+    assert run_two.final.averaged_rounds == run_one.final.averaged_rounds == [1, 2]
+    assert [r.training_pairs for r in run_two.trained_rounds] == [r.training_pairs for r in run_one.trained_rounds]
+    # the reference recipe: one pass at the batch asked for, the same schedule in both runs
+    assert [r.schedule for r in run_two.trained_rounds] == [r.schedule for r in run_one.trained_rounds]
+    assert all(r.schedule.batch_size == 4 and r.schedule.epochs == 1 for r in run_two.trained_rounds)
 
     # The saved taggers: the two-process one loads, predicts, and ranks as the one-process one does. Not
     # bit-identical: each process draws its in-batch negatives from its half of the batch.

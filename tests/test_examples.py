@@ -39,8 +39,20 @@ def toy(tmp_path_factory):
 def quickstart(toy, tiny_model_dir, tmp_path_factory):
     """01 run with the oracle: its output folder (a trained tagger) and the run it returned."""
     out = tmp_path_factory.mktemp("quickstart") / "run"
-    args = ["--data", toy, "--model", tiny_model_dir, "--teacher", "oracle", "--max-docs", "8", "--eval-docs", "5",
-            "--output", str(out)]  # fmt: skip
+    args = [
+        "--data",
+        toy,
+        "--model",
+        tiny_model_dir,
+        "--teacher",
+        "oracle",
+        "--max-docs",
+        "8",
+        "--eval-docs",
+        "5",
+        "--output",
+        str(out),
+    ]
     return out, load("01_quickstart_local.py").main(args)
 
 
@@ -49,9 +61,15 @@ def asked(server) -> Counter:
 
 
 def test_every_example_has_a_header_a_main_and_a_readme_line():
-    assert SCRIPTS == ["01_quickstart_local.py", "02_server_teacher.py", "03_hosted_api.py",
-                       "04_evaluate_and_predict.py", "05_push_to_hub.py", "06_own_data.py"]  # fmt: skip
-    readme = (REPO / "README.md").read_text()
+    assert SCRIPTS == [
+        "01_quickstart_local.py",
+        "02_server_teacher.py",
+        "03_hosted_api.py",
+        "04_evaluate_and_predict.py",
+        "05_push_to_hub.py",
+        "06_own_data.py",
+    ]
+    listing = (REPO / "docs" / "quickstart.md").read_text()  # the docs' Examples table (README.md links to it)
     for name in SCRIPTS:
         text = (EXAMPLES / name).read_text()
         module = load(name)
@@ -59,31 +77,48 @@ def test_every_example_has_a_header_a_main_and_a_readme_line():
         assert "TIME_" not in text, f"{name}: the measured time is not filled in"
         assert f"python examples/{name}" in module.__doc__, f"{name}: the header says how to run it"
         assert callable(module.main) and text.rstrip().endswith('if __name__ == "__main__":\n    main()'), name
-        assert f"examples/{name}" in readme, f"README.md's Examples section lists {name}"
+        assert f"| `{name}` |" in listing, f"docs/quickstart.md's Examples section lists {name}"
 
 
 def test_01_quickstart_trains_and_tags(quickstart, capsys):
     out, run = quickstart
-    assert [r["round"] for r in run["rounds"]] == [0, 1] and run["best_round"] == 1
-    assert {"P@1", "P@5", "R@10"} <= set(run["rounds"][1]["eval"])
+    assert [r.round for r in run.rounds] == [0, 1] and run.best_round == 1
+    assert {"P@1", "P@5", "R@10"} <= set(run.rounds[1].eval)
     assert (out / "lmtx-work" / "teacher_cache.sqlite").exists()  # the teacher's answers, where fit keeps them
     tags = LMTXTagger.load(out).predict(["Gold prices rallied."], top_k=2)
     assert len(tags[0]) == 2 and tags[0][0].text in TOY_LABELS
 
 
-def test_02_server_teacher_discovers_the_model_and_trains(toy, tiny_model_dir, fake_server, tmp_path, capsys,
-                                                          monkeypatch):  # fmt: skip
+def test_02_server_teacher_discovers_the_model_and_trains(
+    toy, tiny_model_dir, fake_server, tmp_path, capsys, monkeypatch
+):
     monkeypatch.delenv("LMTX_TEACHER_MODEL", raising=False)
     out = tmp_path / "run"
-    run = load("02_server_teacher.py").main(["--base-url", fake_server.url, "--concurrency", "2", "--logprobs",
-                                             "--data", toy, "--model", tiny_model_dir, "--max-docs", "8",
-                                             "--eval-docs", "5", "--output", str(out)])  # fmt: skip
+    run = load("02_server_teacher.py").main(
+        [
+            "--base-url",
+            fake_server.url,
+            "--concurrency",
+            "2",
+            "--logprobs",
+            "--data",
+            toy,
+            "--model",
+            tiny_model_dir,
+            "--max-docs",
+            "8",
+            "--eval-docs",
+            "5",
+            "--output",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "Teacher: fake at" in printed and "Test P@1 on 5 documents" in printed
     assert {e["model"] for e in fake_server.answered()} == {"fake"}  # the one model GET /models lists
     # 8 documents x 6 labels (the shortlist holds them all), each asked once: the dev pairs were reused
     assert len(asked(fake_server)) == 8 * 6 and max(asked(fake_server).values()) == 1
-    assert run["best_round"] == 1 and LMTXTagger.load(out).predict(["crude oil"], top_k=1)[0]
+    assert run.best_round == 1 and LMTXTagger.load(out).predict(["crude oil"], top_k=1)[0]
 
 
 def test_03_hosted_api_stops_on_its_budget_and_goes_on_from_the_cache(toy, tiny_model_dir, fake_server, tmp_path):
@@ -91,17 +126,38 @@ def test_03_hosted_api_stops_on_its_budget_and_goes_on_from_the_cache(toy, tiny_
     out = tmp_path / "run"
 
     def run(max_calls):
-        return example.main(["--base-url", fake_server.url, "--teacher-model", "fake-model",
-                             "--max-calls", str(max_calls), "--rpm", "60000", "--tpm", "10000000",
-                             "--concurrency", "1",  # request by request, so the budget stops at an exact call
-                             "--data", toy, "--model", tiny_model_dir, "--max-docs", "8", "--eval-docs", "5",
-                             "--output", str(out)])  # fmt: skip
+        return example.main(
+            [
+                "--base-url",
+                fake_server.url,
+                "--teacher-model",
+                "fake-model",
+                "--max-calls",
+                str(max_calls),
+                "--rpm",
+                "60000",
+                "--tpm",
+                "10000000",
+                "--concurrency",
+                "1",  # request by request, so the budget stops at an exact call
+                "--data",
+                toy,
+                "--model",
+                tiny_model_dir,
+                "--max-docs",
+                "8",
+                "--eval-docs",
+                "5",
+                "--output",
+                str(out),
+            ]
+        )
 
     stopped = run(10)
     assert stopped["stopped"] == "budget" and stopped["usage"]["calls"] == 10 == len(asked(fake_server))
     assert not (out / "lmtx_run.json").exists()
     done = run(1000)  # the same command with a larger budget goes on from the cache and asks nothing twice
-    assert done["stopped"] is None and done["run"]["best_round"] == 1
+    assert done["stopped"] is None and done["run"].best_round == 1
     assert done["usage"]["calls"] == 8 * 6 - 10 and max(asked(fake_server).values()) == 1
     assert all(e["model"] == "fake-model" for e in fake_server.answered())
     assert LMTXTagger.load(out).predict(["gold"], top_k=1)[0]
@@ -120,8 +176,9 @@ def test_04_evaluates_and_predicts_with_a_saved_tagger(quickstart, toy, tiny_mod
     # P@1 is what the written predictions say it is
     assert metrics["P@1"] == sum(r["tags"][0]["text"] in r["truth"] for r in rows) / len(rows)
     # the zero-shot tagger built from a plain model, for comparison
-    zero = example.main(["--tagger", "none", "--base-model", tiny_model_dir, "--data", toy,
-                         "--output", str(tmp_path / "z.jsonl")])  # fmt: skip
+    zero = example.main(
+        ["--tagger", "none", "--base-model", tiny_model_dir, "--data", toy, "--output", str(tmp_path / "z.jsonl")]
+    )
     assert set(zero) == set(metrics)
     with pytest.raises(SystemExit, match="Train one first"):
         example.main(["--tagger", str(tmp_path / "missing"), "--data", toy, "--output", str(tmp_path / "m.jsonl")])
@@ -134,8 +191,14 @@ def test_05_dry_run_writes_the_upload_folder_without_work_files(quickstart, tmp_
     example.main(["--tagger", str(out), "--dry-run", str(preview)])
     written = sorted(p.relative_to(preview).as_posix() for p in preview.rglob("*") if p.is_file())
     assert written == files_to_upload(out)
-    assert {"lmtx_labels.jsonl", "lmtx_index.faiss", "README.md", "lmtx_metrics.png", "modules.json",
-            "model.safetensors"} <= set(written)  # fmt: skip
+    assert {
+        "lmtx_labels.jsonl",
+        "lmtx_index.faiss",
+        "README.md",
+        "lmtx_metrics.png",
+        "modules.json",
+        "model.safetensors",
+    } <= set(written)
     assert not [f for f in written if "lmtx-work" in f or ".sqlite" in f]
     assert (out / "lmtx-work").is_dir()  # it was there to leave out
     printed = capsys.readouterr().out
@@ -146,7 +209,9 @@ def test_05_dry_run_writes_the_upload_folder_without_work_files(quickstart, tmp_
         example.main(["--tagger", str(out)])
 
     uploads = []  # the upload path, with the Hub call replaced: what it would send where
-    monkeypatch.setattr(example, "push_folder_to_hub", lambda *a, **kw: uploads.append((a, kw)) or "https://hub/commit")
+    monkeypatch.setattr(
+        example, "push_folder_to_hub", lambda *a, **kw: uploads.append((a, kw)) or "https://hub/commit"
+    )
     assert example.main(["--tagger", str(out), "--repo-id", "me/tagger", "--private"]) == "https://hub/commit"
     assert uploads == [((out, "me/tagger"), {"private": True})]
 

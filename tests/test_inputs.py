@@ -5,7 +5,8 @@ import pytest
 from conftest import TOY_LABELS, write_jsonl
 from datasets import Dataset
 
-from st_lmtx.inputs import DocumentSet, InputError, LabelSet, load_documents, load_labels, load_lfxmc
+from st_lmtx.errors import InputError
+from st_lmtx.inputs import DocumentSet, LabelSet, load_documents, load_labels, load_lfxmc
 
 
 def test_label_forms_agree(toy_lfxmc):

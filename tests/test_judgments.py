@@ -1,22 +1,15 @@
-"""The teacher's answers as data: export, import, checks, the Dataset view, the CLI, and old cache files."""
+"""The teacher's answers as data: export, import, checks, the Dataset view and the CLI."""
 
 import gzip
 import hashlib
 import json
-import sqlite3
 
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
 from st_lmtx.cli import main
-from st_lmtx.teacher import (
-    JudgmentCache,
-    JudgmentsFileError,
-    OpenAITeacher,
-    export_judgments,
-    import_judgments,
-    load_judgments,
-)
+from st_lmtx.errors import JudgmentsFileError
+from st_lmtx.teacher import JudgmentCache, OpenAITeacher, import_judgments, load_judgments
 
 DOCS = ["Wheat exports rose as the wheat harvest beat forecasts.", "Gold bullion rallied; gold miners gained."]
 CANDIDATES = [["Wheat", "Gold", "Coffee"], ["Gold", "Wheat"]]
@@ -69,10 +62,14 @@ def test_what_answers_cost_travels_with_them(tmp_path):
     other = JudgmentCache(tmp_path / "b.sqlite")
     import_judgments(other, path)
     assert other.cost()[1] == pytest.approx(stored, abs=1e-3)
-    # a file written before the column existed imports with no cost, not as an error
-    old = _rewrite(path, lambda ls: [json.dumps({k: v for k, v in json.loads(x).items() if k != "seconds"}) for x in ls])
+    # the column is required: a file without it is refused whole, and nothing is imported
+    old = _rewrite(
+        path, lambda ls: [json.dumps({k: v for k, v in json.loads(x).items() if k != "seconds"}) for x in ls]
+    )
     third = JudgmentCache(tmp_path / "c.sqlite")
-    assert import_judgments(third, old).added == PAIRS and third.cost() == (PAIRS, 0.0)
+    with pytest.raises(JudgmentsFileError, match=r"edited.jsonl:1: missing seconds; nothing was imported"):
+        import_judgments(third, old)
+    assert third.count() == 0 and third.cost() == (0, 0.0)
 
 
 def test_file_holds_hashes_not_texts_and_reads_as_a_dataset(exported):
@@ -100,16 +97,31 @@ def _rewrite(path, edit):
     [
         (lambda ls: ls[:2] + ["{not json"] + ls[2:], r"edited.jsonl:3: malformed JSON"),
         (lambda ls: ls + ['["a list"]'], r":6: expected a JSON object"),
-        (lambda ls: [ls[0].replace('"verdict": "yes"', '"verdict": "maybe"').replace('"verdict": "no"', '"verdict": "maybe"')]
-         + ls[1:], r":1: verdict 'maybe'"),
-        (lambda ls: ls[:-1] + [ls[-1].replace('"score": ', '"score": 7.5, "x": ')], r":5: score 7.5 is not in \[0, 1\]"),
+        (
+            lambda ls: (
+                [
+                    ls[0]
+                    .replace('"verdict": "yes"', '"verdict": "maybe"')
+                    .replace('"verdict": "no"', '"verdict": "maybe"')
+                ]
+                + ls[1:]
+            ),
+            r":1: verdict 'maybe'",
+        ),
+        (
+            lambda ls: ls[:-1] + [ls[-1].replace('"score": ', '"score": 7.5, "x": ')],
+            r":5: score 7.5 is not in \[0, 1\]",
+        ),
         (lambda ls: [ls[0].replace('"doc_sha256": "', '"doc_sha256": "zz')] + ls[1:], r":1: doc_sha256"),
-        (lambda ls: [ls[0].replace('fake-model', 'other-model')] + ls[1:], r":1: namespace .* does not match"),
-        (lambda ls: [json.dumps({k: v for k, v in json.loads(ls[0]).items() if k != "label"})] + ls[1:], r":1: missing label"),
+        (lambda ls: [ls[0].replace("fake-model", "other-model")] + ls[1:], r":1: namespace .* does not match"),
+        (
+            lambda ls: [json.dumps({k: v for k, v in json.loads(ls[0]).items() if k != "label"})] + ls[1:],
+            r":1: missing label",
+        ),
         (lambda ls: [ls[0].replace('"seconds": ', '"seconds": -1, "x": ')] + ls[1:], r":1: seconds -1"),
         (lambda ls: [], r"holds no judgments"),
     ],
-)  # fmt: skip
+)
 def test_a_malformed_file_imports_nothing(tmp_path, exported, edit, message):
     path, _ = exported
     bad = _rewrite(path, edit)
@@ -132,8 +144,10 @@ def test_a_truncated_gzip_file_imports_nothing(tmp_path, exported):
 def test_another_teachers_answers_are_refused(tmp_path, exported):
     path, _ = exported
     with FakeOpenAIServer() as server:
-        for other in (endpoint_teacher(server, tmp_path / "m.sqlite", model="other-model"),
-                      endpoint_teacher(server, tmp_path / "p.sqlite", prompt="reference")):  # fmt: skip
+        for other in (
+            endpoint_teacher(server, tmp_path / "m.sqlite", model="other-model"),
+            endpoint_teacher(server, tmp_path / "p.sqlite", prompt="reference"),
+        ):
             with pytest.raises(JudgmentsFileError, match=r"another teacher \(openai fake-model, compact prompt"):
                 other.import_judgments(path)
             assert other.cache.count() == 0
@@ -150,26 +164,22 @@ def test_cli_export_and_import(tmp_path, exported, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
     assert main(["-q", "judgments", "import", str(bad), "--cache", str(tmp_path / "run")]) == 2
-    assert "bad.jsonl:1: malformed JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("st-lmtx: error: ") and "bad.jsonl:1: malformed JSON" in err and "Traceback" not in err
 
 
-def test_a_schema_1_cache_keeps_its_answers(tmp_path):
-    """Caches written before documents were hashed in the key are still read (their rows cannot be exported)."""
-    path = tmp_path / "old.sqlite"
-    conn = sqlite3.connect(path)
-    conn.executescript(
-        "CREATE TABLE namespaces (namespace TEXT PRIMARY KEY, config TEXT NOT NULL);"
-        "CREATE TABLE judgments (key TEXT PRIMARY KEY, namespace TEXT NOT NULL, label TEXT NOT NULL, verdict TEXT "
-        "NOT NULL, score REAL NOT NULL, graded INTEGER NOT NULL, answer TEXT, prompt_tokens INTEGER NOT NULL "
-        "DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);"
-    )
-    key = hashlib.sha256("ns\0old doc\0Wheat".encode()).hexdigest()
-    conn.execute("INSERT INTO judgments VALUES (?, 'ns', 'Wheat', 'yes', 0.8, 1, 'Yes', 3, 1, 0)", (key,))
-    conn.commit()
-    conn.close()
-    cache = JudgmentCache(path)
-    assert cache.get("ns", "old doc", "Wheat").score == 0.8
-    cache.put("ns", "new doc", "Wheat", "no", 0.1, True)
-    assert cache.get("ns", "new doc", "Wheat").verdict == "no"
-    assert cache.legacy_rows() == 1 and len(cache.rows("ns")) == 1
-    assert export_judgments(cache, tmp_path / "j.jsonl.gz") == 1
+def test_a_cache_of_another_schema_is_refused_with_the_way_out(tmp_path):
+    import sqlite3
+
+    from st_lmtx.errors import CacheFileError
+    from st_lmtx.teacher import JudgmentCache
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as conn:  # schema 1: no document hash, no seconds
+        conn.execute(
+            "CREATE TABLE judgments (key TEXT PRIMARY KEY, namespace TEXT, label TEXT, verdict TEXT, "
+            "score REAL, graded INTEGER, answer TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, "
+            "created REAL)"
+        )
+    with pytest.raises(CacheFileError, match="older st-lmtx .*recover"):
+        JudgmentCache(old)

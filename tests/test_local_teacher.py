@@ -68,48 +68,28 @@ def test_in_process_teacher_scores_p_yes(model_path, tmp_path):
     assert again.usage.calls == 0 and again.usage.cache_hits == 4
 
 
-def test_batched_and_sequential_scoring_agree(model_path, tmp_path):
-    """One multi-sequence decode per document (the head shared by all) scores what one decode per label does."""
+def test_packed_documents_score_what_one_document_a_decode_does(model_path):
+    """Several documents in one decode (each label a sequence of its document's) score what one document a
+    decode does: a sequence mix-up would move the scores by far more than the batch shape does."""
     from st_lmtx.teacher import LlamaCppTeacher
 
     docs = DOCS + ["Crude oil prices fell as OPEC output rose; refiners bought more crude."]
     candidates = CANDIDATES + [["Crude Oil", "Coffee", "Interest Rates", "Ship"]]
-    for prompt in ("compact", "reference", "prefilled"):
+    for prompt in ("compact", "reference"):
         results = {}
-        for scoring in ("sequential", "batched"):
-            with LlamaCppTeacher(model_path, prompt=prompt, scoring=scoring, docs_per_batch=2, show_progress_bar=False) as t:
-                results[scoring] = t.judge(docs, candidates)
-        seq, bat = ([[j for j in row] for row in results[k].judgments] for k in ("sequential", "batched"))
-        assert [[j.verdict for j in row] for row in seq] == [[j.verdict for j in row] for row in bat], prompt
-        for row_s, row_b in zip(seq, bat):
-            for a, b in zip(row_s, row_b):
-                # Quantised matmuls differ by batch shape, and by CPU kernel: under 0.03 on an AVX2 machine, 0.038
-                # (prefilled, p(yes) near 0.3) on an AVX-512 one. A sequence mix-up moves scores by far more.
+        for docs_per_batch in (1, 3):
+            with LlamaCppTeacher(
+                model_path, prompt=prompt, docs_per_batch=docs_per_batch, memory_mb=0, show_progress_bar=False
+            ) as t:
+                results[docs_per_batch] = t.judge(docs, candidates)
+        one, packed = ([[j for j in row] for row in results[k].judgments] for k in (1, 3))
+        assert [[j.verdict for j in row] for row in one] == [[j.verdict for j in row] for row in packed], prompt
+        for row_o, row_p in zip(one, packed):
+            for a, b in zip(row_o, row_p):
+                # Quantised matmuls differ by batch shape, and by CPU kernel.
                 assert b.score == pytest.approx(a.score, abs=0.05), (prompt, a.label)
-        assert [row[0].verdict for row in bat] == ["yes", "yes", "yes"]
-        # the batched scorer evaluates the shared head once, not once a document
-        assert results["batched"].usage.prompt_tokens < results["sequential"].usage.prompt_tokens
-
-
-def test_the_prefilled_layout_judges_with_the_label_in_the_reply_and_fewer_tokens_a_label(model_path):
-    """The label opens the assistant's reply: the chat template's end of turn and assistant header are paid once a
-    document instead of once a label, and the obvious verdicts stay right."""
-    from st_lmtx.teacher import LlamaCppTeacher
-    from st_lmtx.teacher.base import PendingDocument
-
-    suffixes, parts = {}, {}
-    for prompt in ("compact", "prefilled"):
-        with LlamaCppTeacher(model_path, prompt=prompt, show_progress_bar=False) as teacher:
-            result = teacher.judge(DOCS, CANDIDATES)
-            assert [[j.verdict for j in row] for row in result.judgments] == [["yes", "no"], ["yes", "no"]], prompt
-            cut = teacher._cut(PendingDocument(0, DOCS[0], CANDIDATES[0], [0, 1]))
-            suffixes[prompt] = [len(s) for s in cut.suffixes]
-            parts[prompt] = teacher._parts
-    head, middle, tail = parts["prefilled"]
-    assert middle.endswith('<|im_end|>\n<|im_start|>assistant\nTag "') and tail == '":'
-    assert "<|im_start|>assistant" not in head
-    # The same labels, at least 4 tokens fewer each (Qwen: "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n").
-    assert all(c - p >= 4 for c, p in zip(suffixes["compact"], suffixes["prefilled"])), suffixes
+        assert [row[0].verdict for row in packed] == ["yes", "yes", "yes"]
+        assert results[1].usage.calls == results[3].usage.calls == 8
 
 
 def test_a_teacher_served_from_its_cache_never_loads_the_model(model_path, tmp_path):
@@ -138,6 +118,7 @@ def test_a_document_cannot_smuggle_control_tokens_into_the_in_process_prompt(mod
         assert end_of_turn[0] in teacher._tokens(attack)  # unneutralised, it would be one
         assert end_of_turn[0] not in teacher._tokens(teacher.prompt.truncate(attack))
 
+
 def _children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (Linux /proc)."""
     found = []
@@ -162,8 +143,9 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts processes through /proc")
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_signal_mid_judging_leaves_no_server_and_keeps_the_answers(sig, model_path, toy_lfxmc, tiny_model_dir,
-                                                                      tmp_path):  # fmt: skip
+def test_a_signal_mid_judging_leaves_no_server_and_keeps_the_answers(
+    sig, model_path, toy_lfxmc, tiny_model_dir, tmp_path
+):
     import signal
     import sqlite3
     import subprocess
@@ -171,12 +153,35 @@ def test_a_signal_mid_judging_leaves_no_server_and_keeps_the_answers(sig, model_
     import time
 
     cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "st_lmtx.cli", "-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir,
-               "--k", "3", "--teacher", "local-server", "--teacher-model", str(model_path), "--cache", str(cache)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "st_lmtx.cli",
+        "-q",
+        "judge",
+        "--data",
+        str(toy_lfxmc),
+        "--model",
+        tiny_model_dir,
+        "--shortlist-k",
+        "3",
+        "--teacher",
+        "local-server",
+        "--teacher-model",
+        str(model_path),
+        "--cache",
+        str(cache),
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     # A shell's background job ignores SIGINT and its children inherit that: give the command the default.
-    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    run = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
     def answers() -> int:
         try:
@@ -249,13 +254,16 @@ def test_remembered_states_on_disk_serve_another_teacher_and_never_another_layou
         off = teacher.judge(docs, later)
     assert (on.usage.restored_docs, off.usage.restored_docs) == (2, 0)
     assert [j.score for row in on.judgments for j in row] == pytest.approx(
-        [j.score for row in off.judgments for j in row], abs=1e-4)  # fmt: skip
+        [j.score for row in off.judgments for j in row], abs=1e-4
+    )
     assert on.usage.prompt_tokens < off.usage.prompt_tokens - 40
     assert files[0].stat().st_size > 100_000  # the bad file was dropped, and written again after evaluation
     with LlamaCppTeacher(model_path, prompt="reference", memory_dir=memory, show_progress_bar=False) as teacher:
         assert teacher.judge(docs, later).usage.restored_docs == 0
     assert len(list(memory.iterdir())) == 2  # one folder a layout (and model)
-    with LlamaCppTeacher(model_path, memory_dir=tmp_path / "small", memory_disk_mb=0.1, show_progress_bar=False) as teacher:
+    with LlamaCppTeacher(
+        model_path, memory_dir=tmp_path / "small", memory_disk_mb=0.1, show_progress_bar=False
+    ) as teacher:
         teacher.judge(docs, first)
     assert not list((tmp_path / "small").glob("*/*.kv"))
     # The disk keeps its own budget: with no RAM memory at all, the states still go to disk.

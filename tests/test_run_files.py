@@ -1,15 +1,15 @@
 """Broken run files (a crash or a full disk mid-write, a disk error): a clear error naming the file and how to
 recover, or an automatic recovery; never a silent wrong result. Files are written atomically."""
 
-import json
 import shutil
 
 import pytest
 from test_trainer import args, asked, endpoint_teacher
 
-from st_lmtx import LMTXTrainer, OracleTeacher, RunFileError, load_lfxmc
+from st_lmtx import LMTXTrainer, OracleTeacher, RunFileError, RunRecord, load_lfxmc
+from st_lmtx.errors import CacheFileError
 from st_lmtx.files import atomic_path, atomic_write_text
-from st_lmtx.teacher import CacheFileError, JudgmentCache
+from st_lmtx.teacher import JudgmentCache
 
 
 def truncate(path, keep=0.5):
@@ -37,7 +37,10 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with atomic_path(folder) as tmp:  # a folder replaces a folder
         tmp.mkdir()
         (tmp / "weights").write_text("v2")
-    assert (folder / "weights").read_text() == "v2" and sorted(p.name for p in tmp_path.iterdir()) == ["model", "state.json"]
+    assert (folder / "weights").read_text() == "v2" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model",
+        "state.json",
+    ]
 
 
 def test_a_broken_state_file_is_named_with_the_way_out(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
@@ -46,13 +49,13 @@ def test_a_broken_state_file_is_named_with_the_way_out(tiny_model_dir, toy_lfxmc
     fit(tiny_model_dir, labels, docs, out, teacher=endpoint_teacher(fake_server, out), max_rounds=1)
     state = out / "lmtx-work" / "state.json"
     truncate(state)
-    with pytest.raises(RunFileError, match=r"state\.json is unreadable.*delete state\.json"):
+    with pytest.raises(RunFileError, match=r"state\.json is not a readable LMTX run record.*delete state\.json"):
         fit(tiny_model_dir, labels, docs, out, teacher=endpoint_teacher(fake_server, out), max_rounds=1)
     # The way out it gives: the run starts over and the teacher's cache answers everything.
     calls = len(fake_server.log)
     state.unlink()
     fit(tiny_model_dir, labels, docs, out, teacher=endpoint_teacher(fake_server, out), max_rounds=1)
-    assert len(fake_server.log) == calls and json.loads(state.read_text())["finished"]
+    assert len(fake_server.log) == calls and RunRecord.read(state).finished
 
 
 def test_a_broken_shortlist_or_pseudo_label_file_is_rebuilt(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
@@ -82,8 +85,8 @@ def test_a_broken_round_model_is_named_and_deleting_the_round_redoes_it(tiny_mod
         fit(tiny_model_dir, labels, docs, out, max_rounds=2, restart_from_base=False)
     shutil.rmtree(round1)
     fit(tiny_model_dir, labels, docs, out, max_rounds=2, restart_from_base=False)
-    state = json.loads((out / "lmtx-work" / "state.json").read_text())
-    assert [r["round"] for r in state["rounds"]] == [0, 1, 2] and (round1 / "model" / "model.safetensors").exists()
+    state = RunRecord.read(out / "lmtx-work" / "state.json")
+    assert [r.round for r in state.rounds] == [0, 1, 2] and (round1 / "model" / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])

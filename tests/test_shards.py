@@ -10,8 +10,9 @@ from collections import Counter
 import pytest
 from conftest import TOY_DOCS
 
-from st_lmtx import DocumentSet, InputError
+from st_lmtx import InputError
 from st_lmtx.cli import main
+from st_lmtx.inputs import DocumentSet
 
 
 def test_shards_are_disjoint_cover_everything_and_are_checked():
@@ -34,9 +35,27 @@ def test_two_judge_processes_share_one_cache_and_lose_nothing(toy_lfxmc, tiny_mo
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
 
     def judge(url, *extra):
-        command = [sys.executable, "-m", "st_lmtx.cli", "-q", "judge", "--data", str(toy_lfxmc), "--model",
-                   tiny_model_dir, "--k", "4", "--teacher", url, "--teacher-model", "fake-model", "--cache",
-                   str(cache), "--json", *extra]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "st_lmtx.cli",
+            "-q",
+            "judge",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--shortlist-k",
+            "4",
+            "--teacher",
+            url,
+            "--teacher-model",
+            "fake-model",
+            "--cache",
+            str(cache),
+            "--json",
+            *extra,
+        ]
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     # A slow server and one request at a time per process: the two processes write the cache at the same time.

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from conftest import TOY_DOCS, TOY_LABELS
 
-from st_lmtx import IndexConfig, LabelIndex, LMTXTagger, ShortlistMiner, XMCEvaluator, load_labels, load_lfxmc
+from st_lmtx import LMTXTagger, XMCEvaluator, load_labels, load_lfxmc
 from st_lmtx.cli import main as cli_main
+from st_lmtx.errors import NotATaggerError
 from st_lmtx.evaluation.metrics import xmc_metrics
-from st_lmtx.shortlist import Shortlist
+from st_lmtx.shortlist import IndexConfig, LabelIndex, Shortlist, ShortlistMiner
 
 
 def test_flat_and_hnsw_agree_on_top_k(tmp_path):
@@ -59,10 +60,11 @@ def test_tagger_save_load_predicts_identically(tiny_model, tmp_path):
 
 def test_tagger_load_errors(tmp_path, tiny_model):
     tiny_model.save(str(tmp_path / "plain"))
-    with pytest.raises(FileNotFoundError, match="plain model"):
+    with pytest.raises(NotATaggerError, match="plain model"):
         LMTXTagger.load(tmp_path / "plain")
-    with pytest.raises(FileNotFoundError, match="not a local folder"):
+    with pytest.raises(NotATaggerError, match="not a local folder"):
         LMTXTagger.load(str(tmp_path / "missing-repo"))
+    assert issubclass(NotATaggerError, FileNotFoundError)  # what 0.1 raised: callers that caught it still do
 
 
 def test_xmc_evaluator_matches_metrics(tiny_model, toy_lfxmc):
@@ -78,7 +80,9 @@ def test_xmc_evaluator_matches_metrics(tiny_model, toy_lfxmc):
 
 
 def test_cli_evaluate_and_predict(tiny_model_dir, toy_lfxmc, tmp_path, capsys):
-    assert cli_main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "1,3", "--json"]) == 0
+    assert (
+        cli_main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--k", "1,3", "--json"]) == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     labels, docs = load_lfxmc(toy_lfxmc, "tst")
     from sentence_transformers import SentenceTransformer
@@ -86,21 +90,45 @@ def test_cli_evaluate_and_predict(tiny_model_dir, toy_lfxmc, tmp_path, capsys):
     from st_lmtx.inputs import load_documents
 
     train = load_documents(toy_lfxmc / "trn.json")
-    direct = XMCEvaluator(labels, docs, k_values=(1, 3), train_truth=train.targets)(SentenceTransformer(tiny_model_dir))
+    direct = XMCEvaluator(labels, docs, k_values=(1, 3), train_truth=train.targets)(
+        SentenceTransformer(tiny_model_dir)
+    )
     assert printed["documents"] == 5
     assert printed["P@1"] == pytest.approx(round(100 * direct["P@1"], 2))
     assert printed["PSP@3"] == pytest.approx(round(100 * direct["PSP@3"], 2))
 
     LMTXTagger(SentenceTransformer(tiny_model_dir), labels).save(tmp_path / "tagger")
     (tmp_path / "in.txt").write_text("Wheat exports rose.\n\nGold fell.\n")
-    assert cli_main(["-q", "predict", "--model", str(tmp_path / "tagger"), "--input", str(tmp_path / "in.txt"),
-                     "--top-k", "2", "--output", str(tmp_path / "out.jsonl")]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "-q",
+                "predict",
+                "--model",
+                str(tmp_path / "tagger"),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--top-k",
+                "2",
+                "--output",
+                str(tmp_path / "out.jsonl"),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["id"] for r in lines] == ["0", "1"]
     assert all(len(r["tags"]) == 2 and {"id", "text", "score"} <= set(r["tags"][0]) for r in lines)
 
 
-def test_cli_reports_input_errors(toy_lfxmc, tiny_model_dir, capsys):
+def test_cli_reports_input_errors(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     (toy_lfxmc / "tst.json").write_text('{"uid": 1, "title": "x", "content": "y", "target_ind": [0]}\n{oops\n')
     assert cli_main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", tiny_model_dir]) == 2
-    assert "tst.json:2: malformed JSON" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("st-lmtx: error: ") and "tst.json:2: malformed JSON" in err and "Traceback" not in err
+    # a plain model is not a tagger: one line, exit 2
+    (tmp_path / "in.txt").write_text("Wheat exports rose.\n")
+    assert cli_main(["-q", "predict", "--model", tiny_model_dir, "--input", str(tmp_path / "in.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("st-lmtx: error: ") and "it is a plain model, not an LMTX tagger" in err
+    assert err.count("\n") == 1

@@ -11,18 +11,9 @@ from collections import Counter
 import pytest
 from fake_openai_server import FakeOpenAIServer, relevant
 
-from st_lmtx.teacher import (
-    PAPER_PROMPT,
-    JudgmentCache,
-    OpenAITeacher,
-    OracleTeacher,
-    PromptTemplate,
-    TeacherBudgetExceeded,
-    TeacherError,
-    parse_listwise,
-    parse_verdict,
-)
-from st_lmtx.teacher.prompts import p_yes
+from st_lmtx.errors import TeacherBudgetExceeded, TeacherConfigError, TeacherError
+from st_lmtx.teacher import JudgmentCache, OpenAITeacher, OracleTeacher, PromptTemplate, parse_verdict
+from st_lmtx.teacher.prompts import PAPER_PROMPT, PROMPTS, p_yes
 
 SECRET = "sk-test-DO-NOT-WRITE-1234567890"
 DOCS = [
@@ -31,7 +22,12 @@ DOCS = [
     "The central bank cut interest rates again.",
     "Gold bullion rallied.",
 ]
-CANDIDATES = [["Wheat", "Gold", "Coffee"], ["Crude Oil", "Wheat", "Shipping"], ["Interest Rates", "Gold"], ["Gold", "Coffee"]]
+CANDIDATES = [
+    ["Wheat", "Gold", "Coffee"],
+    ["Crude Oil", "Wheat", "Shipping"],
+    ["Interest Rates", "Gold"],
+    ["Gold", "Coffee"],
+]
 PAIRS = sum(len(c) for c in CANDIDATES)
 ANSWERED = ("ok", "nonsense")
 
@@ -51,19 +47,27 @@ def answered_pairs(server) -> Counter:
 
 @pytest.mark.parametrize(
     ("answer", "verdict"),
-    [("Yes", "yes"), ("yes.", "yes"), ("**Yes**", "yes"), (" YES, it is", "yes"), ("No, it is not", "no"),
-     ("no", "no"), ("Answer: no", "no"), ("Nope", "unparseable"), ("Not relevant", "unparseable"),
-     ("Maybe", "unparseable"), ("", "unparseable"), (None, "unparseable"), ("yesterday", "unparseable")],
-)  # fmt: skip
+    [
+        ("Yes", "yes"),
+        ("yes.", "yes"),
+        ("**Yes**", "yes"),
+        (" YES, it is", "yes"),
+        ("No, it is not", "no"),
+        ("no", "no"),
+        ("Answer: no", "no"),
+        ("Nope", "unparseable"),
+        ("Not relevant", "unparseable"),
+        ("Maybe", "unparseable"),
+        ("", "unparseable"),
+        (None, "unparseable"),
+        ("yesterday", "unparseable"),
+    ],
+)
 def test_parse_verdict(answer, verdict):
     assert parse_verdict(answer) == verdict
 
 
-def test_parse_listwise_and_p_yes():
-    assert parse_listwise("1, 3", 3) == ["yes", "no", "yes"]
-    assert parse_listwise("None of them", 2) == ["no", "no"]
-    assert parse_listwise("7", 2) == ["unparseable", "unparseable"]  # out of range is not an answer
-    assert parse_listwise("I cannot tell", 2) == ["unparseable", "unparseable"]
+def test_p_yes():
     import math
 
     alts = [("Yes", math.log(0.5)), (" yes", math.log(0.1)), ("No", math.log(0.3)), ("▁no", math.log(0.1))]
@@ -77,7 +81,10 @@ def test_prompt_template_checks():
     with pytest.raises(ValueError, match="lacks"):
         PromptTemplate(pointwise="{doc} only")
     p = PromptTemplate.named("reference", max_doc_words=3)
-    assert p.render_pointwise("a {b} c d e", "L") == 'document = "a {b} c". Is the tag "L" relevant to the document? answer yes or no'
+    assert (
+        p.render_pointwise("a {b} c d e", "L")
+        == 'document = "a {b} c". Is the tag "L" relevant to the document? answer yes or no'
+    )
 
 
 def test_faults_are_retried_and_every_pair_is_judged_once(fake_server, tmp_path, caplog):
@@ -86,7 +93,7 @@ def test_faults_are_retried_and_every_pair_is_judged_once(fake_server, tmp_path,
     with caplog.at_level(logging.DEBUG):
         result = teacher(fake_server, cache).judge(DOCS, CANDIDATES)
     verdicts = [[j.verdict for j in row] for row in result.judgments]
-    expected = [["yes" if relevant(d, l) else "no" for l in c] for d, c in zip(DOCS, CANDIDATES)]
+    expected = [["yes" if relevant(d, label) else "no" for label in c] for d, c in zip(DOCS, CANDIDATES)]
     # The nonsense answer is the first pair that got through: it is unparseable, never a silent "no".
     assert verdicts[0][0] == "unparseable"
     verdicts[0][0] = expected[0][0]
@@ -124,7 +131,9 @@ def test_exhausted_retries_raise_and_keep_answers(fake_server, tmp_path):
 
 def test_client_errors_are_not_retried(fake_server, tmp_path):
     with pytest.raises(TeacherError, match="HTTP 400"):
-        teacher(fake_server, tmp_path / "c.sqlite", prompt=PromptTemplate(pointwise='{doc} ? "{label}"')).judge(DOCS, CANDIDATES)
+        teacher(fake_server, tmp_path / "c.sqlite", prompt=PromptTemplate(pointwise='{doc} ? "{label}"')).judge(
+            DOCS, CANDIDATES
+        )
     assert len(fake_server.log) == 1
 
 
@@ -147,13 +156,6 @@ def test_ungraded_cache_entries_are_upgraded_when_scores_are_needed(fake_server,
     assert graded.usage.calls == 3 and graded.judgments[0][0].score == pytest.approx(0.9)
     # and now the plain teacher is served the graded answers from the cache
     assert teacher(fake_server, cache).judge(DOCS[:1], CANDIDATES[:1]).usage.calls == 0
-
-
-def test_listwise_one_call_per_document(fake_server, tmp_path):
-    result = teacher(fake_server, tmp_path / "c.sqlite", mode="listwise").judge(DOCS, CANDIDATES)
-    assert result.usage.calls == len(DOCS)
-    expected = [["yes" if relevant(d, l) else "no" for l in c] for d, c in zip(DOCS, CANDIDATES)]
-    assert [[j.verdict for j in row] for row in result.judgments] == expected
 
 
 def test_budget_stops_cleanly_and_resumes(fake_server, tmp_path):
@@ -199,32 +201,16 @@ def test_default_concurrency_sends_a_documents_labels_together_after_its_first(t
 
 def test_compact_prompt_asks_first_and_ends_with_the_label(fake_server, tmp_path):
     assert PromptTemplate().name == "compact" and PromptTemplate.named("reference").pointwise == PAPER_PROMPT
-    with pytest.raises(ValueError, match="unknown prompt"):
-        PromptTemplate.named("short")
+    assert list(PROMPTS) == ["compact", "reference"] and PromptTemplate(pointwise="{doc}: {label}?").name == "custom"
+    for gone in ("short", "delimited", "prefilled"):
+        with pytest.raises(ValueError, match=f"unknown prompt '{gone}': use one of compact, reference"):
+            PromptTemplate.named(gone)
     result = teacher(fake_server, tmp_path / "c.sqlite").judge(DOCS[:1], CANDIDATES[:1])
     text = fake_server.log[0]["text"]
     assert text.startswith("Is the tag relevant to the document?") and text.endswith('Tag: "Wheat"')
     assert [j.verdict for j in result.judgments[0]] == ["yes", "no", "no"]
     head, middle, tail = PromptTemplate.named("reference").pointwise_parts()
     assert (head, middle, tail) == ('document = "', '". Is the tag "', '" relevant to the document? answer yes or no')
-
-
-def test_the_prefilled_layout_keeps_the_label_for_the_reply_and_other_layouts_their_namespace(fake_server):
-    prefilled = PromptTemplate.named("prefilled")
-    assert prefilled.name == "prefilled" and "{label}" in prefilled.reply and "{label}" not in prefilled.pointwise
-    assert prefilled.pointwise_parts()[2] == '":' and prefilled.reply_opening() == 'Tag "'
-    # The layouts without a reply keep their config (the cache namespace, the committed judgments).
-    assert "reply" not in PromptTemplate().to_dict() and prefilled.to_dict()["reply"] == prefilled.reply
-    with pytest.raises(ValueError, match="must hold"):
-        PromptTemplate(pointwise="Document: {doc}", reply="Yes or no:")
-    with pytest.raises(ValueError, match="holds {doc} only"):
-        PromptTemplate(pointwise="Document: {doc} Tag: {label}", reply="{label}:")
-    with pytest.raises(ValueError, match="kind='chat'"):
-        PromptTemplate(pointwise="Document: {doc}", reply="{label}:", kind="completion")
-    # An endpoint is not asked to continue a prefilled reply (servers differ): a clear error, before any request.
-    with pytest.raises(ValueError, match="only the in-process"):
-        OpenAITeacher("fake-model", base_url=fake_server.url, prompt="prefilled")
-    assert fake_server.log == []
 
 
 def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
@@ -251,8 +237,9 @@ def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
         assert 8 <= stored < len(docs) * 3
         answered_before = sum(answered_pairs(server).values())
         assert answered_before - stored <= 1  # at most the call in flight was lost
-        result = OpenAITeacher("fake-model", base_url=server.url, api_key="x", cache=cache,
-                               show_progress_bar=False).judge(docs, candidates)  # fmt: skip
+        result = OpenAITeacher(
+            "fake-model", base_url=server.url, api_key="x", cache=cache, show_progress_bar=False
+        ).judge(docs, candidates)
         counts = answered_pairs(server)
     assert result.usage.cache_hits == stored
     assert result.usage.calls == len(docs) * 3 - stored
@@ -271,7 +258,10 @@ def test_oracle_flips_a_fraction_deterministically(toy_lfxmc):
     ]
     noisy = OracleTeacher(labels, docs, flip_fraction=0.25, seed=1)
     a = [[j.verdict for j in row] for row in noisy.judge(docs.texts, cands).judgments]
-    b = [[j.verdict for j in row] for row in OracleTeacher(labels, docs, flip_fraction=0.25, seed=1).judge(docs.texts, cands).judgments]
+    b = [
+        [j.verdict for j in row]
+        for row in OracleTeacher(labels, docs, flip_fraction=0.25, seed=1).judge(docs.texts, cands).judgments
+    ]
     flips = sum(x != y.verdict for row, erow in zip(a, exact.judgments) for x, y in zip(row, erow))
     assert a == b and 0.1 < flips / (len(docs) * len(labels)) < 0.4
     assert OracleTeacher(labels, docs).describe()["model"] == "oracle"
@@ -358,7 +348,6 @@ def test_oracle_both_keeps_the_answers_names_and_cache_namespace_of_before():
 
 def test_oracle_spec_strings():
     from st_lmtx.teacher import make_teacher
-    from st_lmtx.teacher.factory import TeacherConfigError
 
     labels, docs = _oracle_corpus(20, 10)
 
@@ -371,15 +360,21 @@ def test_oracle_spec_strings():
     direct = OracleTeacher(labels, docs, flip_fraction=0.4, flip_towards="yes")
     assert lenient.config() == direct.config()
     assert _oracle_answers(lenient, docs, labels) == _oracle_answers(direct, docs, labels)
-    assert build("oracle:0.3:no").config() == OracleTeacher(labels, docs, flip_fraction=0.3, flip_towards="no").config()
+    assert (
+        build("oracle:0.3:no").config() == OracleTeacher(labels, docs, flip_fraction=0.3, flip_towards="no").config()
+    )
     # The specs from before the option build the teachers they built then.
     before = OracleTeacher(labels, docs, flip_fraction=0.2).config()
     assert build("oracle:0.2").config() == build("oracle:0.2:both").config() == before
     assert build("oracle").config() == OracleTeacher(labels, docs).config()
 
-    for bad, why in [("oracle:0.4:up", "'up' is not a flip direction"), ("oracle:abc", "'abc' is not a fraction"),
-                     ("oracle:1.5", r"in \[0, 1\]"), ("oracle:0.4:yes:1", r"oracle:FRACTION:both\|yes\|no"),
-                     ("oracle:", "'' is not a fraction")]:  # fmt: skip
+    for bad, why in [
+        ("oracle:0.4:up", "'up' is not a flip direction"),
+        ("oracle:abc", "'abc' is not a fraction"),
+        ("oracle:1.5", r"in \[0, 1\]"),
+        ("oracle:0.4:yes:1", r"oracle:FRACTION:both\|yes\|no"),
+        ("oracle:", "'' is not a fraction"),
+    ]:
         with pytest.raises(TeacherConfigError, match=why):
             build(bad)
     with pytest.raises(TeacherConfigError, match="unknown teacher"):

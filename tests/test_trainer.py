@@ -6,26 +6,60 @@ import pytest
 from conftest import TOY_DOCS, TOY_LABELS
 from datasets import Dataset
 
-from st_lmtx import IndexConfig, LMTXArguments, LMTXTagger, LMTXTrainer, OpenAITeacher, OracleTeacher, load_lfxmc
+from st_lmtx import (
+    RECIPES,
+    LMTXArguments,
+    LMTXTagger,
+    LMTXTrainer,
+    OpenAITeacher,
+    OracleTeacher,
+    RoundRecord,
+    RunMismatchError,
+    RunRecord,
+    TeacherConfigError,
+    load_lfxmc,
+)
+from st_lmtx.errors import ArgumentsError, RunFileError
+from st_lmtx.shortlist import IndexConfig
 from st_lmtx.tagger import files_to_upload
 
 SECRET = "sk-trainer-secret-0987654321"
 
 
 def args(out, **kw):
-    base = dict(output_dir=str(out), max_rounds=2, dev_size=4, batch_size=4, warmup_steps=0, learning_rate=1e-3,
-                shortlist_k=3, show_progress_bar=False, patience=5)  # fmt: skip
+    base = dict(
+        output_dir=str(out),
+        max_rounds=2,
+        dev_size=4,
+        batch_size=4,
+        warmup_steps=0,
+        learning_rate=1e-3,
+        shortlist_k=3,
+        show_progress_bar=False,
+        patience=5,
+    )
     base.update(kw)
     return LMTXArguments(**base)
 
 
 def endpoint_teacher(server, out, **kw):
-    return OpenAITeacher("fake-model", base_url=server.url, api_key=SECRET, show_progress_bar=False,
-                         cache=out / "lmtx-work" / "teacher_cache.sqlite", **kw)  # fmt: skip
+    return OpenAITeacher(
+        "fake-model",
+        base_url=server.url,
+        api_key=SECRET,
+        show_progress_bar=False,
+        cache=out / "lmtx-work" / "teacher_cache.sqlite",
+        **kw,
+    )
 
 
 def asked(server) -> Counter:
     return Counter((e["doc"], e["label"]) for e in server.log if "doc" in e)
+
+
+def round_metrics(path) -> RoundRecord:
+    """A round's own record, ``round-NN/metrics.json``."""
+    return RoundRecord.from_dict(json.loads(path.read_text()))
 
 
 def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
@@ -39,25 +73,32 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     for r in ("round-01", "round-02"):
         for name in ("shortlist.npz", "pseudo_labels.jsonl", "metrics.json", "model/model.safetensors"):
             assert (work / r / name).exists(), f"{r}/{name}"
-    metrics = json.loads((work / "round-01" / "metrics.json").read_text())
-    assert metrics["pseudo_labels"]["pairs"] == len(docs) * 3
-    assert 0 <= metrics["dev"]["llm_P@1"] <= 1 and "P@1" in metrics["eval"]
+    metrics = round_metrics(work / "round-01" / "metrics.json")
+    assert metrics.round == 1 and metrics.pseudo_labels.pairs == len(docs) * 3
+    assert 0 <= metrics.dev["llm_P@1"] <= 1 and "P@1" in metrics.eval
     # ground truth measured the pseudo-labels (it never trained anything)
-    assert 0 <= metrics["pseudo_label_precision"]["yes_precision"] <= 1
+    assert 0 <= metrics.precision["yes_precision"] <= 1 and 0 <= metrics.precision["trained_positive_precision"] <= 1
+    assert metrics.training_pairs == metrics.schedule.epochs * metrics.pseudo_labels.documents_with_yes
     pseudo = [json.loads(line) for line in (work / "round-01" / "pseudo_labels.jsonl").read_text().splitlines()]
     assert [p["doc_id"] for p in pseudo] == docs.ids and len(pseudo[0]["judged"]) == 3
     assert {"lmtx_labels.jsonl", "lmtx_index.faiss", "README.md", "lmtx_metrics.png", "modules.json"} <= {
         p.name for p in out.iterdir()
     }
-    run = json.loads((out / "lmtx_run.json").read_text())
-    assert [r["round"] for r in run["rounds"]] == [0, 1, 2] and run["best_round"] in (1, 2)
+    run = RunRecord.read(out / "lmtx_run.json")
+    assert [r.round for r in run.rounds] == [0, 1, 2] and run.best_round in (1, 2) and run.finished
+    assert run.stop_metric == "llm_top1_margin" and run.rounds[1] == metrics  # the same record in both files
+    # lmtx_run.json is published with the model: no document samples; state.json keeps them
+    state = RunRecord.read(work / "state.json")
+    assert run.train_indices == run.dev_documents == [] and len(state.train_indices) == len(docs)
+    assert len(state.dev_documents) == 4 and set(state.dev_documents) <= set(state.train_indices)
     # The stop rule's dev judging is folded into the rounds: round 0 judged the 4 dev documents' whole
     # shortlists, which round 1 then found in the cache; the last round, with no next round, judged the top-k
-    # too, because the default stop signal (llm_top1_margin) compares the top-1 with the rest of it.
-    zero, one, two = run["rounds"]
-    assert zero["dev_teacher_usage"]["pairs"] == 4 * 3 and zero["dev_teacher_usage"]["calls"] == 4 * 3
-    assert one["teacher_usage"]["cache_hits"] - one["dev_teacher_usage"]["cache_hits"] == 4 * 3
-    assert two["dev_teacher_usage"]["pairs"] == 4 * 3 and "llm_top1_margin" in two["dev"]
+    # too, because the default stop metric (llm_top1_margin) compares the top-1 with the rest of it.
+    zero, one, two = run.rounds
+    assert zero.dev_teacher_usage.pairs == 4 * 3 and zero.dev_teacher_usage.calls == 4 * 3
+    assert zero.pseudo_labels is None and zero.training_pairs == 0
+    assert one.teacher_usage.cache_hits - one.dev_teacher_usage.cache_hits == 4 * 3
+    assert two.dev_teacher_usage.pairs == 4 * 3 and set(two.dev) == {"llm_P@1", "llm_top1_margin"}
 
     # every pair was asked once; a second fit on the finished folder asks nothing and returns the model
     assert max(asked(fake_server).values()) == 1
@@ -71,8 +112,11 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     for tag in ("lmtx", "zero-shot", "extreme-classification"):
         assert f"- {tag}\n" in card
     assert "fake-model" in card and "lmtx_metrics.png" in card and "2406.09288" in card
-    assert "`compact` prompt" in card
-    assert "address the teacher (instruction patterns): 0 (their instruction sentences were dropped before judging)" in card
+    assert "`compact` prompt" in card and "dev llm_top1_margin (stop metric)" in card
+    assert (
+        "address the teacher (instruction patterns): 0 (their instruction sentences were dropped before judging)"
+        in card
+    )
     upload = files_to_upload(out)
     assert "README.md" in upload and "lmtx_labels.jsonl" in upload and "lmtx_index.faiss" in upload
     assert not [f for f in upload if f.startswith("lmtx-work/") or ".sqlite" in f]
@@ -101,22 +145,29 @@ def test_interrupted_fit_resumes_without_repeating_calls(tiny_model_dir, toy_lfx
                 raise KeyboardInterrupt
             return super().judge(documents, candidates, desc)
 
-    first = InterruptedInRoundTwo("fake-model", base_url=fake_server.url, api_key=SECRET, show_progress_bar=False,
-                                  cache=out / "lmtx-work" / "teacher_cache.sqlite")  # fmt: skip
+    first = InterruptedInRoundTwo(
+        "fake-model",
+        base_url=fake_server.url,
+        api_key=SECRET,
+        show_progress_bar=False,
+        cache=out / "lmtx-work" / "teacher_cache.sqlite",
+    )
     with pytest.raises(KeyboardInterrupt):
         LMTXTrainer(tiny_model_dir, labels, teacher=first, args=args(out, max_rounds=3)).fit(docs)
     work = out / "lmtx-work"
     assert (work / "round-01" / "metrics.json").exists() and not (work / "round-02" / "metrics.json").exists()
     round1 = (work / "round-01" / "metrics.json").stat().st_mtime_ns
-    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out),
-                args=args(out, max_rounds=3)).fit(docs)  # fmt: skip
+    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out), args=args(out, max_rounds=3)).fit(
+        docs
+    )
     assert (work / "round-01" / "metrics.json").stat().st_mtime_ns == round1  # round 1 was not redone
     assert (work / "round-03" / "metrics.json").exists()
     assert max(asked(fake_server).values()) == 1  # no pair was asked twice across the two runs
     # a run with other settings does not silently reuse the folder
-    with pytest.raises(RuntimeError, match="different args"):
-        LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out),
-                    args=args(out, margin=0.5)).fit(docs)  # fmt: skip
+    with pytest.raises(RunMismatchError, match=r"different args \(margin\)"):
+        LMTXTrainer(
+            tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out), args=args(out, margin=0.5)
+        ).fit(docs)
 
 
 @pytest.mark.parametrize("form", ["list", "dataset", "path"])
@@ -131,8 +182,8 @@ def test_fit_accepts_every_input_form(form, tiny_model_dir, toy_lfxmc, tmp_path)
     out = tmp_path / form
     model = LMTXTrainer(tiny_model_dir, inputs[0], teacher=teacher, args=args(out, max_rounds=1)).fit(inputs[1])
     assert model.encode(["Gold"]).shape == (1, 32)
-    stats = json.loads((out / "lmtx-work" / "round-01" / "metrics.json").read_text())["pseudo_labels"]
-    assert stats["documents"] == len(docs) and stats["yes"] > 0
+    stats = round_metrics(out / "lmtx-work" / "round-01" / "metrics.json").pseudo_labels
+    assert stats.documents == len(docs) and stats.yes > 0
     assert LMTXTagger.load(out).labels.texts == TOY_LABELS
 
 
@@ -141,7 +192,7 @@ def test_default_teacher_error_says_how_to_give_one(tiny_model_dir, toy_lfxmc, t
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("ST_LMTX_CACHE", str(tmp_path / "empty-cache"))
     labels, docs = load_lfxmc(toy_lfxmc, "trn")
-    with pytest.raises(RuntimeError, match="LMTX_TEACHER_URL.*st-lmtx fetch-model"):
+    with pytest.raises(TeacherConfigError, match="LMTX_TEACHER_URL.*st-lmtx fetch-model"):
         LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o")).fit(docs)
 
 
@@ -154,8 +205,7 @@ def test_default_teacher_from_environment(tiny_model_dir, toy_lfxmc, fake_server
     assert (tmp_path / "o" / "lmtx-work" / "teacher_cache.sqlite").exists()
 
 
-def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc, fake_server, tmp_path,
-                                                        monkeypatch):  # fmt: skip
+def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc, fake_server, tmp_path, monkeypatch):
     import st_lmtx.trainer.lmtx_trainer as trainer_module
 
     built, closed = [], []
@@ -192,29 +242,44 @@ def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc
     assert mine.cache.count() > 0
 
 
-def test_resume_accepts_settings_added_later_at_their_default(tiny_model_dir, toy_lfxmc, tmp_path):
+def test_resume_refuses_another_run_defining_setting_and_takes_the_others(tiny_model_dir, toy_lfxmc, tmp_path):
     labels, docs = load_lfxmc(toy_lfxmc, "trn")
     out = tmp_path / "run"
-    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, max_rounds=1)).fit(docs)
+
+    def fit(**kw):
+        return LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, **kw)).fit(docs)
+
+    fit(max_rounds=1)
     state_path = out / "lmtx-work" / "state.json"
-    state = json.loads(state_path.read_text())
-    del state["fingerprint"]["args"]["min_steps_per_round"]  # as written by a version without the setting
-    state_path.write_text(json.dumps(state))
-    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, max_rounds=1)).fit(docs)
-    with pytest.raises(RuntimeError, match=r"args \(min_steps_per_round\)"):
-        LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
-                    args=args(out, max_rounds=1, min_steps_per_round=0)).fit(docs)  # fmt: skip
+    assert RunRecord.read(state_path).stop_reason == "reached max_rounds=1"
+    with pytest.raises(RunMismatchError, match=r"args \(min_steps_per_round\)"):
+        fit(max_rounds=1, min_steps_per_round=0)
+    # max_rounds and patience do not define the run: a larger max_rounds goes on after round 1
+    fit(max_rounds=2, patience=6)
+    state = RunRecord.read(state_path)
+    assert [r.round for r in state.rounds] == [0, 1, 2] and state.args["max_rounds"] == 2
+    assert state.args["patience"] == 6 and state.finished
+    # a state file of another record version is refused whole, naming it and the way out
+    data = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps(data | {"version": 1}))
+    refused = r"state\.json is not a readable LMTX run record .*record version 1.*delete state\.json"
+    with pytest.raises(RunFileError, match=refused):
+        fit(max_rounds=2, patience=6)
 
 
 def test_the_metrics_plot_legend_covers_no_point(tmp_path):
     """The legend used to sit inside the axes, where it could cover the last dev point (reported in issue 13)."""
     import numpy as np
 
-    from st_lmtx.model_card import metrics_figure, plot_metrics
+    from st_lmtx.trainer.model_card import metrics_figure, plot_metrics
 
-    rounds = [{"round": r, "dev": {"llm_P@1": p}, "eval": {"P@1": e, "P@5": e / 4, "R@10": 0.9 + r / 100}}
-              for r, (p, e) in enumerate([(0.62, 0.49), (0.95, 0.85), (0.98, 0.86), (0.99, 0.90)])]  # fmt: skip
-    fig = metrics_figure(rounds)
+    rounds = [
+        RoundRecord(round=r, dev={"llm_P@1": p}, eval={"P@1": e, "P@5": e / 4, "R@10": 0.9 + r / 100})
+        for r, (p, e) in enumerate([(0.62, 0.49), (0.95, 0.85), (0.98, 0.86), (0.99, 0.90)])
+    ]
+    record = RunRecord(base_model="m", num_labels=6, teacher={}, args={}, stop_metric="llm_P@1", rounds=rounds)
+    empty = RunRecord(base_model="m", num_labels=6, teacher={}, args={}, stop_metric="llm_P@1")
+    fig = metrics_figure(record)
     fig.canvas.draw()
     ax = fig.axes[0]
     legend = ax.get_legend().get_window_extent()
@@ -223,39 +288,60 @@ def test_the_metrics_plot_legend_covers_no_point(tmp_path):
     # beside the axes, so no point or line of any run can be under it; and inside the saved image
     assert legend.x0 >= ax.get_window_extent().x1
     assert fig.get_window_extent().contains(legend.x1 - 1, legend.y0 + 1)
-    assert plot_metrics(rounds, tmp_path / "m.png").stat().st_size > 0 and plot_metrics([], tmp_path / "e.png") is None
+    assert plot_metrics(record, tmp_path / "m.png").stat().st_size > 0
+    assert plot_metrics(empty, tmp_path / "e.png") is None
 
 
 def test_hnsw_ef_search_reaches_the_index_and_bad_values_are_refused(tiny_model_dir, tmp_path):
     trainer = LMTXTrainer(tiny_model_dir, TOY_LABELS, teacher=None, args=args(tmp_path / "o", hnsw_ef_search=300))
     assert trainer.index_config.ef_search == 300 and IndexConfig().ef_search == 512  # not the default
-    with pytest.raises(ValueError, match="hnsw_ef_search must be >= 1"):
+    with pytest.raises(ArgumentsError, match="hnsw_ef_search must be >= 1; got 0"):
         args(tmp_path / "p", hnsw_ef_search=0)
 
 
 def test_recipes_fill_only_the_settings_left_unset():
-    from st_lmtx.recipes import RECIPES
-
     best = LMTXArguments()
     assert best.recipe == "best" and all(getattr(best, k) == v for k, v in RECIPES["best"].items())
-    assert (best.positives, best.accumulate_judgments, best.restart_from_base, best.softmax_weighting,
-            best.warmup_steps, best.min_steps_per_round, best.average_rounds) == ("top-yes", True, False, True, 0.1, 8, True)  # fmt: skip
+    assert (
+        best.positives,
+        best.accumulate_judgments,
+        best.restart_from_base,
+        best.softmax_weighting,
+        best.warmup_steps,
+        best.min_steps_per_round,
+        best.average_rounds,
+    ) == ("top-yes", True, False, True, 0.1, 8, True)
     assert (best.stop_metric, best.patience) == ("llm_top1_margin", 1)
     ref = LMTXArguments(recipe="reference")
-    assert (ref.positives, ref.accumulate_judgments, ref.restart_from_base, ref.softmax_weighting, ref.warmup_steps,
-            ref.min_steps_per_round, ref.dev_size, ref.max_rounds, ref.average_rounds) == (
-        "random-yes", False, True, False, 100, 0, 800, 6, False)  # fmt: skip
+    assert (
+        ref.positives,
+        ref.accumulate_judgments,
+        ref.restart_from_base,
+        ref.softmax_weighting,
+        ref.warmup_steps,
+        ref.min_steps_per_round,
+        ref.dev_size,
+        ref.max_rounds,
+        ref.average_rounds,
+    ) == ("random-yes", False, True, False, 100, 0, 800, 6, False)
     mixed = LMTXArguments(recipe="reference", positives="top-yes", restart_from_base=False)
     assert (mixed.positives, mixed.restart_from_base, mixed.warmup_steps) == ("top-yes", False, 100)
     # The recipe's name is not part of a run's identity: the settings it filled in are.
     assert "recipe" not in best.run_defining() and mixed.run_defining()["positives"] == "top-yes"
-    with pytest.raises(ValueError, match="recipe must be one of"):
+    with pytest.raises(ArgumentsError, match="recipe must be one of best, reference; got 'fast'"):
         LMTXArguments(recipe="fast")
 
 
 @pytest.mark.parametrize(
     "pairs, expected",
-    [(5000, (128, 1, 40)), (900, (128, 1, 8)), (280, (35, 1, 8)), (100, (32, 3, 10)), (450, (57, 1, 8)), (10, (11, 8, 8))],
+    [
+        (5000, (128, 1, 40)),
+        (900, (128, 1, 8)),
+        (280, (35, 1, 8)),
+        (100, (32, 3, 10)),
+        (450, (57, 1, 8)),
+        (10, (11, 8, 8)),
+    ],
 )
 def test_a_small_round_still_trains_its_minimum_steps(pairs, expected):
     from st_lmtx.trainer.training import round_schedule
@@ -270,77 +356,58 @@ def test_a_small_round_still_trains_its_minimum_steps(pairs, expected):
 
 
 def test_fit_trains_a_small_round_on_its_schedule(tiny_model_dir, toy_lfxmc, tmp_path):
+    from st_lmtx.trainer.records import RoundSchedule
+
     labels, docs = load_lfxmc(toy_lfxmc, "trn")
     out = tmp_path / "run"
     a = LMTXArguments(output_dir=str(out), max_rounds=1, dev_size=4, shortlist_k=3, show_progress_bar=False)
     LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=a).fit(docs)
-    one = json.loads((out / "lmtx_run.json").read_text())["rounds"][1]
-    usable = one["pseudo_labels"]["documents_with_yes"]
+    one = RunRecord.read(out / "lmtx_run.json").rounds[1]
+    usable = one.pseudo_labels.documents_with_yes
     # 8 toy documents: the batch floor is num_negatives + 1 = 11, so enough passes for 8 steps of 11.
     fewest_passes = next(e for e in range(1, 100) if -(-usable * e // 11) >= 8)
-    assert one["schedule"] == {"batch_size": 11, "epochs": fewest_passes, "steps": -(-usable * fewest_passes // 11)}
-    assert one["training_pairs"] == usable * one["schedule"]["epochs"] and one["schedule"]["steps"] >= 8
+    assert one.schedule == RoundSchedule(batch_size=11, epochs=fewest_passes, steps=-(-usable * fewest_passes // 11))
+    assert one.training_pairs == usable * one.schedule.epochs and one.schedule.steps >= 8
 
 
-def test_the_stop_metric_picks_the_kept_round_and_old_records_fall_back(tmp_path, caplog):
+def test_the_stop_metric_picks_the_kept_round(tmp_path):
     from st_lmtx.trainer.run_state import RunState
 
-    def dev(p1, best=None):
-        return {"llm_P@1": p1} | ({} if best is None else {"llm_top1_is_best": best})
+    def dev(p1, margin):
+        return {"llm_P@1": p1, "llm_top1_margin": margin}
 
-    state = RunState(tmp_path / "state.json", {}, [], [], stop_metric="llm_top1_is_best")
-    state.rounds = [{"round": 0, "dev": dev(0.90, 0.40)}]
+    def state(stop_metric):
+        record = RunRecord(
+            base_model="m",
+            num_labels=6,
+            teacher={},
+            args={},
+            stop_metric=stop_metric,
+            rounds=[RoundRecord(round=0, dev=dev(0.90, 0.40))],
+        )
+        return RunState(tmp_path / "state.json", record)
+
     # A lenient teacher: llm_P@1 is flat at 0.97 while the model comes to agree with the teacher's choice.
-    for r, (p1, best) in enumerate([(0.97, 0.60), (0.97, 0.71), (0.97, 0.69)], start=1):
-        state.record({"round": r, "dev": dev(p1, best)}, patience=1)
-    assert state.best_round == 2 and state.finished and "llm_top1_is_best" in state.stop_reason
-    old = RunState(tmp_path / "old.json", {}, [], [], stop_metric="llm_top1_is_best")
-    old.rounds = [{"round": 0, "dev": dev(0.5)}, {"round": 1, "dev": dev(0.8)}, {"round": 2, "dev": dev(0.9, 0.1)}]
-    assert old.best() == 2  # round 1 has no llm_top1_is_best on record: every round is ranked on llm_P@1
-    assert old.best() == 2
-    assert sum("ranking the rounds on llm_P@1" in r.getMessage() for r in caplog.records) == 1  # said once a run
-    with pytest.raises(ValueError, match="stop_metric must be one of"):
-        LMTXArguments(stop_metric="P@1")
-
-
-def test_contextual_calibration_asks_the_content_free_documents_once(tiny_model_dir, toy_lfxmc, fake_server, tmp_path):
-    from st_lmtx.calibration import CONTENT_FREE
-
-    labels, docs = load_lfxmc(toy_lfxmc, "trn")
-    out = tmp_path / "run"
-    a = args(out, calibration="contextual", keep_documents=0.5)
-    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out, logprobs=True), args=a).fit(docs)
-    content_free = Counter(e["label"] for e in fake_server.log if e.get("doc") in CONTENT_FREE)
-    # Every label shortlisted in either round, asked once per content-free document, never again.
-    assert content_free and set(content_free.values()) == {len(CONTENT_FREE)}
-    run = json.loads((out / "lmtx_run.json").read_text())
-    for r in run["rounds"][1:]:
-        # The test server's p(yes) is 0.9 or 0.1 and the same for every content-free document: calibrated scores
-        # tie, and ties at the cut are kept (tests/test_pseudo_labels.py checks the cut on graded scores).
-        kept = r["pseudo_labels"]["documents_with_yes"] - r["pseudo_labels"]["documents_left_out"]
-        assert r["pseudo_labels"]["documents_left_out"] == 0 and r["training_pairs"] == kept * r["schedule"]["epochs"]
-    with pytest.raises(ValueError, match="needs a teacher with graded scores"):
-        LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
-                    args=args(tmp_path / "oracle", calibration="contextual")).fit(docs)  # fmt: skip
-
-
-def test_student_yes_trusts_the_shortlist_order_from_round_two(tiny_model_dir, toy_lfxmc, tmp_path, monkeypatch):
-    """Round 1's shortlist comes from the untrained model, round 2's from round 1's: only the latter is trusted."""
-    import st_lmtx.trainer.curriculum as curriculum
-
-    seen = []
-    real = curriculum.select_pairs
-
-    def recording(pseudo, num_labels, config):
-        seen.append((config.positives, config.trained_shortlist))
-        return real(pseudo, num_labels, config)
-
-    monkeypatch.setattr(curriculum, "select_pairs", recording)
-    labels, docs = load_lfxmc(toy_lfxmc, "trn")
-    out = tmp_path / "run"
-    teacher = OracleTeacher(labels, docs, show_progress_bar=False)
-    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out, positives="student-yes")).fit(docs)
-    assert seen == [("student-yes", False), ("student-yes", True)]
+    rounds = [(0.97, 0.60), (0.97, 0.71), (0.97, 0.69)]
+    margin = state("llm_top1_margin")
+    for r, (p1, m) in enumerate(rounds, start=1):
+        margin.add_round(RoundRecord(round=r, dev=dev(p1, m)), patience=1)
+    assert margin.record.best_round == 2 and margin.record.finished and margin.best() == 2
+    assert margin.record.stop_reason == "llm_top1_margin on the dev sample did not improve for 1 round(s)"
+    # llm_P@1 (the reference's) cannot tell the rounds apart: the tie goes to the earliest, and it stops at once
+    p_at_1 = state("llm_P@1")
+    for r, (p1, m) in enumerate(rounds[:2], start=1):
+        if not p_at_1.record.finished:
+            p_at_1.add_round(RoundRecord(round=r, dev=dev(p1, m)), patience=1)
+    assert p_at_1.record.best_round == 1 and p_at_1.record.finished and len(p_at_1.rounds) == 3
+    # patience 2 waits a round more: round 3 is not better than round 2, but only one round without a better one
+    patient = state("llm_top1_margin")
+    for r, (p1, m) in enumerate(rounds, start=1):
+        patient.add_round(RoundRecord(round=r, dev=dev(p1, m)), patience=2)
+    assert patient.record.best_round == 2 and not patient.record.finished
+    for bad in ("P@1", "llm_top1_is_best", "llm_mean_score", "llm_top1_beats_median"):
+        with pytest.raises(ArgumentsError, match="stop_metric must be one of llm_top1_margin, llm_P@1"):
+            LMTXArguments(stop_metric=bad)
 
 
 def test_the_final_model_averages_the_rounds_weights_or_is_the_kept_round(tiny_model_dir, toy_lfxmc, tmp_path):
@@ -356,10 +423,10 @@ def test_the_final_model_averages_the_rounds_weights_or_is_the_kept_round(tiny_m
     out = tmp_path / "averaged"
     teacher = OracleTeacher(labels, docs)
     LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out)).fit(docs, eval_data=test_docs)
-    run = json.loads((out / "lmtx_run.json").read_text())
-    final = run["final"]
-    assert final["model"] == "average" and final["rounds"] == [1, 2]
-    assert "P@1" in final["eval"] and "llm_top1_is_best" in final["dev"]
+    run = RunRecord.read(out / "lmtx_run.json")
+    final = run.final
+    assert final.averaged_rounds == [1, 2] and final.round == 2 and run.final_record is final
+    assert "P@1" in final.eval and set(final.dev) == {"llm_P@1", "llm_top1_margin"}
     one, two, got = (weights(p) for p in (out / "lmtx-work/round-01/model", out / "lmtx-work/round-02/model", out))
     moved = [k for k in got if got[k].is_floating_point() and not torch.equal(one[k], two[k])]
     assert moved  # the rounds differ, so the average is neither of them
@@ -370,17 +437,20 @@ def test_the_final_model_averages_the_rounds_weights_or_is_the_kept_round(tiny_m
     assert "| average of 1, 2 (final) |" in (out / "README.md").read_text()
     # A second fit on the finished folder rebuilds the same average and reuses its record: nothing is measured again.
     calls = teacher.usage.calls
-    state = json.loads((out / "lmtx-work/state.json").read_text())
+    state = RunRecord.read(out / "lmtx-work/state.json")
+    assert state.final == final
     LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out)).fit(docs, eval_data=test_docs)
-    assert teacher.usage.calls == calls and json.loads((out / "lmtx_run.json").read_text())["final"] == state["final"]
+    assert teacher.usage.calls == calls and RunRecord.read(out / "lmtx_run.json").final == state.final
     # average_rounds=False: the final model is the kept round's, and the record says so.
     out = tmp_path / "kept"
-    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs),
-                args=args(out, average_rounds=False)).fit(docs)  # fmt: skip
-    run = json.loads((out / "lmtx_run.json").read_text())
-    kept = weights(out / "lmtx-work" / f"round-{run['best_round']:02d}" / "model")
-    assert run["final"] is None and all(torch.equal(v, kept[k]) for k, v in weights(out).items())
-    assert f"Final model: round {run['best_round']}'s" in (out / "README.md").read_text()
+    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=args(out, average_rounds=False)).fit(
+        docs
+    )
+    run = RunRecord.read(out / "lmtx_run.json")
+    kept = weights(out / "lmtx-work" / f"round-{run.best_round:02d}" / "model")
+    assert run.final is None and all(torch.equal(v, kept[k]) for k, v in weights(out).items())
+    assert run.final_record is run.rounds[run.best_round]
+    assert f"Final model: round {run.best_round}'s" in (out / "README.md").read_text()
 
 
 def test_average_models_refuses_models_of_other_shapes(tiny_model_dir, minilm_path):
@@ -395,77 +465,71 @@ def test_average_models_refuses_models_of_other_shapes(tiny_model_dir, minilm_pa
 
 
 def test_the_model_card_repeats_the_teacher_warnings_of_each_round():
-    from st_lmtx.model_card import render_model_card
+    from st_lmtx.pseudo_labels import PseudoLabelStats, teacher_warnings
+    from st_lmtx.trainer.model_card import render_model_card
 
     def round_record(r, with_yes):
-        stats = {"documents": 1000, "pairs": 10000, "yes": 120, "yes_rate": 0.012, "unparseable": 0,
-                 "documents_with_yes": with_yes}  # fmt: skip
-        return {"round": r, "pseudo_labels": stats, "dev": {"llm_P@1": 0.1}}
+        stats = PseudoLabelStats(
+            documents=1000, pairs=10000, yes=120, yes_rate=0.012, unparseable=0, documents_with_yes=with_yes
+        )
+        return RoundRecord(
+            round=r,
+            pseudo_labels=stats,
+            dev={"llm_P@1": 0.1, "llm_top1_margin": 1.25},
+            training_pairs=with_yes,
+            warnings=teacher_warnings(stats),
+        )
 
-    summary = {"base_model": "m", "num_labels": 90, "teacher": {"model": "small", "backend": "local"},
-               "rounds": [{"round": 0, "dev": {"llm_P@1": 0.07}}, round_record(1, 106), round_record(2, 400)],
-               "best_round": 1, "final": None, "args": {"recipe": "best"}, "citation": "@misc{x}"}  # fmt: skip
-    card = render_model_card(summary)
+    record = RunRecord(
+        base_model="m",
+        num_labels=90,
+        teacher={"model": "small", "backend": "local", "graded": True},
+        args={"recipe": "best", "positives": "top-yes", "restart_from_base": False, "dev_size": 800},
+        stop_metric="llm_top1_margin",
+        best_round=1,
+        stop_reason="reached max_rounds=2",
+        rounds=[
+            RoundRecord(round=0, dev={"llm_P@1": 0.07, "llm_top1_margin": 0.5}),
+            round_record(1, 106),
+            round_record(2, 400),
+        ],
+    )
+    card = render_model_card(record, loss_config={"margin": 0.3}, citation="@misc{x}", has_plot=False, eval_keys=[])
     assert '- Warning, round 1: the teacher said "yes" for only 106 of 1000 documents (11%)' in card
     assert "Warning, round 2" not in card  # 40% of the documents: not strict
+    # each round's stop metric, and the reference's llm_P@1, in the table; the kept round starred
+    header = "| round | documents | pairs judged | yes-rate | training pairs | dev llm_top1_margin (stop metric) |"
+    assert header + " dev llm_P@1 |" in card
+    assert "| 1 * | 1000 | 10000 | 0.012 | 106 | 1.25 | 10.00 |" in card
+    assert "| 0 (zero-shot) | - | - | - | - | 0.50 | 7.00 |" in card
+    assert "Final model: round 1's model" in card and "`small` (local backend, graded p(yes) scores)" in card
+    assert "lmtx_metrics.png" not in card and "@misc{x}" in card
 
 
-@pytest.mark.parametrize(("n", "max_docs", "dev_size", "train_size", "dev_count"), [
-    (7770, 1000, 300, 1000, 300),  # beyond max_docs: training loses nothing
-    (7770, None, 800, 6970, 800),  # every document: the dev sample comes out of training
-    (300, None, 800, 240, 60),  # never more than a fifth of the documents
-    (1200, 1000, 300, 960, 240),  # 200 beyond max_docs, a fifth is 240
-])
-def test_a_held_out_dev_sample_is_disjoint_from_training(n, max_docs, dev_size, train_size, dev_count):
+def test_the_dev_sample_is_drawn_from_the_training_documents():
     from st_lmtx.trainer.run_state import sample_documents
 
-    held = LMTXArguments(max_docs=max_docs, dev_size=dev_size, dev_source="held-out")
-    train, dev = sample_documents(n, held)
-    assert (len(train), len(dev)) == (train_size, dev_count) and not set(train) & set(dev)
-    assert train == sorted(train) and dev == sorted(dev) and max(train + dev) < n
-    in_sample_train, in_sample_dev = sample_documents(n, LMTXArguments(max_docs=max_docs, dev_size=dev_size))
-    assert set(in_sample_dev) <= set(in_sample_train) and len(in_sample_dev) == min(dev_size, len(in_sample_train))
-    if train_size == (max_docs or n):  # the same training documents (and teacher answers) as an in-sample run
-        assert train == in_sample_train
-
-
-def test_fit_with_a_held_out_dev_sample_judges_documents_it_never_trains_on(tiny_model_dir, toy_lfxmc, fake_server,
-                                                                          tmp_path):  # fmt: skip
-    labels, docs = load_lfxmc(toy_lfxmc, "trn")
-    out = tmp_path / "run"
-    LMTXTrainer(tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out),
-                args=args(out, max_rounds=1, max_docs=5, dev_size=2, dev_source="held-out")).fit(docs)  # fmt: skip
-    state = json.loads((out / "lmtx-work" / "state.json").read_text())
-    train, dev = state["train_indices"], state["dev_documents"]
-    assert len(train) == 5 and len(dev) == 2 and not set(train) & set(dev)
-    judged = {" ".join(doc.split()) for doc, _ in asked(fake_server)}  # the prompt has the text on one line
-    assert {" ".join(docs.texts[i].split()) for i in dev} <= judged  # the stop rule judged them...
-    pairs = json.loads((out / "lmtx_run.json").read_text())["rounds"][1]["pseudo_labels"]
-    assert pairs["documents"] == 5  # ...and round 1 trained on the 5 others only
-    assert "on the dev sample, held out of training)" in (out / "README.md").read_text()
-
-
-def test_a_state_file_from_before_held_out_dev_samples_reads_its_dev_documents(tmp_path):
-    from st_lmtx.trainer.run_state import RunState
-
-    path = tmp_path / "state.json"
-    path.write_text(json.dumps({"fingerprint": {}, "train_indices": [3, 5, 8, 9], "dev_indices": [0, 2],
-                                "rounds": [], "finished": False}))  # fmt: skip
-    assert RunState.read(path).dev_documents == [3, 8]  # positions in the training sample, as then written
-    with pytest.raises(ValueError, match="dev_source must be one of"):
-        LMTXArguments(dev_source="test")
+    for n, max_docs, dev_size in ((7770, 1000, 300), (7770, None, 800), (300, None, 800), (1200, 1000, 300)):
+        a = LMTXArguments(max_docs=max_docs, dev_size=dev_size)
+        train, dev = sample_documents(n, a)
+        assert len(train) == min(max_docs or n, n) and len(dev) == min(dev_size, len(train))
+        assert set(dev) <= set(train) and train == sorted(train) and dev == sorted(dev) and max(train) < n
+        assert sample_documents(n, a) == (train, dev)  # seeded: a resumed run draws the same samples
+        other = sample_documents(n, LMTXArguments(max_docs=max_docs, dev_size=dev_size, seed=7))
+        assert other[1] != dev or len(dev) == len(train) == n  # 300 documents: every one is in the dev sample
 
 
 @pytest.mark.parametrize("warmup", [0.1, 0.5])
 def test_a_one_step_round_moves_the_model_whatever_its_warmup_fraction(warmup, tiny_model, tmp_path):
     """Warmup as a fraction is ceil(fraction x steps) steps, and warmup's first step has learning rate 0: a round
     of one step (a strict teacher's few documents, no minimum of steps) used to leave the model as it was."""
-    import torch
-
     from st_lmtx.trainer.training import train_round
 
-    rows = {"anchor": [d[1] for d in TOY_DOCS[:4]], "positive": [TOY_LABELS[d[2][0]] for d in TOY_DOCS[:4]],
-            "label": [[d[2][0]] for d in TOY_DOCS[:4]]}  # fmt: skip
+    rows = {
+        "anchor": [d[1] for d in TOY_DOCS[:4]],
+        "positive": [TOY_LABELS[d[2][0]] for d in TOY_DOCS[:4]],
+        "label": [[d[2][0]] for d in TOY_DOCS[:4]],
+    }
     before = [p.detach().clone() for p in tiny_model.parameters()]
     a = args(tmp_path, batch_size=4, warmup_steps=warmup, min_steps_per_round=0)
     train_round(tiny_model, Dataset.from_dict(rows), a, tmp_path / "round")  # 4 pairs at batch 4: one step

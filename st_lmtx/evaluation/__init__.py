@@ -1,4 +1,7 @@
-from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
+"""Evaluation: ground-truth metrics (:class:`XMCEvaluator`) and the teacher's view of a model
+(:class:`LLMJudgedEvaluator`), as sentence-transformers evaluators."""
+
+from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator, judged_signals
 from st_lmtx.evaluation.metrics import (
     inverse_propensities,
     ndcg_at_k,
@@ -13,6 +16,7 @@ __all__ = [
     "LLMJudgedEvaluator",
     "XMCEvaluator",
     "inverse_propensities",
+    "judged_signals",
     "ndcg_at_k",
     "precision_at_k",
     "psp_at_k",

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
-
-from st_lmtx.calibration import logit
-from st_lmtx.recipes import STOP_SIGNALS
 
 from st_lmtx.shortlist import IndexConfig, ShortlistMiner
 
@@ -20,8 +18,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The stop-rule signals judged_signals computes; each is "higher is better".
-SIGNALS: tuple[str, ...] = STOP_SIGNALS
+# The stop metrics judged_signals computes (LMTXArguments.stop_metric's choices); each is "higher is better".
+SIGNALS: tuple[str, ...] = ("llm_top1_margin", "llm_P@1")
+# p(yes) is clipped this far from 0 and 1 before its log-odds are taken: a yes/no teacher's 1.0 and 0.0 stay finite.
+EPSILON = 1e-4
+
+
+def logit(p: float) -> float:
+    """The log-odds of ``p``, clipped to [EPSILON, 1 - EPSILON]."""
+    p = min(max(p, EPSILON), 1.0 - EPSILON)
+    return math.log(p / (1.0 - p))
 
 
 def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
@@ -29,29 +35,17 @@ def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
 
     - ``llm_P@1``: the share of documents whose top-1 the teacher calls relevant (the reference's stop rule).
       A lenient teacher says "yes" to most shortlisted labels, so it saturates near 1 whatever the model.
-    - ``llm_mean_score``: the mean teacher score (p(yes)) of the top-1.
-    - ``llm_top1_is_best``: the share of documents whose top-1 is the label the teacher scores highest among
-      their top-k: agreement with the teacher's *choice*, which a uniformly lenient teacher does not blur.
-    - ``llm_top1_beats_median``: the share whose top-1 scores above the median of the rest of their top-k.
-    - ``llm_top1_margin``: the mean, over documents, of the top-1's log-odds minus the mean log-odds of the
-      top-k (how much the teacher prefers the model's first label to its others).
-
-    The last three need ``k > 1`` (with ``k = 1`` they are left out).
+    - ``llm_top1_margin``: the mean, over documents, of the top-1's log-odds of "yes" minus the mean log-odds of
+      their top-k: how much the teacher prefers the model's first label to its others, which no "yes"
+      threshold blinds however lenient the teacher. Needs ``k > 1`` (with ``k = 1`` it is left out).
     """
     rows = [row for row in rows if row]
-    n = max(len(rows), 1)
-    signals = {
-        "llm_P@1": sum(row[0].verdict == "yes" for row in rows) / n,
-        "llm_mean_score": sum(row[0].score for row in rows) / n,
-    }
+    signals = {"llm_P@1": sum(row[0].verdict == "yes" for row in rows) / max(len(rows), 1)}
     ranked = [row for row in rows if len(row) > 1]
     if ranked:
-        m = len(ranked)
-        signals["llm_top1_is_best"] = sum(row[0].score >= max(j.score for j in row) for row in ranked) / m
-        signals["llm_top1_beats_median"] = sum(
-            row[0].score > statistics.median(j.score for j in row[1:]) for row in ranked) / m  # fmt: skip
         signals["llm_top1_margin"] = sum(
-            logit(row[0].score) - statistics.fmean(logit(j.score) for j in row) for row in ranked) / m  # fmt: skip
+            logit(row[0].score) - statistics.fmean(logit(j.score) for j in row) for row in ranked
+        ) / len(ranked)
     return signals
 
 
@@ -71,8 +65,8 @@ class LLMJudgedEvaluator(BaseEvaluator):
         P@1 as the teacher judges it, for data with no ground truth: every document's top-1 label under the
         model is sent to the teacher, and
 
-        ``llm_P@1 = |{d : teacher(d, top1(d)) = "yes"}| / |D|``,  ``llm_mean_score = mean_d score(d, top1(d))``,
-        and, with ``k > 1``, signals that compare the top-1 with the rest of the top-k (:func:`judged_signals`).
+        ``llm_P@1 = |{d : teacher(d, top1(d)) = "yes"}| / |D|`` and, with ``k > 1``, ``llm_top1_margin``, which
+        compares the top-1 with the rest of the top-k (:func:`judged_signals`).
 
         LMTX's stop rule compares ``llm_P@1`` between curriculum rounds on a fixed sample of training documents
         (800 in the reference). The teacher's cache makes repeated top-1 labels free.
@@ -96,7 +90,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
             ::
 
                 evaluator = LLMJudgedEvaluator(labels, dev_docs, teacher)
-                evaluator(model)  # {'llm_P@1': 0.71, 'llm_mean_score': 0.68}
+                evaluator(model)  # {'llm_P@1': 0.71}
         """
         super().__init__()
         self.labels = labels

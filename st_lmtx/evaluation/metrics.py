@@ -76,9 +76,7 @@ def inverse_propensities(
     return 1.0 + c * np.exp(-a * np.log(counts + b))
 
 
-def psp_at_k(
-    ranked: np.ndarray, truth: Sequence[Collection[int]], k: int, inv_propensities: np.ndarray
-) -> float:
+def psp_at_k(ranked: np.ndarray, truth: Sequence[Collection[int]], k: int, inv_propensities: np.ndarray) -> float:
     hits = _hits(ranked, truth, k)
     top = np.asarray(ranked)[:, :k]
     weighted = np.where(hits, inv_propensities[np.clip(top, 0, None)], 0.0).sum()

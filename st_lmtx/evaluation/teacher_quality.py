@@ -36,7 +36,7 @@ def judge_summary(result: JudgeResult, shortlist: Shortlist, docs: DocumentSet) 
         for i, row in enumerate(result.judgments):
             truth = set(docs.targets[i])
             ids = shortlist.for_doc(i)
-            true_yes += sum(j.verdict == "yes" and l in truth for l, j in zip(ids, row))
+            true_yes += sum(j.verdict == "yes" and label in truth for label, j in zip(ids, row))
             in_shortlist += len(truth & set(ids))
             if row:
                 best = max(range(len(row)), key=lambda n: (row[n].score, -n))

@@ -19,20 +19,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from st_lmtx.errors import TeacherBudgetExceeded, TeacherError
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.injection import looks_like_instructions
+from st_lmtx.teacher.judgments import ImportReport, export_judgments, import_judgments
 from st_lmtx.teacher.prompts import Verdict
 
 logger = logging.getLogger(__name__)
-
-
-class TeacherError(RuntimeError):
-    """The teacher could not answer (after retries). Answers already given are in the cache."""
-
-
-class TeacherBudgetExceeded(TeacherError):
-    """The call or token budget is spent. Answers already given are in the cache; run again with a larger
-    budget to continue where this run stopped."""
 
 
 @dataclass
@@ -179,7 +172,9 @@ class Teacher(ABC):
         clock = {"last": time.perf_counter()}
         clock_lock = threading.Lock()
 
-        def emit(item: PendingDocument, j: int, judgment: Judgment, prompt_tokens: int, completion_tokens: int) -> None:
+        def emit(
+            item: PendingDocument, j: int, judgment: Judgment, prompt_tokens: int, completion_tokens: int
+        ) -> None:
             # Each answer is booked the wall time since the previous one, so the stored costs of a call's answers
             # add up to the time it took, and a resumed run or an import can still tell what its answers cost.
             with clock_lock:
@@ -238,16 +233,12 @@ class Teacher(ABC):
 
     def export_judgments(self, path: str | os.PathLike) -> int:
         """Write this teacher's cached answers to a judgments file (see :mod:`st_lmtx.teacher.judgments`)."""
-        from st_lmtx.teacher.judgments import export_judgments
+        return export_judgments(self.cache, path, namespace=self.namespace)
 
-        return export_judgments(self.cache, path, teacher=self)
-
-    def import_judgments(self, path: str | os.PathLike):
+    def import_judgments(self, path: str | os.PathLike) -> ImportReport:
         """Add a judgments file's answers to this teacher's cache, so they are not asked again. The file must
         hold this teacher's answers (same model, prompt and mode) and pass its checks, else nothing is added."""
-        from st_lmtx.teacher.judgments import import_judgments
-
-        return import_judgments(self.cache, path, teacher=self)
+        return import_judgments(self.cache, path, namespace=self.namespace, config=self.config())
 
     def close(self) -> None:
         """Release the backend (servers, models); the cache stays open."""

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from st_lmtx.files import RunFileError
+from st_lmtx.errors import CacheFileError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -37,19 +37,17 @@ CREATE TABLE IF NOT EXISTS judgments (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    doc_hash TEXT,
+    doc_hash TEXT NOT NULL,
     seconds REAL NOT NULL DEFAULT 0
 );
 """
 # 2: keys hash the document's sha256 (so rows can be imported without the text) and rows keep that hash, and
 # the teacher seconds the answer cost (so a run resumed or fed from imported answers can tell what it cost).
 SCHEMA_VERSION = 2
-_INSERT_ROW = (" INTO judgments (key, namespace, label, verdict, score, graded, answer, prompt_tokens, "
-               "completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")")
-
-
-class CacheFileError(RunFileError):
-    """The cache file is not a readable SQLite database of answers."""
+_INSERT_ROW = (
+    " INTO judgments (key, namespace, label, verdict, score, graded, answer, prompt_tokens, "
+    "completion_tokens, created, doc_hash, seconds) VALUES (" + ", ".join("?" * 12) + ")"
+)
 
 
 @dataclass
@@ -71,11 +69,6 @@ def doc_hash(doc: str) -> str:
 
 def pair_key(namespace: str, doc_sha256: str, label: str) -> str:
     return hashlib.sha256(f"{namespace}\0{doc_sha256}\0{label}".encode()).hexdigest()
-
-
-def _legacy_key(namespace: str, doc: str, label: str) -> str:
-    # Schema 1 hashed the document text itself; such rows stay readable.
-    return hashlib.sha256(f"{namespace}\0{doc}\0{label}".encode()).hexdigest()
 
 
 class JudgmentCache:
@@ -107,16 +100,14 @@ class JudgmentCache:
         self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (only an OS crash could lose the last commits).
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"schema version {version}, this st-lmtx reads {SCHEMA_VERSION}")
+        self._conn.executescript(_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(judgments)")}
-        if "doc_hash" not in columns:  # a schema-1 file: keep its rows, look them up by their old keys
-            self._conn.execute("ALTER TABLE judgments ADD COLUMN doc_hash TEXT")
-        if "seconds" not in columns:
-            self._conn.execute("ALTER TABLE judgments ADD COLUMN seconds REAL NOT NULL DEFAULT 0")
-        self._legacy = bool(self._conn.execute("SELECT 1 FROM judgments WHERE doc_hash IS NULL LIMIT 1").fetchone())
-        if version < SCHEMA_VERSION:
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if not {"doc_hash", "seconds"} <= columns:
+            raise sqlite3.DatabaseError(f"a cache of an older st-lmtx (schema 1), this st-lmtx reads {SCHEMA_VERSION}")
+        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def register(self, config: dict) -> str:
         namespace = namespace_of(config)
@@ -128,17 +119,12 @@ class JudgmentCache:
         return namespace
 
     def get(self, namespace: str, doc: str, label: str) -> CachedAnswer | None:
-        keys = [pair_key(namespace, doc_hash(doc), label)]
-        if self._legacy:
-            keys.append(_legacy_key(namespace, doc, label))
+        key = pair_key(namespace, doc_hash(doc), label)
         with self._lock:
-            for key in keys:
-                row = self._conn.execute(
-                    "SELECT verdict, score, graded, answer, seconds FROM judgments WHERE key = ?", (key,)
-                ).fetchone()
-                if row is not None:
-                    return CachedAnswer(row[0], row[1], bool(row[2]), row[3], row[4])
-        return None
+            row = self._conn.execute(
+                "SELECT verdict, score, graded, answer, seconds FROM judgments WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else CachedAnswer(row[0], row[1], bool(row[2]), row[3], row[4])
 
     def put(
         self,
@@ -181,19 +167,14 @@ class JudgmentCache:
 
     def rows(self, namespace: str | None = None) -> list[tuple]:
         """``(namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens,
-        seconds)`` of every answer stored with its document hash, ordered by namespace, document and label."""
-        where = "doc_hash IS NOT NULL" + (" AND namespace = ?" if namespace else "")
+        seconds)`` of every answer, ordered by namespace, document and label."""
+        where = "namespace = ?" if namespace else "1"
         with self._lock:
             return self._conn.execute(
                 "SELECT namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, "
                 f"seconds FROM judgments WHERE {where} ORDER BY namespace, doc_hash, label",
                 (namespace,) if namespace else (),
             ).fetchall()
-
-    def legacy_rows(self) -> int:
-        """Answers from a schema-1 file, which lack the document hash and so cannot be exported."""
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM judgments WHERE doc_hash IS NULL").fetchone()[0]
 
     def add_rows(self, configs: dict[str, dict], rows: list[tuple]) -> int:
         """Insert :meth:`rows`-shaped answers and their namespaces in one transaction (all or nothing); an answer
@@ -209,9 +190,24 @@ class JudgmentCache:
                 )
                 self._conn.executemany(
                     "INSERT OR IGNORE" + _INSERT_ROW,
-                    [(pair_key(ns, dh, label), ns, label, verdict, float(score), int(graded), answer, int(pt), int(ct),
-                      now, dh, float(sec)) for ns, dh, label, verdict, score, graded, answer, pt, ct, sec in rows],
-                )  # fmt: skip
+                    [
+                        (
+                            pair_key(ns, dh, label),
+                            ns,
+                            label,
+                            verdict,
+                            float(score),
+                            int(graded),
+                            answer,
+                            int(pt),
+                            int(ct),
+                            now,
+                            dh,
+                            float(sec),
+                        )
+                        for ns, dh, label, verdict, score, graded, answer, pt, ct, sec in rows
+                    ],
+                )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

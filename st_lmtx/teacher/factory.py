@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from st_lmtx.arguments import TeacherArguments
+from st_lmtx.errors import TeacherConfigError
 from st_lmtx.inputs import DocumentSet, LabelSet
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.teacher.model_files import MODELS, find_default_model, find_model, model_path
@@ -17,12 +19,9 @@ TEACHER_URL_ENV = "LMTX_TEACHER_URL"
 TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
 
 _TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
-_ENDPOINT_ONLY = ("mode", "concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
+_ENDPOINT_ONLY = ("concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
 _RATE_LIMITS = ("rpm", "tpm", "rate_window")
 _IN_PROCESS_ONLY = ("memory_mb", "memory_dir", "memory_disk_mb")
-
-class TeacherConfigError(ValueError):
-    """A teacher specification that cannot be turned into a teacher (the message says what to give)."""
 
 
 NO_TEACHER_MESSAGE = (
@@ -62,7 +61,6 @@ def make_teacher(
         flip, towards = _parse_oracle(spec)
         if labels is None or documents is None:
             raise TeacherConfigError("the oracle teacher needs the labels and the documents with ground truth")
-        _refuse_listwise(spec, kwargs)
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k in _TEACHER_COMMON}
         return OracleTeacher(labels, documents, flip_fraction=flip, flip_towards=towards, **kwargs)
@@ -75,12 +73,13 @@ def make_teacher(
         if kind == "local-server":  # an endpoint teacher too: rate limits apply, though rarely wanted
             return LocalTeacher(model_path=path, **{k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY})
         # The in-process scorer always grades and has no HTTP settings.
-        _refuse_listwise(spec, kwargs)
         _warn_unlimited(spec, kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k not in _ENDPOINT_ONLY + _RATE_LIMITS}
         return LlamaCppTeacher(model_path=path, **kwargs)
-    raise TeacherConfigError(f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, local:NAME, "
-                             "local-server:NAME, a .gguf path or oracle")  # fmt: skip
+    raise TeacherConfigError(
+        f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, local:NAME, "
+        "local-server:NAME, a .gguf path or oracle"
+    )
 
 
 def _registered_model(spec: str, name: str, model: str | None) -> Path:
@@ -92,8 +91,10 @@ def _registered_model(spec: str, name: str, model: str | None) -> Path:
         raise TeacherConfigError(f"{spec!r} names its model: give no .gguf path ({model!r}) with it")
     path = find_model(name)
     if path is None:
-        raise TeacherConfigError(f"the teacher model {name!r} is not fetched (no complete {model_path(name)}): run "
-                                 f"`st-lmtx fetch-model --model {name}`")  # fmt: skip
+        raise TeacherConfigError(
+            f"the teacher model {name!r} is not fetched (no complete {model_path(name)}): run "
+            f"`st-lmtx fetch-model --model {name}`"
+        )
     return path
 
 
@@ -118,18 +119,14 @@ def _parse_oracle(spec: str) -> tuple[float, str]:
     return flip, towards
 
 
-def _refuse_listwise(spec: str, kwargs: dict[str, Any]) -> None:
-    """The in-process scorer and the oracle judge one pair at a time: a listwise run would silently be pointwise."""
-    if kwargs.get("mode") not in (None, "pointwise"):
-        raise TeacherConfigError(f"mode={kwargs['mode']!r} needs an endpoint teacher (an http(s) URL or local-server); "
-                                 f"the {spec!r} teacher judges one label at a time: use mode='pointwise'")  # fmt: skip
-
-
 def _warn_unlimited(spec: str, kwargs: dict[str, Any]) -> None:
     """Rate limits asked of a teacher that sends no requests are dropped, but not silently."""
     if kwargs.get("rpm") is not None or kwargs.get("tpm") is not None:
-        logger.warning("rate limits (rpm, tpm) apply to endpoint teachers' requests; the %r teacher sends none, so "
-                       "they are ignored", spec)  # fmt: skip
+        logger.warning(
+            "rate limits (rpm, tpm) apply to endpoint teachers' requests; the %r teacher sends none, so "
+            "they are ignored",
+            spec,
+        )
 
 
 def _discover_model(url: str, api_key: str | None) -> str:
@@ -138,11 +135,15 @@ def _discover_model(url: str, api_key: str | None) -> str:
 
     models = served_models(url, api_key)
     if not models:
-        raise TeacherConfigError(f"an endpoint teacher needs a model name: --teacher-model or {TEACHER_MODEL_ENV} "
-                         f"({redact_url(url)} lists no model at GET /models)")  # fmt: skip
+        raise TeacherConfigError(
+            f"an endpoint teacher needs a model name: --teacher-model or {TEACHER_MODEL_ENV} "
+            f"({redact_url(url)} lists no model at GET /models)"
+        )
     if len(models) > 1:
-        raise TeacherConfigError(f"{redact_url(url)} serves {len(models)} models: {', '.join(models)}; choose one with "
-                         f"--teacher-model or {TEACHER_MODEL_ENV}")  # fmt: skip
+        raise TeacherConfigError(
+            f"{redact_url(url)} serves {len(models)} models: {', '.join(models)}; choose one with "
+            f"--teacher-model or {TEACHER_MODEL_ENV}"
+        )
     logger.info("Teacher model: %s (the one model %s lists)", models[0], redact_url(url))
     return models[0]
 
@@ -158,6 +159,50 @@ def default_teacher(**kwargs: Any) -> Teacher:
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
-            raise RuntimeError(NO_TEACHER_MESSAGE) from None
+            raise TeacherConfigError(NO_TEACHER_MESSAGE) from None
         return make_teacher("local", **kwargs)
-    raise RuntimeError(NO_TEACHER_MESSAGE)
+    raise TeacherConfigError(NO_TEACHER_MESSAGE)
+
+
+def build_teacher(
+    args: TeacherArguments,
+    cache: str | os.PathLike | None = None,
+    labels: LabelSet | None = None,
+    documents: DocumentSet | None = None,
+    show_progress_bar: bool = True,
+) -> Teacher:
+    """The teacher :class:`TeacherArguments` describe (the ``judge`` and ``train`` commands' teacher), on the
+    answer cache at ``cache``, with ``args.import_judgments`` added to that cache first."""
+    from st_lmtx.teacher.prompts import PromptTemplate
+
+    kwargs: dict[str, Any] = {
+        "cache": str(cache) if cache else None,
+        "max_calls": args.max_calls,
+        "max_tokens": args.max_tokens,
+        "show_progress_bar": show_progress_bar,
+        "logprobs": args.logprobs,
+        "timeout": args.timeout,
+        "prompt": PromptTemplate.named(args.prompt, max_doc_words=args.max_doc_words),
+    }
+    # Only what was given: the oracle and the in-process teacher warn that they ignore rate limits.
+    for name, key in (
+        ("concurrency", "concurrency"),
+        ("memory_mb", "memory_mb"),
+        ("teacher_memory_dir", "memory_dir"),
+        ("rpm", "rpm"),
+        ("tpm", "tpm"),
+    ):
+        if getattr(args, name) is not None:
+            kwargs[key] = getattr(args, name)
+    if args.teacher is None:
+        teacher = default_teacher(model=args.teacher_model, **kwargs)
+    else:
+        teacher = make_teacher(args.teacher, model=args.teacher_model, labels=labels, documents=documents, **kwargs)
+    try:
+        for path in args.import_judgments:
+            report = teacher.import_judgments(path)
+            logger.info("%s: %d judgments, %d new to the cache", path, report.rows, report.added)
+    except BaseException:
+        teacher.close()
+        raise
+    return teacher

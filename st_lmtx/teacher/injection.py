@@ -2,13 +2,13 @@
 and flag the ones that talk to the judge.
 
 - :func:`neutralize` breaks the strings that chat templates and tokenizers read as control tokens (``<|im_end|>``,
-  ``<|eot_id|>``, ``</s>``, ``[INST]``, ``<<SYS>>``) and the ``delimited`` prompt's own markers, so a document
+  ``<|eot_id|>``, ``</s>``, ``[INST]``, ``<<SYS>>``) and a fenced document's markers, so a document
   cannot end the user's turn or the document early, whatever the server's tokenizer does with special tokens.
 - :func:`looks_like_instructions` matches text that addresses a model ("ignore the question", "answer yes",
   a fake turn); the teacher counts such documents, and documents it said "yes" to for every label, in its usage.
 - :func:`drop_instructions` removes the sentences that match, so the judge reads what the document is about
-  rather than what it asks. Measured on injected Reuters documents (BENCHMARKS.md), an instruction left in makes
-  the 1.5B teacher answer "no" more often and pick worse top labels.
+  rather than what it asks: an instruction left in makes a small judge pick worse labels (BENCHMARKS.md,
+  "Documents that instruct the teacher").
 """
 
 from __future__ import annotations

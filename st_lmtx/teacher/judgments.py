@@ -5,7 +5,7 @@ One JSON object a line, the columns of a ``datasets.Dataset`` (``load_judgments`
 
 =================  ===============================================================================
 namespace          fingerprint of what decides the answers (16 hex digits of sha256 of ``teacher``)
-teacher            that configuration as JSON: backend, model name, prompt template, mode
+teacher            that configuration as JSON: backend, model name, prompt template
 doc_sha256         sha256 of the document text as the teacher's caller gave it (the text is not stored)
 label              the label text
 verdict            ``yes``, ``no`` or ``unparseable``
@@ -14,13 +14,13 @@ graded             whether ``score`` is a probability
 answer             the raw answer (a token or a short text)
 prompt_tokens      tokens the answer cost (booked on one pair of a call)
 completion_tokens
-seconds            teacher seconds the answer cost when it was produced (optional on import; 0 if absent)
+seconds            teacher seconds the answer cost when it was produced
 =================  ===============================================================================
 
 A file is checked whole before anything is written: a malformed line, a row whose namespace does not match its
-configuration, or (when a teacher is given) answers of another teacher raise :class:`JudgmentsFileError` and
-import nothing. Answers already in the cache are kept. No URL or key is in a file: the configuration never
-holds them.
+configuration, or (when a teacher's namespace is given) answers of another teacher raise
+:class:`JudgmentsFileError` and import nothing. Answers already in the cache are kept. No URL or key is in a
+file: the configuration never holds them.
 
 Example::
 
@@ -29,7 +29,7 @@ Example::
     export_judgments(teacher.cache, "judgments.jsonl.gz")
 
     other = LlamaCppTeacher(cache="b.sqlite")       # another machine
-    import_judgments(other.cache, "judgments.jsonl.gz", teacher=other)
+    other.import_judgments("judgments.jsonl.gz")    # checks that the answers are this teacher's
     other.judge(documents, candidates).usage.calls  # 0: every pair is answered from the file
 """
 
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from st_lmtx.errors import JudgmentsFileError
 from st_lmtx.inputs import read_jsonl
 from st_lmtx.teacher.cache import JudgmentCache, namespace_of
 from st_lmtx.teacher.prompts import layout_name
@@ -51,18 +52,22 @@ from st_lmtx.teacher.prompts import layout_name
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from st_lmtx.teacher.base import Teacher
-
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("namespace", "teacher", "doc_sha256", "label", "verdict", "score", "graded", "answer", "prompt_tokens",
-           "completion_tokens", "seconds")  # fmt: skip
-_OPTIONAL = ("seconds",)  # files written before the column existed import with 0
+COLUMNS = (
+    "namespace",
+    "teacher",
+    "doc_sha256",
+    "label",
+    "verdict",
+    "score",
+    "graded",
+    "answer",
+    "prompt_tokens",
+    "completion_tokens",
+    "seconds",
+)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class JudgmentsFileError(ValueError):
-    """A judgments file that cannot be imported; nothing was imported from it."""
 
 
 @dataclass
@@ -76,28 +81,30 @@ class ImportReport:
         return self.rows - self.added
 
 
-def export_judgments(
-    cache: JudgmentCache, path: str | os.PathLike, teacher: Teacher | None = None, namespace: str | None = None
-) -> int:
-    """Write the cache's answers (only ``teacher``'s, or one ``namespace``'s, when given) to ``path``
+def export_judgments(cache: JudgmentCache, path: str | os.PathLike, namespace: str | None = None) -> int:
+    """Write the cache's answers (only one teacher configuration's, ``namespace``, when given) to ``path``
     (gzip-compressed when it ends in ``.gz``), atomically. Returns the number of rows written."""
-    if teacher is not None:
-        namespace = teacher.namespace
     configs = cache.namespaces()
     rows = cache.rows(namespace)
-    legacy = cache.legacy_rows()
-    if legacy:
-        logger.warning("%d answers of an older cache file carry no document hash and are not exported", legacy)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     # mtime=0: the same answers give the same bytes, so a committed file changes only when its answers do.
-    with (gzip.GzipFile(tmp, "wb", mtime=0) if path.suffix == ".gz" else open(tmp, "wb")) as raw:
+    with gzip.GzipFile(tmp, "wb", mtime=0) if path.suffix == ".gz" else open(tmp, "wb") as raw:
         for ns, digest, label, verdict, score, graded, answer, pt, ct, seconds in rows:
-            record = {"namespace": ns, "teacher": json.dumps(configs.get(ns, {}), sort_keys=True),
-                      "doc_sha256": digest, "label": label, "verdict": verdict, "score": score,
-                      "graded": bool(graded), "answer": answer, "prompt_tokens": pt, "completion_tokens": ct,
-                      "seconds": round(seconds, 4)}  # fmt: skip
+            record = {
+                "namespace": ns,
+                "teacher": json.dumps(configs.get(ns, {}), sort_keys=True),
+                "doc_sha256": digest,
+                "label": label,
+                "verdict": verdict,
+                "score": score,
+                "graded": bool(graded),
+                "answer": answer,
+                "prompt_tokens": pt,
+                "completion_tokens": ct,
+                "seconds": round(seconds, 4),
+            }
             raw.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
     os.replace(tmp, path)
     return len(rows)
@@ -115,7 +122,7 @@ def read_judgments(path: str | os.PathLike) -> tuple[dict[str, dict], list[tuple
 
 
 def _row(where: str, record: dict[str, Any], configs: dict[str, dict]) -> tuple:
-    missing = [c for c in COLUMNS if c not in record and c not in _OPTIONAL]
+    missing = [c for c in COLUMNS if c not in record]
     if missing:
         raise JudgmentsFileError(f"{where}: missing {', '.join(missing)}")
     ns, digest, label, verdict, score = (record[k] for k in ("namespace", "doc_sha256", "label", "verdict", "score"))
@@ -140,34 +147,36 @@ def _row(where: str, record: dict[str, Any], configs: dict[str, dict]) -> tuple:
         problems.append(f"score {score!r} is not in [0, 1]")
     if not isinstance(record["graded"], bool):
         problems.append("graded is not true/false")
-    seconds = record.get("seconds", 0.0)
+    seconds = record["seconds"]
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
         problems.append(f"seconds {seconds!r} is not a number >= 0")
     if problems:
         raise JudgmentsFileError(f"{where}: {'; '.join(problems)}")
-    tokens = [record[k] if isinstance(record[k], int) and not isinstance(record[k], bool) else 0
-              for k in ("prompt_tokens", "completion_tokens")]  # fmt: skip
+    tokens = [
+        record[k] if isinstance(record[k], int) and not isinstance(record[k], bool) else 0
+        for k in ("prompt_tokens", "completion_tokens")
+    ]
     return (ns, digest, label, verdict, float(score), record["graded"], record["answer"], *tokens, float(seconds))
 
 
 def import_judgments(
-    cache: JudgmentCache, path: str | os.PathLike, teacher: Teacher | None = None
+    cache: JudgmentCache, path: str | os.PathLike, namespace: str | None = None, config: dict | None = None
 ) -> ImportReport:
-    """Add a judgments file's answers to ``cache``, all or nothing. With ``teacher``, every row must be that
-    teacher's (same model, prompt and mode): answers of another teacher would never be used, so they are an
-    error, not a silent no-op."""
+    """Add a judgments file's answers to ``cache``, all or nothing. With a teacher's ``namespace`` (and its
+    ``config``, for the message), every row must be that teacher's (same model and prompt): answers of another
+    teacher would never be used, so they are an error, not a silent no-op."""
     try:
         configs, rows = read_judgments(path)
     except JudgmentsFileError as e:
         raise JudgmentsFileError(f"{e}; nothing was imported") from None
     models = sorted({str(c.get("model")) for c in configs.values()})
-    if teacher is not None:
-        foreign = set(configs) - {teacher.namespace}
+    if namespace is not None:
+        foreign = set(configs) - {namespace}
         if foreign:
             theirs = sorted({_describe(configs[ns]) for ns in foreign})
             raise JudgmentsFileError(
                 f"{path}: holds answers of another teacher ({'; '.join(theirs)}), not of this one "
-                f"({_describe(teacher.config())}); nothing was imported"
+                f"({_describe(config or {})}); nothing was imported"
             )
     added = cache.add_rows(configs, rows)
     logger.info("Imported %d judgments from %s (%d new, %d already cached)", len(rows), path, added, len(rows) - added)
@@ -181,13 +190,27 @@ def load_judgments(path: str | os.PathLike) -> Dataset:
     configs, rows = read_judgments(path)
     columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     for ns, digest, label, verdict, score, graded, answer, pt, ct, seconds in rows:
-        for column, value in zip(COLUMNS, (ns, json.dumps(configs[ns], sort_keys=True), digest, label, verdict,
-                                           score, graded, answer, pt, ct, seconds)):  # fmt: skip
+        for column, value in zip(
+            COLUMNS,
+            (
+                ns,
+                json.dumps(configs[ns], sort_keys=True),
+                digest,
+                label,
+                verdict,
+                score,
+                graded,
+                answer,
+                pt,
+                ct,
+                seconds,
+            ),
+        ):
             columns[column].append(value)
     return Dataset.from_dict(columns)
 
 
 def _describe(config: dict) -> str:
     prompt = config.get("prompt") or {}
-    name = layout_name(prompt.get("pointwise"), prompt.get("reply")) + " prompt"
-    return f"{config.get('backend')} {config.get('model')}, {name}, {config.get('mode', 'pointwise')}"
+    name = layout_name(prompt.get("pointwise")) + " prompt"
+    return f"{config.get('backend')} {config.get('model')}, {name}"

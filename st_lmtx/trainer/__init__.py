@@ -1,7 +1,5 @@
-"""The LMTX trainer: its arguments, the run's state, one curriculum round, training, processes, the final folder."""
+"""The LMTX trainer: the curriculum loop, one round, training, processes, the run's records and final folder.
 
-from st_lmtx.trainer.arguments import LMTXArguments
-from st_lmtx.trainer.lmtx_trainer import CACHE_FILE, LMTXTrainer
-from st_lmtx.trainer.run_state import STATE_FILE, RunState
-
-__all__ = ["CACHE_FILE", "STATE_FILE", "LMTXArguments", "LMTXTrainer", "RunState"]
+Import :class:`~st_lmtx.LMTXTrainer` from ``st_lmtx``; this package's modules are imported on their own so that
+the light ones (:mod:`st_lmtx.trainer.records`) do not load torch.
+"""

@@ -2,9 +2,8 @@
 
 The rounds of a run are fine-tuned from one base model (continued rounds: one trajectory), so their weights stay
 in one basin and their uniform average is a model of its own (checkpoint averaging, as in SWA and model soups,
-Wortsman et al. 2022). One round of a few optimiser steps moves test P@1 by several points from its seed alone
-(BENCHMARKS.md); the average does not depend on a noisy choice of round, and on Reuters it was better than every
-round it averaged for both local-teacher runs measured.
+Wortsman et al. 2022). One round of a few optimiser steps moves by its seed alone; the average does not depend on
+a noisy choice of round (BENCHMARKS.md, "The final model").
 """
 
 from __future__ import annotations

@@ -10,20 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
+from st_lmtx.arguments import LMTXArguments
+from st_lmtx.errors import NothingToTrainError
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.inputs import DocumentSet, LabelSet
-from st_lmtx.calibration import calibrate, content_free_log_odds
 from st_lmtx.pseudo_labels import (
     PseudoLabels,
-    SelectionConfig,
+    PseudoLabelStats,
     TrainingPair,
     pairs_to_dataset,
     select_pairs,
@@ -31,11 +30,11 @@ from st_lmtx.pseudo_labels import (
     usable_documents,
 )
 from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
-from st_lmtx.teacher.base import Teacher
-from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.teacher.base import Teacher, TeacherUsage
 from st_lmtx.trainer.averaging import average_models
+from st_lmtx.trainer.records import RoundRecord, RoundSchedule
 from st_lmtx.trainer.round_files import RoundFolder, load_saved_model
-from st_lmtx.trainer.training import RoundSchedule, round_schedule
+from st_lmtx.trainer.training import round_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -45,52 +44,66 @@ TrainFunction = Callable[[SentenceTransformer, Dataset, Path, int], float]
 
 
 class CurriculumRound:
-    def __init__(self, labels: LabelSet, train_docs: DocumentSet, teacher: Teacher, args: LMTXArguments,
-                 work_dir: Path, index_config: IndexConfig, train: TrainFunction, dev: LLMJudgedEvaluator,
-                 xmc: XMCEvaluator | None, device: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        labels: LabelSet,
+        train_docs: DocumentSet,
+        teacher: Teacher,
+        args: LMTXArguments,
+        work_dir: Path,
+        index_config: IndexConfig,
+        train: TrainFunction,
+        dev: LLMJudgedEvaluator,
+        xmc: XMCEvaluator | None,
+        device: str,
+    ) -> None:
         self.labels, self.train_docs, self.teacher, self.args = labels, train_docs, teacher, args
         self.work_dir, self.index_config, self.train, self.dev, self.xmc = work_dir, index_config, train, dev, xmc
         self.device = device
 
-    def run(self, r: int) -> dict[str, Any]:
+    def run(self, r: int) -> RoundRecord:
         args, folder = self.args, RoundFolder(self.work_dir, r)
         logger.info("LMTX round %d: %d training documents", r, len(self.train_docs))
         started, usage_before = time.perf_counter(), self.teacher.usage.to_dict()
 
         previous = self.model(r - 1)  # the base model in round 1
         shortlist = self.shortlist(folder, previous)
-        pseudo, flags = self.pseudo_labels(folder, shortlist)
-        stats = pseudo.stats() | flags
+        pseudo, stats = self.pseudo_labels(folder, shortlist)
         logger.info("Round %d pseudo-labels: %s", r, stats)
-        for warning in teacher_warnings(stats):
+        warnings = teacher_warnings(stats)
+        for warning in warnings:
             logger.warning("Round %d: %s", r, warning)
-        pairs, dataset, schedule, left_out = self.training_pairs(r, self.calibrated(pseudo))
+        pairs, dataset, schedule = self.training_pairs(r, pseudo)
         model = self.model(0) if args.restart_from_base or r == 1 else previous
         train_seconds = self.train(model, dataset, folder.path, schedule.batch_size)
         folder.save_model(model)
 
-        stats["documents_left_out"] = left_out  # had a positive, but a weaker one than keep_documents allows
-        record: dict[str, Any] = {"round": r, "pseudo_labels": stats, "training_pairs": len(dataset),
-                                  "schedule": schedule.to_dict(), "train_seconds": train_seconds}  # fmt: skip
+        record = RoundRecord(
+            round=r,
+            pseudo_labels=stats,
+            training_pairs=len(dataset),
+            schedule=schedule,
+            train_seconds=train_seconds,
+            warnings=warnings,
+        )
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
-            record["pseudo_label_precision"] = pseudo_label_precision(pairs, pseudo, self.train_docs)
-        record |= self.measure(r, model)
-        record["teacher_usage"] = self._usage_since(usage_before)  # shortlist and dev judgments of the round
-        record["seconds"] = time.perf_counter() - started
+            record.precision = pseudo_label_precision(pairs, pseudo, self.train_docs)
+        self.measure(record, model)
+        record.teacher_usage = self._usage_since(usage_before)  # shortlist and dev judgments of the round
+        record.seconds = time.perf_counter() - started
         folder.save_metrics(record)
         return record
 
-    def zero(self) -> dict[str, Any]:
+    def zero(self) -> RoundRecord:
         """Round 0 is the base model, for the record. Its dev pairs are round 1's shortlisted pairs of the dev
         documents, so round 1 finds them in the cache: the record costs no extra teacher calls."""
         usage_before = self.teacher.usage.to_dict()
         model = self.model(0)
         self.dev.k = self.args.shortlist_k
-        record: dict[str, Any] = {"round": 0, "dev": self.dev(model)}
-        record["teacher_usage"] = self._usage_since(usage_before)
-        record["dev_teacher_usage"] = self.dev.last_usage.to_dict()
+        record = RoundRecord(round=0, dev=self.dev(model), dev_teacher_usage=self.dev.last_usage)
+        record.teacher_usage = self._usage_since(usage_before)
         if self.xmc is not None:
-            record["eval"] = self.xmc(model)
+            record.eval = self.xmc(model)
         return record
 
     # ------------------------------------------------------------------ the steps
@@ -99,15 +112,17 @@ class CurriculumRound:
         """Top-k labels per document under ``model``; saved, so a resumed round reuses it."""
         shortlist = folder.load_shortlist(len(self.train_docs))
         if shortlist is None:
-            miner = ShortlistMiner(model, self.labels, self.index_config, self.args.encode_batch_size,
-                                   self.args.show_progress_bar)  # fmt: skip
+            miner = ShortlistMiner(
+                model, self.labels, self.index_config, self.args.encode_batch_size, self.args.show_progress_bar
+            )
             shortlist = miner.mine(self.train_docs.texts, k=self.args.shortlist_k)
             folder.save_shortlist(shortlist)
         return shortlist
 
-    def pseudo_labels(self, folder: RoundFolder, shortlist: Shortlist) -> tuple[PseudoLabels, dict[str, int]]:
-        """The teacher judges the pairs it has not seen (its cache answers the rest). Also returns how many
-        documents seem to address the judge, and how many it said "yes" to for every label."""
+    def pseudo_labels(self, folder: RoundFolder, shortlist: Shortlist) -> tuple[PseudoLabels, PseudoLabelStats]:
+        """The teacher judges the pairs it has not seen (its cache answers the rest); the judged shortlists with
+        the earlier rounds' judgments of labels no longer shortlisted (``accumulate_judgments``), and their
+        counts."""
         r = folder.round
         candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
         judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})")
@@ -115,9 +130,8 @@ class CurriculumRound:
         if self.args.accumulate_judgments and r > 1:
             pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
         folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
-        flags = {"instruction_like_documents": judged.usage.instruction_like_docs,
-                 "all_yes_documents": judged.usage.all_yes_docs}  # fmt: skip
-        return pseudo, flags
+        stats = pseudo.stats(judged.usage.instruction_like_docs, judged.usage.all_yes_docs)
+        return pseudo, stats
 
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""
@@ -125,64 +139,53 @@ class CurriculumRound:
         saved = folder.load_pseudo_labels()
         return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
 
-    def calibrated(self, pseudo: PseudoLabels) -> PseudoLabels:
-        """The pseudo-labels with calibrated scores (``args.calibration``); contextual calibration asks the
-        teacher about the content-free documents for each judged label it has not seen yet."""
-        content_free = None
-        if self.args.calibration == "contextual":
-            if not self.teacher.graded:
-                raise ValueError(f"calibration='contextual' needs a teacher with graded scores (p(yes)); "
-                                 f"{self.teacher.model_name} answers yes/no only")  # fmt: skip
-            ids = sorted({j.label for d in pseudo.docs for j in d.judged})
-            scores = content_free_log_odds(self.teacher, [self.labels.texts[l] for l in ids])
-            content_free = dict(zip(ids, scores))
-        return calibrate(pseudo, self.args.calibration, content_free)
-
-    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule, int]:
-        """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass), and how many
-        documents with a positive ``keep_documents`` left out."""
+    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule]:
+        """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass)."""
         a = self.args
-        selection = SelectionConfig(positives=a.positives, threshold=a.positive_threshold, hard_negatives=a.hard_negatives,
-                                    epochs=1, seed=a.seed + r, keep_documents=a.keep_documents,
-                                    trained_shortlist=r > 1)  # round r's shortlist comes from round r-1's model  # fmt: skip
-        usable = len(usable_documents(pseudo, selection))
-        left_out = len(usable_documents(pseudo, replace(selection, keep_documents=1.0))) - usable
+        usable = len(usable_documents(pseudo, a.positives))
         if usable == 0:
-            raise RuntimeError(f"round {r}: the teacher said yes to no shortlisted label; nothing to train on")
+            raise NothingToTrainError(
+                f"round {r}: the teacher said yes to no shortlisted label, so there is nothing to train on. Read "
+                "its answers (st-lmtx judgments export) and check the teacher and its prompt, or use a larger teacher"
+            )
         schedule = round_schedule(usable, a)
-        if schedule.batch_size != a.batch_size or schedule.epochs != a.epochs_per_round:
-            logger.info("Round %d: %d documents with a positive; training %d pass(es) at batch %d (%d steps) to "
-                        "reach min_steps_per_round=%d", r, usable, schedule.epochs, schedule.batch_size,
-                        schedule.steps, a.min_steps_per_round)  # fmt: skip
-        selection.epochs = schedule.epochs
-        pairs = select_pairs(pseudo, len(self.labels), selection)
-        return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule, left_out
+        if schedule.batch_size != a.batch_size or schedule.epochs != 1:
+            logger.info(
+                "Round %d: %d documents with a positive; training %d pass(es) at batch %d (%d steps) to "
+                "reach min_steps_per_round=%d",
+                r,
+                usable,
+                schedule.epochs,
+                schedule.batch_size,
+                schedule.steps,
+                a.min_steps_per_round,
+            )
+        pairs = select_pairs(pseudo, a.positives, epochs=schedule.epochs, seed=a.seed + r)
+        return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule
 
-    def measure(self, r: int, model: SentenceTransformer, last: bool = False) -> dict[str, Any]:
-        """The teacher judges the new top-1 on the dev sample (the stop rule); ground truth when given."""
+    def measure(self, record: RoundRecord, model: SentenceTransformer, last: bool = False) -> None:
+        """The teacher judges the new top-k on the dev sample (the stop rule); ground truth when given."""
         # The dev documents' whole shortlist is what the next round asks about them: judged now, it is cached
         # then. The last possible round (or a final model, ``last``) has no next round: top-1 only, unless the
-        # stop signal compares the top-1 with the rest of the top-k.
-        last = last or r >= self.args.max_rounds
-        top1_only = last and self.args.stop_metric in ("llm_P@1", "llm_mean_score")
-        self.dev.k = 1 if top1_only else self.args.shortlist_k
-        measured: dict[str, Any] = {"dev": self.dev(model)}
-        measured["dev_teacher_usage"] = self.dev.last_usage.to_dict()  # the part of the round's usage it took
+        # stop metric compares the top-1 with the rest of the top-k.
+        last = last or record.round >= self.args.max_rounds
+        self.dev.k = 1 if last and self.args.stop_metric == "llm_P@1" else self.args.shortlist_k
+        record.dev = self.dev(model)
+        record.dev_teacher_usage = self.dev.last_usage  # the part of the round's usage it took
         if self.xmc is not None:
-            measured["eval"] = self.xmc(model)
-        return measured
+            record.eval = self.xmc(model)
 
-    def average(self, rounds: list[int], saved: dict[str, Any] | None = None) -> tuple[SentenceTransformer, dict[str, Any]]:
+    def average(self, rounds: list[int], saved: RoundRecord | None = None) -> tuple[SentenceTransformer, RoundRecord]:
         """The uniform average of ``rounds``' models and its record, measured as a round is (dev signals,
         ``eval_data``), unless ``saved`` is the record of the same average."""
         model = average_models([self.model(r) for r in rounds])
-        if saved is not None and saved.get("rounds") == rounds:
+        if saved is not None and saved.averaged_rounds == rounds:
             return model, saved
         logger.info("The final model: the average of rounds %s", rounds)
         usage_before = self.teacher.usage.to_dict()
-        record: dict[str, Any] = {"model": "average", "rounds": rounds}
-        record |= self.measure(rounds[-1], model, last=True)
-        record["teacher_usage"] = self._usage_since(usage_before)
+        record = RoundRecord(round=rounds[-1], averaged_rounds=rounds)
+        self.measure(record, model, last=True)
+        record.teacher_usage = self._usage_since(usage_before)
         return model, record
 
     # ------------------------------------------------------------------ models
@@ -190,15 +193,21 @@ class CurriculumRound:
     def model(self, r: int) -> SentenceTransformer:
         """A fresh copy of round ``r``'s model from disk (round 0: the base model)."""
         if r == 0:
-            return load_saved_model(self.work_dir / BASE_MODEL_DIR, self.device, self.args.max_seq_length,
-                                    recovery=f"delete {self.work_dir / BASE_MODEL_DIR}: fit saves it again")  # fmt: skip
+            return load_saved_model(
+                self.work_dir / BASE_MODEL_DIR,
+                self.device,
+                self.args.max_seq_length,
+                recovery=f"delete {self.work_dir / BASE_MODEL_DIR}: fit saves it again",
+            )
         return RoundFolder(self.work_dir, r).load_model(self.device, self.args.max_seq_length)
 
-    def _usage_since(self, before: dict[str, Any]) -> dict[str, Any]:
-        return {k: v - before[k] for k, v in self.teacher.usage.to_dict().items()}
+    def _usage_since(self, before: dict[str, float]) -> TeacherUsage:
+        return TeacherUsage(**{k: v - before[k] for k, v in self.teacher.usage.to_dict().items()})
 
 
-def pseudo_label_precision(pairs: list[TrainingPair], pseudo: PseudoLabels, train_docs: DocumentSet) -> dict[str, float]:
+def pseudo_label_precision(
+    pairs: list[TrainingPair], pseudo: PseudoLabels, train_docs: DocumentSet
+) -> dict[str, float]:
     """Against ground truth (evaluation only): the share of trained positives that are true labels, and the
     share of "yes" labels that are."""
     truth = [set(t) for t in train_docs.targets]

@@ -12,51 +12,43 @@ it, a model card and a metrics picture). Everything else lives under ``lmtx-work
 the pseudo-labels, the metrics and the model; the run's state (:class:`RunState`); and the teacher's answer
 cache. A ``fit`` on the same folder resumes after the last finished round, and the cache makes the teacher part
 of an interrupted round free. Under ``torchrun`` / ``accelerate launch`` only the main process judges and
-writes; the others train with it (:class:`Processes`). With ``warm_start="rts"`` the base model is first trained
-on Random Text Segments of the training documents (:mod:`st_lmtx.rts`), once, before it is saved as the run's
-``lmtx-work/base-model``.
+writes; the others train with it (:class:`Processes`).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
+from st_lmtx.arguments import LMTXArguments
+from st_lmtx.errors import InputError
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.files import atomic_path
-from st_lmtx.inputs import DocumentSet, InputError, load_documents, load_labels
+from st_lmtx.inputs import DocumentSet, load_documents, load_labels
 from st_lmtx.models import canonical_name, load_model
-from st_lmtx.rts import RTSConfig, rts_sample
 from st_lmtx.shortlist import IndexConfig
 from st_lmtx.tagger import WORK_DIR, push_folder_to_hub
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.factory import default_teacher
-from st_lmtx.trainer.arguments import LMTXArguments
 from st_lmtx.trainer.averaging import average_models
 from st_lmtx.trainer.curriculum import BASE_MODEL_DIR, CurriculumRound
 from st_lmtx.trainer.final_folder import write_final_folder
 from st_lmtx.trainer.processes import Processes
+from st_lmtx.trainer.records import RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.run_state import RunState
-from st_lmtx.trainer.training import round_schedule, train_round
+from st_lmtx.trainer.training import train_round
 
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "teacher_cache.sqlite"
-# In base-model/, saved with it: how the base model was warm-started (absent: it is the model as given).
-WARM_START_FILE = "lmtx_warm_start.json"
-# Where the warm start trains (checkpoints; removed afterwards).
-WARM_START_DIR = "warm-start"
 
 
 class LMTXTrainer:
@@ -103,8 +95,9 @@ class LMTXTrainer:
     @property
     def teacher(self) -> Teacher:
         if self._teacher is None:
-            self._teacher = default_teacher(cache=JudgmentCache(self.work_dir / CACHE_FILE),
-                                            show_progress_bar=self.args.show_progress_bar)  # fmt: skip
+            self._teacher = default_teacher(
+                cache=JudgmentCache(self.work_dir / CACHE_FILE), show_progress_bar=self.args.show_progress_bar
+            )
         return self._teacher
 
     def _release_teacher(self) -> None:
@@ -145,131 +138,103 @@ class LMTXTrainer:
         if eval_docs is not None and eval_docs.targets is None:
             raise InputError("eval_data needs ground truth (target_ind) to be evaluated")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        state = RunState.open(self.work_dir, self._fingerprint(documents), args, len(documents))
-        train_docs = documents.subset(state.train_indices)
-        self._prepare_base_model(state, train_docs, processes)
+        state = RunState.open(self.work_dir, self._new_record(documents), args, len(documents))
+        train_docs = documents.subset(state.record.train_indices)
+        self._save_base_model()
         teacher = self.teacher
         if teacher.cache.path == ":memory:":
             logger.warning("The teacher has no persistent cache: an interrupted run will ask again")
 
         # PSP propensities come from the training documents' ground truth when they have any (evaluation only).
-        xmc = XMCEvaluator(self.labels, eval_docs, k_values=args.eval_k, name="", batch_size=args.encode_batch_size,
-                           show_progress_bar=args.show_progress_bar, write_csv=False, train_truth=documents.targets,
-                           index_config=self.index_config) if eval_docs is not None else None  # fmt: skip
-        # In-sample dev documents (dev_source="training") are training documents: judging their whole shortlist
-        # under a round's model is what the next round asks about them, so the stop rule costs the teacher almost
-        # nothing extra. Held-out ones cost their own judgments, but the rounds have not memorised them.
-        dev = LLMJudgedEvaluator(self.labels, documents.subset(state.dev_documents), teacher,
-                                 batch_size=args.encode_batch_size, show_progress_bar=args.show_progress_bar,
-                                 index_config=self.index_config, k=args.shortlist_k)  # fmt: skip
-        curriculum = CurriculumRound(self.labels, train_docs, teacher, args, self.work_dir, self.index_config,
-                                     self._trainer_for(processes), dev, xmc, str(self.base_model.device))  # fmt: skip
+        xmc = (
+            XMCEvaluator(
+                self.labels,
+                eval_docs,
+                k_values=args.eval_k,
+                name="",
+                batch_size=args.encode_batch_size,
+                show_progress_bar=args.show_progress_bar,
+                write_csv=False,
+                train_truth=documents.targets,
+                index_config=self.index_config,
+            )
+            if eval_docs is not None
+            else None
+        )
+        # The dev documents are training documents: judging their whole shortlist under a round's model is what
+        # the next round asks about them, so the stop rule costs the teacher almost nothing extra.
+        dev = LLMJudgedEvaluator(
+            self.labels,
+            documents.subset(state.record.dev_documents),
+            teacher,
+            batch_size=args.encode_batch_size,
+            show_progress_bar=args.show_progress_bar,
+            index_config=self.index_config,
+            k=args.shortlist_k,
+        )
+        curriculum = CurriculumRound(
+            self.labels,
+            train_docs,
+            teacher,
+            args,
+            self.work_dir,
+            self.index_config,
+            self._trainer_for(processes),
+            dev,
+            xmc,
+            str(self.base_model.device),
+        )
 
         if not state.rounds:
-            record = curriculum.zero()
-            warm_start = self._saved_warm_start()
-            if warm_start is not None:
-                record["warm_start"] = warm_start
-            state.rounds.append(record)
+            state.rounds.append(curriculum.zero())
             state.save()
-        while not state.finished:
+        while not state.record.finished:
             r = state.next_round
             if r > args.max_rounds:
                 state.finish(f"reached max_rounds={args.max_rounds}")
             else:
-                state.record(curriculum.run(r), args.patience)
+                state.add_round(curriculum.run(r), args.patience)
             state.save()
 
-        best = state.best_round or state.best()
-        averaged = self._averaged_rounds(state)
+        record = state.record
+        best = record.best_round or state.best()
+        averaged = self._averaged_rounds(record)
         if averaged:
-            model, state.final = curriculum.average(averaged, state.final)
+            model, record.final = curriculum.average(averaged, record.final)
             state.save()
         else:
-            model, state.final = curriculum.model(best), None
+            model, record.final = curriculum.model(best), None
         processes.send({"done": best, "average": averaged})
-        self._write_final(model, state, eval_docs is not None)
-        logger.info("LMTX finished (%s); best round %s%s", state.stop_reason or "done", best,
-                    f"; the final model averages rounds {averaged}" if averaged else "")  # fmt: skip
+        self._write_final(model, record, eval_docs is not None)
+        logger.info(
+            "LMTX finished (%s); best round %s%s",
+            record.stop_reason or "done",
+            best,
+            f"; the final model averages rounds {averaged}" if averaged else "",
+        )
         return model
 
-    def _averaged_rounds(self, state: RunState) -> list[int]:
+    def _averaged_rounds(self, record: RunRecord) -> list[int]:
         """The rounds whose average is the final model (``average_rounds``): every trained round, when there
         are two or more; else none, and the final model is the kept round's."""
-        trained = [r["round"] for r in state.rounds if r["round"] > 0]
+        trained = [r.round for r in record.trained_rounds]
         return trained if self.args.average_rounds and len(trained) >= 2 else []
 
-    # ------------------------------------------------------------------ the base model
-
-    def _prepare_base_model(self, state: RunState, train_docs: DocumentSet, processes: Processes) -> None:
-        """Save the run's ``base-model`` folder, warm-started first when ``args.warm_start`` asks (once: a resumed
-        run finds the folder). Round 0 and every restart from base use it."""
+    def _save_base_model(self) -> None:
+        """A pristine copy of the base model on disk, once: round 0 and every restart from base use it."""
         base_dir = self.work_dir / BASE_MODEL_DIR
-        if (base_dir / "modules.json").exists():
-            saved = self._saved_warm_start()
-            if state.rounds or _warm_start_config(saved) == self._warm_start_config():
-                return
-            # A base model without rounds on record, left by a run whose state.json was deleted and which was
-            # warm-started otherwise: prepare it again, as the rounds are.
-            logger.warning("%s was warm-started with %s, this run asks for %s: preparing it again", base_dir,
-                           _warm_start_config(saved), self._warm_start_config())  # fmt: skip
-        model, info = self.base_model, None
-        if self.args.warm_start == "rts":
-            model, info = self._rts_warm_start(train_docs, processes)
-        # A pristine copy on disk (the reference restarts every round from the base weights), saved with how it
-        # was warm-started: a crash leaves both or neither.
-        with atomic_path(base_dir) as tmp:
-            model.save(str(tmp), create_model_card=False)
-            if info is not None:
-                (tmp / WARM_START_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
-
-    def _rts_warm_start(self, train_docs: DocumentSet, processes: Processes) -> tuple[SentenceTransformer, dict]:
-        """A copy of the base model trained for one pass on Random Text Segments of the training documents."""
-        args = self.args
-        shortest, longest = args.rts_segment_words
-        sample = rts_sample(train_docs.texts, RTSConfig(min_words=shortest, max_words=longest, seed=args.seed))
-        if not len(sample):
-            raise ValueError(f"warm_start='rts': none of the {len(train_docs)} training documents has more than "
-                             f"{shortest} words; lower rts_segment_words or use warm_start='none'")  # fmt: skip
-        schedule = round_schedule(len(sample), args)
-        logger.info("RTS warm start: %d segment pairs (%d of %d documents too short, skipped), batch %d",
-                    len(sample), sample.skipped_documents, len(train_docs), schedule.batch_size)  # fmt: skip
-        model = copy.deepcopy(self.base_model)  # the caller's model object stays as it was
-        folder = self.work_dir / WARM_START_DIR
-        # Through the rounds' train function: with several processes it sends the pairs to the others.
-        seconds = self._trainer_for(processes)(model, sample.to_dataset(), folder, schedule.batch_size)
-        shutil.rmtree(folder, ignore_errors=True)
-        logger.info("RTS warm start trained in %.1f s", seconds)
-        return model, self._warm_start_config() | {
-            "pairs": len(sample), "skipped_documents": sample.skipped_documents,
-            "batch_size": schedule.batch_size, "seconds": seconds,
-        }  # fmt: skip
-
-    def _warm_start_config(self) -> dict[str, Any] | None:
-        """What makes a warm start (compared with the saved one's); None for none."""
-        if self.args.warm_start == "none":
-            return None
-        a = self.args
-        return {"method": a.warm_start, "segment_words": list(a.rts_segment_words), "seed": a.seed}
-
-    def _saved_warm_start(self) -> dict[str, Any] | None:
-        path = self.work_dir / BASE_MODEL_DIR / WARM_START_FILE
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            logger.warning("%s is unreadable (%s): the run's record will say only that the warm start was %r",
-                           path, e, self.args.warm_start)  # fmt: skip
-            return {"method": self.args.warm_start, "unreadable": True}
+        if not (base_dir / "modules.json").exists():
+            with atomic_path(base_dir) as tmp:
+                self.base_model.save(str(tmp), create_model_card=False)
 
     def _trainer_for(self, processes: Processes):
         def train(model: SentenceTransformer, dataset: Dataset, folder: Path, batch_size: int) -> float:
             # The others receive the round's pairs and train with this process (DDP starts them from its weights).
             processes.send({"round": folder.name, "pairs": dataset.to_dict(), "batch_size": batch_size})
             self._training = True
-            seconds = train_round(model, dataset, self.args, folder, processes.world_size, is_main=True,
-                                  batch_size=batch_size)  # fmt: skip
+            seconds = train_round(
+                model, dataset, self.args, folder, processes.world_size, is_main=True, batch_size=batch_size
+            )
             self._training = False
             return seconds
 
@@ -281,7 +246,7 @@ class LMTXTrainer:
         while True:
             message = processes.receive()
             if "error" in message:
-                raise RuntimeError(f"the main LMTX process failed: {message['error']}")
+                raise RuntimeError(f"the main LMTX process failed: {message['error']}")  # the main one says why
             if "done" in message:
                 best, averaged = message["done"], message.get("average") or []
                 folders = [RoundFolder(self.work_dir, r).model_path for r in averaged]
@@ -290,34 +255,45 @@ class LMTXTrainer:
                 folder = self.work_dir / BASE_MODEL_DIR if best == 0 else RoundFolder(self.work_dir, best).model_path
                 # On one machine (or a shared file system) the best round's model; else the last one trained.
                 return SentenceTransformer(str(folder), device=str(model.device)) if folder.exists() else model
-            train_round(model, Dataset.from_dict(message["pairs"]), self.args, self.work_dir / message["round"],
-                        processes.world_size, is_main=False, batch_size=message["batch_size"])  # fmt: skip
+            train_round(
+                model,
+                Dataset.from_dict(message["pairs"]),
+                self.args,
+                self.work_dir / message["round"],
+                processes.world_size,
+                is_main=False,
+                batch_size=message["batch_size"],
+            )
 
-    def _write_final(self, model: SentenceTransformer, state: RunState, has_eval: bool) -> None:
-        write_final_folder(self.output_dir, model, self.labels, state, self.args, self.index_config,
-                           self.base_model_name, self.teacher.describe(), has_eval)  # fmt: skip
+    def _write_final(self, model: SentenceTransformer, record: RunRecord, has_eval: bool) -> None:
+        write_final_folder(self.output_dir, model, self.labels, record, self.args, self.index_config, has_eval)
 
-    def _fingerprint(self, documents: DocumentSet) -> dict[str, Any]:
+    def _new_record(self, documents: DocumentSet) -> RunRecord:
+        """The record of a new run on ``documents``, with the fingerprint a resumed run must match."""
         h = hashlib.sha256()
         for text in documents.texts:
             h.update(text.encode())
             h.update(b"\0")
         labels = hashlib.sha256("\0".join(self.labels.texts).encode()).hexdigest()
-        return {
+        fingerprint = {
             "documents": h.hexdigest()[:16],
             "labels": labels[:16],
             "base_model": self.base_model_name,
             "teacher": self.teacher.config(),
             "args": self.args.run_defining(),
         }
+        return RunRecord(
+            base_model=self.base_model_name,
+            num_labels=len(self.labels),
+            teacher={k: v for k, v in self.teacher.describe().items() if k != "endpoints"},
+            args=self.args.to_dict(),
+            stop_metric=self.args.stop_metric,
+            fingerprint=fingerprint,
+        )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload the output folder's final model (not ``lmtx-work/``) to the Hub."""
         return push_folder_to_hub(self.output_dir, repo_id, **kwargs)
-
-
-def _warm_start_config(saved: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if saved is None else {k: saved.get(k) for k in ("method", "segment_words", "seed")}
 
 
 def _model_name(model: SentenceTransformer) -> str:

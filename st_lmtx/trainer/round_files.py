@@ -9,19 +9,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from sentence_transformers import SentenceTransformer
 
-from st_lmtx.files import RunFileError, atomic_path, atomic_write_text
+from st_lmtx.errors import RunFileError
+from st_lmtx.files import atomic_path
 from st_lmtx.inputs import LabelSet
 from st_lmtx.pseudo_labels import PseudoLabels
 from st_lmtx.shortlist import Shortlist
+from st_lmtx.trainer.records import RoundRecord
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,12 @@ class RoundFolder:
             logger.warning("%s is unreadable (%s): mining the shortlist again", self.shortlist_path, e)
             return None
         if len(shortlist) != num_documents:
-            logger.warning("%s has %d documents, the run %d: mining the shortlist again", self.shortlist_path,
-                           len(shortlist), num_documents)  # fmt: skip
+            logger.warning(
+                "%s has %d documents, the run %d: mining the shortlist again",
+                self.shortlist_path,
+                len(shortlist),
+                num_documents,
+            )
             return None
         return shortlist
 
@@ -64,8 +68,11 @@ class RoundFolder:
         try:
             return PseudoLabels.load(self.pseudo_labels_path)
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-            logger.warning("%s is unreadable (%s): rebuilding it from the shortlist and the teacher's cache",
-                           self.pseudo_labels_path, e)  # fmt: skip
+            logger.warning(
+                "%s is unreadable (%s): rebuilding it from the shortlist and the teacher's cache",
+                self.pseudo_labels_path,
+                e,
+            )
             return None
 
     def save_pseudo_labels(self, pseudo: PseudoLabels, doc_ids: list[str], labels: LabelSet) -> None:
@@ -78,12 +85,16 @@ class RoundFolder:
         save_model(model, self.model_path)
 
     def load_model(self, device: str, max_seq_length: int | None) -> SentenceTransformer:
-        return load_saved_model(self.model_path, device, max_seq_length,
-                                recovery=f"delete {self.path} and run fit again: the run resumes after round "
-                                         f"{self.round - 1} and redoes this round from the teacher's cached answers")  # fmt: skip
+        return load_saved_model(
+            self.model_path,
+            device,
+            max_seq_length,
+            recovery=f"delete {self.path} and run fit again: the run resumes after round "
+            f"{self.round - 1} and redoes this round from the teacher's cached answers",
+        )
 
-    def save_metrics(self, record: dict[str, Any]) -> None:
-        atomic_write_text(self.metrics_path, json.dumps(record, indent=2))
+    def save_metrics(self, record: RoundRecord) -> None:
+        record.write(self.metrics_path)
 
 
 def save_model(model: SentenceTransformer, path: Path) -> None:
@@ -96,7 +107,9 @@ def load_saved_model(path: Path, device: str, max_seq_length: int | None, recove
     try:
         model = SentenceTransformer(str(path), device=device)
     except Exception as e:  # safetensors, JSON, tokenizer and missing-file errors all mean the same here
-        raise RunFileError(f"the model in {path} is unreadable ({type(e).__name__}: {e}). To recover, {recovery}.") from e
+        raise RunFileError(
+            f"the model in {path} is unreadable ({type(e).__name__}: {e}). To recover, {recovery}."
+        ) from e
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model

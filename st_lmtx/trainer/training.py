@@ -6,17 +6,16 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from transformers import set_seed
+from transformers import PrinterCallback, set_seed
 
+from st_lmtx.arguments import LMTXArguments
 from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
-from st_lmtx.trainer.arguments import LMTXArguments
+from st_lmtx.trainer.records import RoundSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -25,27 +24,15 @@ logger = logging.getLogger(__name__)
 MIN_SCALED_BATCH = 32
 
 
-@dataclass(frozen=True)
-class RoundSchedule:
-    """How a round trains: the global batch, the passes over its pairs and the optimiser steps they make."""
-
-    batch_size: int
-    epochs: int
-    steps: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def round_schedule(pairs_per_epoch: int, args: LMTXArguments) -> RoundSchedule:
     """The round's batch and passes, so that it trains at least ``args.min_steps_per_round`` steps.
 
     A small round first gets a smaller batch (down to 32, or its pair count if smaller, but never below
-    ``num_negatives + 1`` nor above ``batch_size``), then more passes, each with a fresh draw of positives. With ``min_steps_per_round=0``
-    it is ``batch_size`` and ``epochs_per_round`` as given. Example: 280 pairs, batch 128, 8 minimum steps
+    ``num_negatives + 1`` nor above ``batch_size``), then more passes, each with a fresh draw of positives. With
+    ``min_steps_per_round=0`` it is one pass at ``batch_size``. Example: 280 pairs, batch 128, 8 minimum steps
     -> batch 35, one pass, 8 steps (instead of 3 steps, too few for any warmup to end).
     """
-    batch, epochs, wanted = args.batch_size, args.epochs_per_round, args.min_steps_per_round
+    batch, epochs, wanted = args.batch_size, 1, args.min_steps_per_round
     n = max(pairs_per_epoch, 1)
     if wanted and math.ceil(n * epochs / batch) < wanted:
         floor = min(batch, max(min(MIN_SCALED_BATCH, n), args.num_negatives + 1))
@@ -56,12 +43,20 @@ def round_schedule(pairs_per_epoch: int, args: LMTXArguments) -> RoundSchedule:
 
 
 def make_loss(model: SentenceTransformer, args: LMTXArguments) -> LMTXTripletLoss:
-    return LMTXTripletLoss(model, margin=args.margin, num_negatives=args.num_negatives,
-                           softmax_weighting=args.softmax_weighting, temperature=args.temperature)  # fmt: skip
+    return LMTXTripletLoss(
+        model, margin=args.margin, num_negatives=args.num_negatives, softmax_weighting=args.softmax_weighting
+    )
 
 
-def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArguments, output_dir: Path,
-                world_size: int = 1, is_main: bool = True, batch_size: int | None = None) -> float:  # fmt: skip
+def train_round(
+    model: SentenceTransformer,
+    dataset: Dataset,
+    args: LMTXArguments,
+    output_dir: Path,
+    world_size: int = 1,
+    is_main: bool = True,
+    batch_size: int | None = None,
+) -> float:
     """Train ``model`` in place for one pass over ``dataset`` (its rows already hold the round's passes);
     returns the seconds it took. ``batch_size``: the round's global batch (default ``args.batch_size``).
 
@@ -72,8 +67,12 @@ def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArgument
     batch_size = batch_size or args.batch_size
     per_device = max(1, batch_size // world_size)
     if batch_size % world_size:
-        logger.warning("batch_size=%d is not a multiple of %d processes: the global batch is %d",
-                       batch_size, world_size, per_device * world_size)  # fmt: skip
+        logger.warning(
+            "batch_size=%d is not a multiple of %d processes: the global batch is %d",
+            batch_size,
+            world_size,
+            per_device * world_size,
+        )
     steps = -(-len(dataset) // (per_device * world_size))
     # A fraction becomes ceil(fraction x steps) warmup steps, and linear warmup's first step has learning rate 0:
     # a one-step round would not move the model at all. Warmup never takes the whole round.
@@ -82,16 +81,17 @@ def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArgument
     if not fraction and args.warmup_steps > steps:
         logger.warning(
             "warmup_steps=%d exceeds this round's %d training steps: the learning rate never reaches %.1e. "
-            "For small runs pass a fraction (e.g. warmup_steps=0.1).", args.warmup_steps, steps, args.learning_rate,
-        )  # fmt: skip
+            "For small runs pass a fraction (e.g. warmup_steps=0.1).",
+            args.warmup_steps,
+            steps,
+            args.learning_rate,
+        )
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=1,  # epochs_per_round is in the dataset: a fresh positive draw per pass
+        num_train_epochs=1,  # a round's passes are in the dataset: a fresh positive draw per pass
         per_device_train_batch_size=per_device,
         learning_rate=args.learning_rate,
         warmup_steps=warmup,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
         lr_scheduler_type="linear",
         seed=args.seed,
         save_strategy="no",
@@ -103,8 +103,11 @@ def train_round(model: SentenceTransformer, dataset: Dataset, args: LMTXArgument
         use_cpu=world_size > 1 and not torch.cuda.is_available(),
         **args.training_overrides,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset,
-                                         loss=make_loss(model, args))  # fmt: skip
+    trainer = SentenceTransformerTrainer(
+        model=model, args=training_args, train_dataset=dataset, loss=make_loss(model, args)
+    )
+    if training_args.disable_tqdm:  # without bars transformers prints every log line instead: quiet means quiet
+        trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
     if is_main:

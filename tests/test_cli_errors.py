@@ -1,0 +1,265 @@
+"""Every error st-lmtx raises on purpose is one line on stderr at the command line, `st-lmtx: error: ...`, with exit
+code 2 (bad input or configuration) or 1 (the teacher or the run failed); --debug shows the traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from st_lmtx.cli import main
+from st_lmtx.errors import (
+    ArgumentsError,
+    CacheFileError,
+    InputError,
+    JudgmentsFileError,
+    LMTXError,
+    NotATaggerError,
+    NothingToTrainError,
+    RunFileError,
+    RunMismatchError,
+    TeacherBudgetExceeded,
+    TeacherConfigError,
+    TeacherError,
+)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    # (the fake endpoint's own thread reports the connection it served last; that is not the command's output)
+    server = ("-" * 40, "Exception occurred during processing of request")
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(server)]
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("st-lmtx: error: "), err
+    return lines[0]
+
+
+def train(toy_lfxmc, model, output, *extra: str) -> int:
+    return main(
+        [
+            "-q",
+            "train",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            model,
+            "--teacher",
+            "oracle",
+            "--output-dir",
+            str(output),
+            "--max-rounds",
+            "1",
+            "--shortlist-k",
+            "3",
+            "--batch-size",
+            "4",
+            "--dev-size",
+            "4",
+            *extra,
+        ]
+    )
+
+
+def test_every_error_class_has_the_exit_code_of_its_kind():
+    bad_input = (
+        InputError,
+        ArgumentsError,
+        TeacherConfigError,
+        JudgmentsFileError,
+        RunFileError,
+        CacheFileError,
+        RunMismatchError,
+        NotATaggerError,
+    )
+    assert all(issubclass(e, LMTXError) and e.exit_code == 2 for e in bad_input)
+    assert all(e.exit_code == 1 for e in (TeacherError, TeacherBudgetExceeded, NothingToTrainError))
+
+
+def test_a_missing_input_file(toy_lfxmc, tmp_path, tiny_model_dir, capsys):
+    code = main(
+        [
+            "-q",
+            "train",
+            "--docs",
+            str(tmp_path / "missing.jsonl"),
+            "--labels",
+            str(toy_lfxmc / "lbl.json"),
+            "--model",
+            tiny_model_dir,
+            "--teacher",
+            "oracle",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 2
+    assert "missing.jsonl does not exist" in one_error_line(capsys)
+
+
+def test_a_setting_out_of_range(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--max-docs", "0") == 2
+    assert "max_docs must be >= 1; got 0" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_a_bad_teacher_specification(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--teacher", "oracle:2") == 2
+    assert "the flipped fraction must be in [0, 1]" in one_error_line(capsys)
+
+
+def test_no_teacher_configured(toy_lfxmc, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    for name in ("LMTX_TEACHER_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("st_lmtx.teacher.factory.find_default_model", lambda: None)
+    code = main(
+        ["-q", "train", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--output-dir", str(tmp_path / "out")]
+    )
+    assert code == 2
+    line = one_error_line(capsys)
+    assert "No teacher" in line and "st-lmtx fetch-model" in line and "LMTX_TEACHER_URL" in line
+
+
+def test_a_malformed_judgments_file(tmp_path, capsys):
+    bad = tmp_path / "j.jsonl"
+    bad.write_text('{"namespace": "x"}\nnot json\n')
+    assert main(["-q", "judgments", "import", str(bad), "--cache", str(tmp_path / "cache.sqlite")]) == 2
+    line = one_error_line(capsys)
+    assert "j.jsonl:1" in line and "nothing was imported" in line
+
+
+def test_an_endpoint_that_refuses_is_a_teacher_failure(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
+    fake_server.faults = ["400"] * 50  # a client error: not retried
+    code = main(
+        [
+            "-q",
+            "judge",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--teacher",
+            fake_server.url,
+            "--teacher-model",
+            "fake-model",
+            "--cache",
+            str(tmp_path / "c"),
+        ]
+    )
+    assert code == 1
+    assert "after 1 attempt: HTTP 400 (not a transient error" in one_error_line(capsys)
+    assert len(fake_server.log) <= 8  # each document in flight asked once, none again
+
+
+def test_a_spent_budget(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
+    code = main(
+        [
+            "-q",
+            "judge",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--teacher",
+            fake_server.url,
+            "--teacher-model",
+            "fake-model",
+            "--cache",
+            str(tmp_path / "c"),
+            "--max-calls",
+            "3",
+        ]
+    )
+    assert code == 1
+    assert "call budget of 3 spent" in one_error_line(capsys)
+    assert len(fake_server.log) <= 3
+
+
+def test_an_output_folder_of_another_run(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out") == 0
+    capsys.readouterr()
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--seed", "7") == 2
+    line = one_error_line(capsys)
+    assert "holds a run with different args (seed)" in line and "another output folder" in line
+
+
+def test_a_broken_run_file(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out") == 0
+    capsys.readouterr()
+    state = tmp_path / "out" / "lmtx-work" / "state.json"
+    state.write_text(state.read_text()[:100])
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--max-rounds", "2") == 2
+    assert "delete state.json" in one_error_line(capsys)
+
+
+def test_a_broken_cache(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "teacher_cache.sqlite").write_bytes(b"not a database" * 100)
+    code = main(
+        [
+            "-q",
+            "judge",
+            "--data",
+            str(toy_lfxmc),
+            "--model",
+            tiny_model_dir,
+            "--teacher",
+            "oracle",
+            "--cache",
+            str(tmp_path / "c"),
+        ]
+    )
+    assert code == 2
+    assert ".recover" in one_error_line(capsys)
+
+
+def test_a_teacher_that_says_yes_to_nothing(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    # Every true label flipped to "no": no shortlisted label is a "yes".
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--teacher", "oracle:1:no") == 1
+    assert "nothing to train on" in one_error_line(capsys)
+
+
+def test_a_plain_model_is_not_a_tagger(tiny_model_dir, tmp_path, capsys):
+    docs = tmp_path / "docs.txt"
+    docs.write_text("gold prices rose\n")
+    assert main(["-q", "predict", "--model", tiny_model_dir, "--input", str(docs)]) == 2
+    assert "not an LMTX tagger" in one_error_line(capsys)
+
+
+def test_debug_shows_the_traceback(toy_lfxmc, tiny_model_dir, tmp_path):
+    with pytest.raises(ArgumentsError, match="max_docs"):
+        main(
+            [
+                "--debug",
+                "-q",
+                "train",
+                "--data",
+                str(toy_lfxmc),
+                "--model",
+                tiny_model_dir,
+                "--teacher",
+                "oracle",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--max-docs",
+                "0",
+            ]
+        )
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path):
+    bad = tmp_path / "j.jsonl"
+    bad.write_text("not json\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "st_lmtx.cli", "judgments", "import", str(bad), "--cache", str(tmp_path / "c.sqlite")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("st-lmtx: error: ") and "Traceback" not in done.stderr
+    assert json.dumps(done.stdout) == '""'
