@@ -94,9 +94,13 @@ def measure(label_set: str, n_docs: int, synthetic: int, repeats: int) -> dict:
             started = time.perf_counter()
             tuned.search(all_queries, 10)
             qps = len(all_queries) / (time.perf_counter() - started)
-            sweep.append({"ef_search": ef, "recall@10": float(np.mean([len(set(a) & set(b)) / 10
-                                                                      for a, b in zip(truth, found)])),
-                          "queries_s": qps})  # fmt: skip
+            sweep.append(
+                {
+                    "ef_search": ef,
+                    "recall@10": float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])),
+                    "queries_s": qps,
+                }
+            )
     return {
         "labels": len(labels),
         "index": index.kind,
@@ -127,24 +131,40 @@ def main() -> None:
 
     rows = []
     for name in ("reuters", "amazoncat", "synthetic"):
-        cmd = [sys.executable, __file__, "--one", name, "--docs", str(args.docs), "--synthetic", str(args.synthetic),
-               "--repeats", str(args.repeats)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--docs",
+            str(args.docs),
+            "--synthetic",
+            str(args.synthetic),
+            "--repeats",
+            str(args.repeats),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append((name, json.loads(out)))
         print(f"measured {name}", file=sys.stderr)
     print(f"\nall-MiniLM-L6-v2, {args.docs} Reuters test documents, top-10, {os.cpu_count()} CPU cores\n")
-    print("| label set | labels | index | label encoding s | index build s | memory added by the build MB | index MB | "
-          "bare encode docs/s | tagging docs/s | tagging / bare | recall@10 vs exact |")  # fmt: skip
+    print(
+        "| label set | labels | index | label encoding s | index build s | memory added by the build MB | index MB | "
+        "bare encode docs/s | tagging docs/s | tagging / bare | recall@10 vs exact |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
         enc = "-" if r["encode_labels_s"] != r["encode_labels_s"] else f"{r['encode_labels_s']:.1f}"
-        print(f"| {name} | {r['labels']:,} | {r['index']} | {enc} | {r['build_s']:.2f} | {r['build_rss_mb']:.0f} | "
-              f"{r['index_mb']:.0f} | {r['bare_docs_s']:.1f} | {r['tag_docs_s']:.1f} | {r['ratio']:.2f} | "
-              f"{r['recall@10']:.3f} |")  # fmt: skip
+        print(
+            f"| {name} | {r['labels']:,} | {r['index']} | {enc} | {r['build_s']:.2f} | {r['build_rss_mb']:.0f} | "
+            f"{r['index_mb']:.0f} | {r['bare_docs_s']:.1f} | {r['tag_docs_s']:.1f} | {r['ratio']:.2f} | "
+            f"{r['recall@10']:.3f} |"
+        )
     for name, r in rows:
         if r.get("ef_sweep"):
-            print(f"\nHNSW efSearch on {name} ({r['labels']:,} labels; recall@10 against exact search on 200 "
-                  f"documents, search speed on {args.docs}; efSearch {IndexConfig().ef_search} is the default)\n")
+            print(
+                f"\nHNSW efSearch on {name} ({r['labels']:,} labels; recall@10 against exact search on 200 "
+                f"documents, search speed on {args.docs}; efSearch {IndexConfig().ef_search} is the default)\n"
+            )
             print("| efSearch | recall@10 | searches/s (search only) |")
             print("|---:|---:|---:|")
             for e in r["ef_sweep"]:

@@ -11,15 +11,12 @@ Runs (teacher x recipe):
 
 - ``zero-shot``: the base model, no training.
 - ``local-*``: the real local teacher (Qwen2.5-Coder-1.5B-Instruct Q4_K_M in llama.cpp, in process, p(yes);
-  the default compact prompt and batched scoring); ``local05-*``: the 0.5B variant; ``localpf-*``: the 1.5B
-  teacher with the prefilled prompt layout.
+  the default compact prompt); ``local05-*``: the 0.5B variant.
 - ``oracle-*``: ``OracleTeacher`` on the same shortlists (a perfect judge: the ceiling); ``oracle20-*``: the
-  oracle with 20% of its answers flipped.
+  oracle with 20% of its answers flipped; ``oracle40yes-*``: 40% of the wrong labels answered "yes" (a lenient
+  judge).
 - recipes: ``reference`` (a random "yes" per use, every round from the base model, the reference's loss and
-  optimiser), ``best`` (see ``RECIPES``; BENCHMARKS.md says what each setting changes), ``keep50`` (best, half
-  of each label's documents), ``rts`` (best after a Random Text Segments warm start: its round 0 is RTS alone)
-  ``student`` (best with ``positives="student-yes"``), ``heldout`` (best with its dev documents held out of
-  training) and ``nomin`` (best without a minimum of steps a round).
+  optimiser) and ``best`` (the default; ``st_lmtx.arguments.RECIPES``).
 - ``title-content``: an LLM-free baseline: (content, title) pairs of the same documents, the LMTX loss with
   its defaults.
 
@@ -49,42 +46,25 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 COMMON: dict[str, Any] = {"max_docs": 1000, "max_rounds": 3, "dev_size": 300, "patience": 3, "seed": 42}
 RECIPES: dict[str, dict[str, Any]] = {
-    # The reference code's recipe (st_lmtx.recipes), with warmup as a fraction because 100 warmup steps exceed a
-    # whole round here, and the reference scripts' softmax weighting of the violating negatives.
+    # The reference code's recipe, with warmup as a fraction (100 warmup steps exceed a whole round here) and the
+    # reference scripts' softmax weighting of the violating negatives.
     "reference": {"recipe": "reference", "warmup_steps": 0.1, "softmax_weighting": True},
-    # The package's default recipe: the teacher's highest-p(yes) "yes" as the only positive, judgments
-    # accumulated over rounds, each round continuing from the last one (batch 128 beat 32 in round-1 trials).
+    # The package's default recipe.
     "best": {"recipe": "best"},
-    # The best recipe training, for each label, on the half of its documents with the most confident positive
-    # (round 1 on Reuters: trained-positive precision 0.786 -> 0.870, test P@1 85.53 -> 85.49).
-    "keep50": {"recipe": "best", "keep_documents": 0.5},
-    # The best recipe after an LLM-free round 0 on Random Text Segments of the same documents (issue 13): round 0
-    # of this row is RTS alone.
-    "rts": {"recipe": "best", "warm_start": "rts"},
-    # The best recipe with the student's first "yes" (in its shortlist order) as the positive from round 2 on
-    # (issue 14: the first "yes" of a teacher-trained shortlist is right more often than the top-scored one).
-    "student": {"recipe": "best", "positives": "student-yes"},
-    # The best recipe with its dev documents held out of training (300 of the documents beyond the 1,000 it
-    # trains on; the same training sample): benchmarks/dev_sample.py found that a perfect judge on in-sample dev
-    # documents misranks rounds, because the rounds memorise them, and on held-out ones ranks them as test does.
-    "heldout": {"recipe": "best", "dev_source": "held-out"},
-    # The best recipe without its minimum of 8 steps a round: a teacher that says "yes" for few documents (the
-    # 0.5B: ~110 of 1,000) then trains one pass over them, not 2-3 (is the harm from the repeated passes?).
-    "nomin": {"recipe": "best", "min_steps_per_round": 0},
-}  # fmt: skip
-# oracle40yes: 40% of the wrong labels answered "yes" (true labels kept): a lenient judge, as the 1.5B teacher
-# was on a domain not in the repository (68% yes).
+}
 # local05: the smaller Qwen2.5-Coder-0.5B teacher (st-lmtx fetch-model --model qwen2.5-coder-0.5b), its own cache.
-# localpf: the 1.5B teacher with the prefilled prompt layout (the label opens the reply: fewer tokens a label, a
-# more lenient judge that ranks better; BENCHMARKS.md, Teacher throughput).
-TEACHERS = {"local": "local", "local05": "local:qwen2.5-coder-0.5b", "localpf": "local", "oracle": "oracle",
-            "oracle20": "oracle:0.2", "oracle40yes": "oracle:0.4:yes"}  # fmt: skip
-# Teachers' settings other than the default (a layout other than the default compact prompt).
-TEACHER_PROMPTS = {"localpf": "prefilled"}
+TEACHERS = {
+    "local": "local",
+    "local05": "local:qwen2.5-coder-0.5b",
+    "oracle": "oracle",
+    "oracle20": "oracle:0.2",
+    "oracle40yes": "oracle:0.4:yes",
+}
 # The LLM teachers' caches and committed answers.
-LOCAL_FILES = {"local": ("teacher-local.sqlite", JUDGMENTS),
-               "local05": ("teacher-local05.sqlite", JUDGMENTS.with_name("reuters-local05.jsonl.gz")),
-               "localpf": ("teacher-localpf.sqlite", JUDGMENTS.with_name("reuters-localpf.jsonl.gz"))}  # fmt: skip
+LOCAL_FILES = {
+    "local": ("teacher-local.sqlite", JUDGMENTS),
+    "local05": ("teacher-local05.sqlite", JUDGMENTS.with_name("reuters-local05.jsonl.gz")),
+}
 METRICS = ["P@1", "P@3", "P@5", "R@5", "R@10", "nDCG@5", "PSP@5"]
 
 
@@ -95,11 +75,9 @@ def run_names() -> list[str]:
 
 
 def local_teacher(kind: str, cache: Path, **options: Any):
-    """The in-process teacher of ``kind`` (``local``, ``local05``, ``localpf``) on cache file ``cache``."""
-    from st_lmtx.teacher import PromptTemplate, make_teacher
+    """The in-process teacher of ``kind`` (``local``, ``local05``) on cache file ``cache``."""
+    from st_lmtx.teacher import make_teacher
 
-    if kind in TEACHER_PROMPTS:
-        options["prompt"] = PromptTemplate.named(TEACHER_PROMPTS[kind])
     return make_teacher(TEACHERS[kind], cache=cache, **options)
 
 
@@ -127,7 +105,9 @@ def fresh_files(kind: str) -> tuple[str, Path]:
     """The cache and judgments file of ``--fresh`` runs: only their own answers, so that a run resumed in another
     session (after ``--export-judgments``) still counts every teacher second it cost."""
     cache, judgments = LOCAL_FILES[kind]
-    return cache.replace(".sqlite", "-fresh.sqlite"), judgments.with_name(judgments.name.replace(".jsonl", "-fresh.jsonl"))
+    return cache.replace(".sqlite", "-fresh.sqlite"), judgments.with_name(
+        judgments.name.replace(".jsonl", "-fresh.jsonl")
+    )
 
 
 def run_folder(name: str, fresh: bool) -> str:
@@ -147,6 +127,8 @@ def lmtx_run(name: str, labels, train, test, fresh: bool = False) -> dict[str, A
 
 
 def summarize(name: str) -> dict[str, Any] | None:
+    from st_lmtx.trainer.records import RunRecord
+
     path = OUT / name / "lmtx_run.json"
     finished = path.exists()
     if not finished:
@@ -154,83 +136,86 @@ def summarize(name: str) -> dict[str, Any] | None:
         path = OUT / name / "lmtx-work" / "state.json"
         if not path.exists():
             return None
-    run = json.loads(path.read_text())
-    rounds = [r for r in run["rounds"] if r["round"] > 0]
-    if not rounds or run.get("best_round") is None:
+    run = RunRecord.read(path)
+    rounds = run.trained_rounds
+    if not rounds or run.best_round is None:
         return None
-    best = next(r for r in run["rounds"] if r["round"] == run["best_round"])
-    final = run.get("final")  # the average of the rounds' weights, when the recipe makes it the final model
-    usage = [r.get("teacher_usage", {}) for r in run["rounds"] + ([final] if final else [])]
-    dev = [r.get("dev_teacher_usage") for r in run["rounds"]]
+    final = run.final  # the average of the rounds' weights, when the recipe makes it the final model
+    usage = [r.teacher_usage for r in run.rounds + ([final] if final else [])]
+    dev = [r.dev_teacher_usage for r in run.rounds]
     return {
-        "metrics": (final or best)["eval"],
-        "docs": rounds[0]["pseudo_labels"]["documents"],
-        "rounds": f"{len(rounds)} (best {run['best_round']}" + (", final = average" if final else "") + ")"
+        "metrics": run.final_record.eval,
+        "docs": rounds[0].pseudo_labels.documents,
+        "rounds": f"{len(rounds)} (best {run.best_round}"
+        + (", final = average" if final else "")
+        + ")"
         + ("" if finished else ", unfinished"),
-        "calls": sum(u.get("calls", 0) for u in usage),
-        "pairs": sum(u.get("pairs", 0) for u in usage),
-        "prompt_tokens": sum(u.get("prompt_tokens", 0) for u in usage),
-        "teacher_s": sum(u.get("seconds", 0.0) for u in usage),
-        "train_s": sum(r.get("train_seconds", 0.0) for r in rounds),
-        "precision": "/".join(f"{r['pseudo_label_precision']['trained_positive_precision']:.2f}" for r in rounds),
-        "yes_rate": "/".join(f"{r['pseudo_labels']['yes_rate']:.2f}" for r in rounds),
-        # The stop signal per round (0 = zero-shot), as the run ranked its rounds.
-        "signal": _signal(run, rounds),
-        "per_round_p1": "/".join(f"{100 * r['eval']['P@1']:.1f}" for r in run["rounds"])
-        + (f" (average {100 * final['eval']['P@1']:.1f})" if final else ""),
+        "calls": sum(u.calls for u in usage),
+        "pairs": sum(u.pairs for u in usage),
+        "prompt_tokens": sum(u.prompt_tokens for u in usage),
+        "teacher_s": sum(u.seconds for u in usage),
+        "train_s": sum(r.train_seconds for r in rounds),
+        "precision": "/".join(f"{r.precision['trained_positive_precision']:.2f}" for r in rounds),
+        "yes_rate": "/".join(f"{r.pseudo_labels.yes_rate:.2f}" for r in rounds),
+        # The stop metric per round (0 = zero-shot), as the run ranked its rounds.
+        "signal": f"{run.stop_metric}: " + "/".join(f"{r.dev[run.stop_metric]:.2f}" for r in run.rounds),
+        "per_round_p1": "/".join(f"{100 * r.eval['P@1']:.1f}" for r in run.rounds)
+        + (f" (average {100 * final.eval['P@1']:.1f})" if final else ""),
         # What the stop rule's dev judging cost the teacher each round (new calls, seconds).
-        "dev_cost": "/".join(f"{d['calls']}:{d['seconds']:.0f}" for d in dev) if all(dev) else "-",
+        "dev_cost": "/".join(f"{d.calls}:{d.seconds:.0f}" for d in dev) if all(dev) else "-",
     }
 
 
-def _signal(run: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
-    metric = run.get("args", {}).get("stop_metric") or "llm_P@1"
-    if not all(metric in r["dev"] for r in rounds):
-        metric = "llm_P@1"  # rounds recorded before the signal existed were ranked on llm_P@1
-    return f"{metric}: " + "/".join(f"{r['dev'][metric]:.2f}" for r in run["rounds"] if metric in r["dev"])
-
-
 def signal_table(names: list[str]) -> None:
-    """Each stop signal against test P@1 over the rounds of the finished runs (issue 14): its Spearman
-    correlation with test P@1 (rounds 0-N), and the round the best recipe's stop rule (patience 1) would keep
-    with it, as test P@1 under the run's best round."""
+    """Each stop metric against test P@1 over the rounds of the finished runs: its Spearman correlation with test
+    P@1 (rounds 0-N), and the round the stop rule (patience 1) would keep with it, as test P@1 under the run's
+    best round."""
     from scipy.stats import spearmanr
 
-    from st_lmtx.recipes import STOP_SIGNALS
+    from st_lmtx.evaluation.llm_judged_evaluator import SIGNALS
+    from st_lmtx.trainer.records import RunRecord
 
-    print("\nStop signals (dev sample, judged by the run's teacher) against test P@1, per finished run. Each cell: "
-          "Spearman over rounds 0-N / the round patience 1 keeps (its test P@1 minus the best round's).\n")
-    print("| run | test P@1 per round | " + " | ".join(STOP_SIGNALS) + " |")
-    print("|" + "---|" * (len(STOP_SIGNALS) + 2))
+    print(
+        "\nStop metrics (dev sample, judged by the run's teacher) against test P@1, per finished run. Each cell: "
+        "Spearman over rounds 0-N / the round patience 1 keeps (its test P@1 minus the best round's).\n"
+    )
+    print("| run | test P@1 per round | " + " | ".join(SIGNALS) + " |")
+    print("|" + "---|" * (len(SIGNALS) + 2))
     for name in names:
         path = OUT / name / "lmtx_run.json"
         if not path.exists():
             continue
-        rounds = json.loads(path.read_text())["rounds"]
-        p1 = [r["eval"]["P@1"] for r in rounds]
+        run = RunRecord.read(path)
+        p1 = [r.eval["P@1"] for r in run.rounds]
         best = max(p1[1:])
         cells = []
-        for signal in STOP_SIGNALS:
-            values = [r["dev"].get(signal) for r in rounds]
-            if None in values or len(rounds) < 3:
+        for signal in SIGNALS:
+            values = [r.dev.get(signal) for r in run.rounds]
+            if None in values or len(run.rounds) < 3:
                 cells.append("-")
                 continue
             rho = spearmanr(values, p1).statistic
-            kept = kept_round(rounds, signal)
+            kept = kept_round(run, signal)
             cells.append(f"{rho:.2f} / {kept} ({100 * (p1[kept] - best):+.2f})")
         print(f"| {name} | " + "/".join(f"{100 * v:.1f}" for v in p1) + " | " + " | ".join(cells) + " |")
 
 
-def kept_round(rounds: list[dict[str, Any]], signal: str, patience: int = 1) -> int:
-    """The round the trainer's own stop rule (``RunState``, as the best recipe runs it: patience 1) keeps on these
-    round records' dev ``signal``."""
+def kept_round(run, signal: str, patience: int = 1) -> int:
+    """The round the trainer's own stop rule (``RunState``, patience 1) keeps on ``run``'s dev ``signal``."""
+    from dataclasses import replace
+
     from st_lmtx.trainer.run_state import RunState
 
-    state = RunState(OUT / "unused-state.json", {}, [], [], stop_metric=signal)  # never saved
-    for record in rounds:
-        if not state.finished:
-            state.record(record, patience)
-    return state.best_round
+    state = RunState(
+        OUT / "unused-state.json",
+        replace(run, rounds=[], best_round=None, finished=False, stop_metric=signal, final=None),
+    )  # never saved
+    for record in run.rounds:
+        if record.round == 0:
+            state.rounds.append(record)
+        elif not state.record.finished:
+            state.add_round(record, patience)
+    return state.record.best_round
 
 
 def zero_shot(labels, train, test) -> dict[str, Any]:
@@ -242,9 +227,21 @@ def zero_shot(labels, train, test) -> dict[str, Any]:
         metrics = XMCEvaluator(labels, test, train_truth=train.targets, show_progress_bar=True)(load_model(BASE_MODEL))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"metrics": metrics}))
-    return {"metrics": json.loads(path.read_text())["metrics"], "docs": 0, "rounds": "-", "calls": 0, "pairs": 0,
-            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": 0.0, "precision": "-", "per_round_p1": "-",
-            "dev_cost": "-", "yes_rate": "-", "signal": "-"}  # fmt: skip
+    return {
+        "metrics": json.loads(path.read_text())["metrics"],
+        "docs": 0,
+        "rounds": "-",
+        "calls": 0,
+        "pairs": 0,
+        "prompt_tokens": 0,
+        "teacher_s": 0.0,
+        "train_s": 0.0,
+        "precision": "-",
+        "per_round_p1": "-",
+        "dev_cost": "-",
+        "yes_rate": "-",
+        "signal": "-",
+    }
 
 
 def title_content(labels, train, test) -> dict[str, Any]:
@@ -255,27 +252,34 @@ def title_content(labels, train, test) -> dict[str, Any]:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from st_lmtx import LMTXTripletLoss, XMCEvaluator
+    from st_lmtx import LMTXArguments, LMTXTripletLoss, XMCEvaluator
     from st_lmtx.models import load_model
 
-    from st_lmtx import LMTXArguments
-
     recipe = LMTXArguments(**RECIPES["best"]).to_dict()
-    epochs = recipe["epochs_per_round"]
+    epochs = 1
     path = OUT / "title-content" / "result.json"
     if not path.exists():
         rng = random.Random(COMMON["seed"])
         indices = sorted(rng.sample(range(len(train)), COMMON["max_docs"]))
         records = [json.loads(line) for line in (REUTERS / "trn.json").read_text().splitlines()]
-        pairs = [(records[i]["content"], records[i]["title"]) for i in indices if records[i]["content"] and records[i]["title"]]
+        pairs = [
+            (records[i]["content"], records[i]["title"])
+            for i in indices
+            if records[i]["content"] and records[i]["title"]
+        ]
         model = load_model(BASE_MODEL)
         dataset = Dataset.from_dict({"anchor": [c for c, _ in pairs], "positive": [t for _, t in pairs]})
         targs = SentenceTransformerTrainingArguments(
-            output_dir=str(OUT / "title-content" / "checkpoints"), num_train_epochs=epochs,
-            per_device_train_batch_size=recipe["batch_size"], learning_rate=recipe["learning_rate"],
-            warmup_steps=recipe["warmup_steps"], save_strategy="no", report_to="none", seed=COMMON["seed"],
+            output_dir=str(OUT / "title-content" / "checkpoints"),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=recipe["batch_size"],
+            learning_rate=recipe["learning_rate"],
+            warmup_steps=recipe["warmup_steps"],
+            save_strategy="no",
+            report_to="none",
+            seed=COMMON["seed"],
             dataloader_pin_memory=False,
-        )  # fmt: skip
+        )
         started = time.perf_counter()
         SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset, loss=LMTXTripletLoss(model)).train()
         seconds = time.perf_counter() - started
@@ -283,27 +287,67 @@ def title_content(labels, train, test) -> dict[str, Any]:
         metrics = XMCEvaluator(labels, test, train_truth=train.targets, show_progress_bar=True)(model)
         path.write_text(json.dumps({"metrics": metrics, "docs": len(pairs), "train_s": seconds}))
     saved = json.loads(path.read_text())
-    return {"metrics": saved["metrics"], "docs": saved["docs"], "rounds": f"{epochs} epoch(s)", "calls": 0, "pairs": 0,
-            "prompt_tokens": 0, "teacher_s": 0.0, "train_s": saved["train_s"], "precision": "-", "per_round_p1": "-",
-            "dev_cost": "-", "yes_rate": "-", "signal": "-"}  # fmt: skip
+    return {
+        "metrics": saved["metrics"],
+        "docs": saved["docs"],
+        "rounds": f"{epochs} epoch(s)",
+        "calls": 0,
+        "pairs": 0,
+        "prompt_tokens": 0,
+        "teacher_s": 0.0,
+        "train_s": saved["train_s"],
+        "precision": "-",
+        "per_round_p1": "-",
+        "dev_cost": "-",
+        "yes_rate": "-",
+        "signal": "-",
+    }
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    print(f"\nReuters-21578 test split (3,019 documents), trained from {BASE_MODEL} on a random "
-          f"{COMMON['max_docs']} of the 7,770 training documents (their labels unused), at most "
-          f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the final model: the "
-          "average of the rounds' weights where the run averaged them (\"final = average\"), else the round the "
-          "stop rule kept (its stop signal per round: the column of that name).\n")  # fmt: skip
-    head = ["run", *METRICS, "docs", "rounds", "P@1 per round (0 = zero-shot)", "teacher calls", "pairs judged",
-            "prompt tokens", "teacher s", "training s", "yes-rate per round", "trained-positive precision per round",
-            "stop signal per round", "dev judging per round (new calls:s)"]  # fmt: skip
+    print(
+        f"\nReuters-21578 test split (3,019 documents), trained from {BASE_MODEL} on a random "
+        f"{COMMON['max_docs']} of the 7,770 training documents (their labels unused), at most "
+        f"{COMMON['max_rounds']} rounds, dev sample {COMMON['dev_size']}. Metrics in %, of the final model: the "
+        'average of the rounds\' weights where the run averaged them ("final = average"), else the round the '
+        "stop rule kept (its stop signal per round: the column of that name).\n"
+    )
+    head = [
+        "run",
+        *METRICS,
+        "docs",
+        "rounds",
+        "P@1 per round (0 = zero-shot)",
+        "teacher calls",
+        "pairs judged",
+        "prompt tokens",
+        "teacher s",
+        "training s",
+        "yes-rate per round",
+        "trained-positive precision per round",
+        "stop signal per round",
+        "dev judging per round (new calls:s)",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, r in results.items():
         m = r["metrics"]
-        cells = [name, *[f"{100 * m[k]:.2f}" for k in METRICS], str(r["docs"]), r["rounds"], r["per_round_p1"],
-                 f"{r['calls']:,}", f"{r['pairs']:,}", f"{r['prompt_tokens']:,}", f"{r['teacher_s']:.0f}",
-                 f"{r['train_s']:.0f}", r["yes_rate"], r["precision"], r["signal"], r["dev_cost"]]  # fmt: skip
+        cells = [
+            name,
+            *[f"{100 * m[k]:.2f}" for k in METRICS],
+            str(r["docs"]),
+            r["rounds"],
+            r["per_round_p1"],
+            f"{r['calls']:,}",
+            f"{r['pairs']:,}",
+            f"{r['prompt_tokens']:,}",
+            f"{r['teacher_s']:.0f}",
+            f"{r['train_s']:.0f}",
+            r["yes_rate"],
+            r["precision"],
+            r["signal"],
+            r["dev_cost"],
+        ]
         print("| " + " | ".join(cells) + " |")
     # Each answer keeps the teacher seconds it cost when produced, so these totals hold for runs resumed across
     # sessions or fed from the committed judgments (where "teacher s" above counts this process only).
@@ -314,21 +358,32 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             if (OUT / cache).exists():
                 with JudgmentCache(OUT / cache) as c:
                     n, seconds = c.cost()
-                print(f"\n{cache}: {n:,} answers, {seconds:,.0f} teacher seconds when they were produced "
-                      f"({seconds / max(n, 1):.3f} s an answer), every run that used it together.")  # fmt: skip
+                print(
+                    f"\n{cache}: {n:,} answers, {seconds:,.0f} teacher seconds when they were produced "
+                    f"({seconds / max(n, 1):.3f} s an answer), every run that used it together."
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(run_names())}")
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, train nothing")
-    parser.add_argument("--signals", action="store_true",
-                        help="print each stop signal's rank correlation with test P@1 over the finished runs' rounds")
-    parser.add_argument("--fresh", action="store_true",
-                        help="LLM runs in <run>-fresh folders with a cache of their own (and only their own exported "
-                             "answers imported): what one run costs the teacher from nothing (hours for local-best)")
-    parser.add_argument("--export-judgments", action="store_true",
-                        help=f"write the local teacher's cached answers to {JUDGMENTS.relative_to(REPO)} and exit")
+    parser.add_argument(
+        "--signals",
+        action="store_true",
+        help="print each stop signal's rank correlation with test P@1 over the finished runs' rounds",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="LLM runs in <run>-fresh folders with a cache of their own (and only their own exported "
+        "answers imported): what one run costs the teacher from nothing (hours for local-best)",
+    )
+    parser.add_argument(
+        "--export-judgments",
+        action="store_true",
+        help=f"write the local teacher's cached answers to {JUDGMENTS.relative_to(REPO)} and exit",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "httpx2", "faiss.loader", "sentence_transformers", "matplotlib"):

@@ -1,7 +1,7 @@
 """Teacher throughput and answer quality on Reuters-21578: the in-process scorers, prompt layouts, server modes
 and endpoint concurrency.
 
-    python benchmarks/teacher.py                         # the four in-process rows (about 25 minutes)
+    python benchmarks/teacher.py                         # the two in-process rows
     python benchmarks/teacher.py --modes batched-compact,server-pointwise
     python benchmarks/teacher.py --endpoint              # pairs/s against the loopback test server (1 minute)
     python benchmarks/teacher.py --later 3               # a later round's pairs, document memory on / off (20 minutes)
@@ -10,13 +10,10 @@ and endpoint concurrency.
 The first ``--docs`` training documents, each with its top-``--k`` shortlist from zero-shot all-MiniLM-L6-v2
 (1,000 pairs by default), are judged by the default local model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M):
 
-- ``sequential-<prompt>``: ``LlamaCppTeacher(scoring="sequential")``, the scorer before batching: per
-  document the prompt up to the label is evaluated, then each label's suffix alone (one decode a label);
-- ``batched-<prompt>``: ``LlamaCppTeacher(scoring="batched")``: the part before the document once a run, the
-  document once, all its labels' suffixes in one multi-sequence decode;
-- ``<prompt>``: ``reference`` (the paper's prompt), ``compact`` (the question before the document) or
-  ``prefilled`` (compact, the label opening the judge's reply);
-- ``server-pointwise`` / ``server-logprobs`` / ``server-listwise``: llama.cpp's server (``LocalTeacher``).
+- ``batched-<prompt>``: ``LlamaCppTeacher``: the part before the document once a run, the document once, all its
+  labels' suffixes in one multi-sequence decode; ``<prompt>``: ``reference`` (the paper's prompt) or ``compact``
+  (the question before the document);
+- ``server-pointwise`` / ``server-logprobs``: llama.cpp's server (``LocalTeacher``).
 
 ``--later N`` stands in for a later curriculum round, where each document comes back with a few labels it was not
 asked about: after the top-``--k`` pairs, the shortlist's next ``N`` labels per document are judged by the same
@@ -38,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REUTERS = Path(os.environ.get("LMTX_DATA", REPO.parent / "shared" / "data" / "reuters21578"))
 CACHE = REPO / ".cache" / "bench-teacher"
-IN_PROCESS = ["sequential-reference", "batched-reference", "sequential-compact", "batched-compact"]
+IN_PROCESS = ["batched-reference", "batched-compact"]
 
 
 def make(mode: str, cache: Path, model: str | None = None):
@@ -46,20 +43,18 @@ def make(mode: str, cache: Path, model: str | None = None):
     from st_lmtx.teacher.model_files import find_model
 
     common = {"cache": cache, "show_progress_bar": True}
-    if mode.startswith(("sequential-", "batched-")):
-        scoring, prompt = mode.split("-", 1)
+    if mode.startswith("batched-"):
+        prompt = mode.split("-", 1)[1]
         path = None
         if model:
             path = find_model(model)
             if path is None:
                 raise SystemExit(f"{model} is not fetched: st-lmtx fetch-model --model {model}")
-        return LlamaCppTeacher(path, prompt=prompt, scoring=scoring, **common)
+        return LlamaCppTeacher(path, prompt=prompt, **common)
     if mode == "server-pointwise":
         return LocalTeacher(prompt="reference", **common)
     if mode == "server-logprobs":
         return LocalTeacher(prompt="reference", logprobs=True, **common)
-    if mode == "server-listwise":
-        return LocalTeacher(mode="listwise", **common)
     raise ValueError(f"unknown mode {mode!r}")
 
 
@@ -77,8 +72,10 @@ def anatomy(docs, candidates, prompts=("reference", "compact")) -> None:
     from st_lmtx.teacher import LlamaCppTeacher
     from st_lmtx.teacher.base import PendingDocument
 
-    print("\n| prompt | head (once a run) | document part, mean (once a document) | label suffix, mean (once a pair) | "
-          "of which the chat template's default system prompt |")  # fmt: skip
+    print(
+        "\n| prompt | head (once a run) | document part, mean (once a document) | label suffix, mean (once a pair) | "
+        "of which the chat template's default system prompt |"
+    )
     print("|---|---:|---:|---:|---:|")
     for prompt in prompts:
         with LlamaCppTeacher(prompt=prompt, cache=None, show_progress_bar=False) as teacher:
@@ -89,8 +86,10 @@ def anatomy(docs, candidates, prompts=("reference", "compact")) -> None:
             system = head[: head.find("<|im_start|>user")] if "<|im_start|>user" in head else ""
             doc_mean = sum(len(c.doc_tokens) for c in cut) / len(cut)
             suffix_mean = sum(len(s) for c in cut for s in c.suffixes) / sum(len(c.suffixes) for c in cut)
-            print(f"| {prompt} | {len(teacher._head_tokens)} | {doc_mean:.1f} | {suffix_mean:.1f} | "
-                  f"{len(teacher._tokens(system)) if system else 0} |")  # fmt: skip
+            print(
+                f"| {prompt} | {len(teacher._head_tokens)} | {doc_mean:.1f} | {suffix_mean:.1f} | "
+                f"{len(teacher._tokens(system)) if system else 0} |"
+            )
 
 
 def sample(n: int, k: int):
@@ -127,25 +126,27 @@ def in_process(args) -> None:
         print(mode, first, f"second run: {second['calls']} calls, {second['cache_hits']} cache hits", flush=True)
 
     pairs = sum(len(c) for c in candidates)
-    print(f"\n{args.docs} Reuters training documents x top-{args.k} MiniLM shortlist ({pairs} pairs); "
-          f"{args.model or 'Qwen2.5-Coder-1.5B-Instruct'} Q4_K_M, llama.cpp, {os.cpu_count()} cores. Encoder's own top-1 "
-          f"precision: {encoder_top1:.3f}\n")  # fmt: skip
-    print("| mode | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair (server: billed) | 2nd run: calls / "
-          "cache hits | yes-rate | yes precision | yes recall (in shortlist) | top-scored label precision |")  # fmt: skip
+    print(
+        f"\n{args.docs} Reuters training documents x top-{args.k} MiniLM shortlist ({pairs} pairs); "
+        f"{args.model or 'Qwen2.5-Coder-1.5B-Instruct'} Q4_K_M, llama.cpp, {os.cpu_count()} cores. "
+        "Encoder's own top-1 "
+        f"precision: {encoder_top1:.3f}\n"
+    )
+    print(
+        "| mode | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair (server: billed) | 2nd run: calls / "
+        "cache hits | yes-rate | yes precision | yes recall (in shortlist) | top-scored label precision |"
+    )
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for mode, r, again in rows:
         seconds = max(r["seconds"], 1e-9)
-        print(f"| {mode} | {seconds / r['pairs']:.3f} | {r['pairs'] / seconds:.2f} | {r['seconds_per_document']:.2f} | "
-              f"{r['prompt_tokens'] / r['pairs']:.1f} | {again['calls']} / {again['cache_hits']} | {r['yes_rate']:.3f} | "
-              f"{r['yes_precision']:.3f} | {r['yes_recall_in_shortlist']:.3f} | {r['top_score_precision']:.3f} |")  # fmt: skip
-    prompts = sorted({m.split("-", 1)[1] for m in args.modes.split(",") if m.startswith(("sequential-", "batched-"))})
+        print(
+            f"| {mode} | {seconds / r['pairs']:.3f} | {r['pairs'] / seconds:.2f} | {r['seconds_per_document']:.2f} | "
+            f"{r['prompt_tokens'] / r['pairs']:.1f} | {again['calls']} / {again['cache_hits']} | "
+            f"{r['yes_rate']:.3f} | "
+            f"{r['yes_precision']:.3f} | {r['yes_recall_in_shortlist']:.3f} | {r['top_score_precision']:.3f} |"
+        )
+    prompts = sorted({m.split("-", 1)[1] for m in args.modes.split(",") if m.startswith("batched-")})
     anatomy(docs.texts, candidates, prompts)
-    for prompt in prompts:
-        a, b = results.get(f"sequential-{prompt}"), results.get(f"batched-{prompt}")
-        if a and b:
-            same, mean, worst = agreement(a, b)
-            print(f"\n{prompt}: batched vs sequential: {same:.3f} of verdicts equal, |p(yes) difference| "
-                  f"mean {mean:.4f}, max {worst:.4f}")  # fmt: skip
 
 
 def later_round(args) -> None:
@@ -163,15 +164,21 @@ def later_round(args) -> None:
         off = teacher.judge(docs.texts, later, desc="later, memory off")
         rows.append(("off", off.usage, 0.0))
     pairs = sum(len(c) for c in later)
-    print(f"\n{args.docs} Reuters training documents judged on their top-{args.k}, then on shortlist ranks "
-          f"{args.k + 1}-{args.k + args.later} ({pairs} pairs); {os.cpu_count()} cores\n")  # fmt: skip
-    print("| document memory | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair | documents restored | "
-          "memory held (MB) |")  # fmt: skip
+    print(
+        f"\n{args.docs} Reuters training documents judged on their top-{args.k}, then on shortlist ranks "
+        f"{args.k + 1}-{args.k + args.later} ({pairs} pairs); {os.cpu_count()} cores\n"
+    )
+    print(
+        "| document memory | s / pair | pairs / s | s / doc | evaluated prompt tokens / pair | documents restored | "
+        "memory held (MB) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, usage, held in rows:
-        print(f"| {name} | {usage.seconds / usage.pairs:.3f} | {usage.pairs / usage.seconds:.2f} | "
-              f"{usage.seconds / len(docs):.2f} | {usage.prompt_tokens / usage.pairs:.1f} | {usage.restored_docs} | "
-              f"{held:.0f} |")  # fmt: skip
+        print(
+            f"| {name} | {usage.seconds / usage.pairs:.3f} | {usage.pairs / usage.seconds:.2f} | "
+            f"{usage.seconds / len(docs):.2f} | {usage.prompt_tokens / usage.pairs:.1f} | {usage.restored_docs} | "
+            f"{held:.0f} |"
+        )
     same, mean, worst = agreement(on, off)
     print(f"\nmemory on vs off: {same:.3f} of verdicts equal, |p(yes) difference| mean {mean:.5f}, max {worst:.5f}")
 
@@ -185,11 +192,15 @@ def endpoint(args) -> None:
     from st_lmtx.teacher import OpenAITeacher
 
     docs = [f"Document {i} about wheat exports, crude oil and interest rates." for i in range(args.endpoint_docs)]
-    candidates = [["Wheat", "Crude Oil", "Gold", "Coffee", "Interest Rates", "Shipping", "Sugar", "Copper", "Cotton",
-                   "Trade"] for _ in docs]  # fmt: skip
+    candidates = [
+        ["Wheat", "Crude Oil", "Gold", "Coffee", "Interest Rates", "Shipping", "Sugar", "Copper", "Cotton", "Trade"]
+        for _ in docs
+    ]
     pairs = sum(len(c) for c in candidates)
-    print(f"\nOpenAITeacher against the loopback test server ({args.delay * 1000:.0f} ms a request, served in "
-          f"parallel), {pairs} pairs, one URL\n")  # fmt: skip
+    print(
+        f"\nOpenAITeacher against the loopback test server ({args.delay * 1000:.0f} ms a request, served in "
+        f"parallel), {pairs} pairs, one URL\n"
+    )
     print("| concurrency | seconds | pairs / s | requests in flight at most |")
     print("|---:|---:|---:|---:|")
     for concurrency in (1, 8, 32):
@@ -209,7 +220,9 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(IN_PROCESS))
     parser.add_argument("--keep-cache", action="store_true", help="reuse earlier answers (no fresh first run)")
     parser.add_argument("--endpoint", action="store_true", help="only the endpoint concurrency table")
-    parser.add_argument("--later", type=int, default=0, help="only the later-round table, with N new labels a document")
+    parser.add_argument(
+        "--later", type=int, default=0, help="only the later-round table, with N new labels a document"
+    )
     parser.add_argument("--endpoint-docs", type=int, default=50)
     parser.add_argument("--delay", type=float, default=0.05, help="the test server's seconds per request")
     args = parser.parse_args()

@@ -18,11 +18,10 @@ Data: an LF-XMC folder (--data, else $LMTX_DATA, else ../shared/data/reuters2157
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from st_lmtx import LMTXArguments, LMTXTagger, LMTXTrainer, load_lfxmc
+from st_lmtx import LMTXArguments, LMTXTagger, LMTXTrainer, RunRecord, load_lfxmc
 from st_lmtx.teacher import make_teacher
 
 
@@ -30,8 +29,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="LMTX quickstart on Reuters-21578 with the local teacher")
     p.add_argument("--data", default=os.environ.get("LMTX_DATA", "../shared/data/reuters21578"))
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="the bi-encoder to train")
-    p.add_argument("--teacher", default="local",
-                   help="local (in-process llama.cpp), an OpenAI-compatible URL, or oracle (ground truth: tests only)")
+    p.add_argument(
+        "--teacher",
+        default="local",
+        help="local (in-process llama.cpp), an OpenAI-compatible URL, or oracle (ground truth: tests only)",
+    )
     p.add_argument("--max-docs", type=int, default=40, help="unlabeled training documents the teacher judges")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--eval-docs", type=int, default=500, help="test documents to measure on")
@@ -46,18 +48,23 @@ def main(argv=None):
     cache = Path(args.output) / "lmtx-work" / "teacher_cache.sqlite"  # where fit looks for answers
     with make_teacher(args.teacher, labels=labels, documents=train, cache=cache) as teacher:
         lmtx_args = LMTXArguments(
-            output_dir=args.output, max_docs=args.max_docs, max_rounds=args.rounds, patience=args.rounds,
-            dev_size=min(20, args.max_docs), positives="top-yes", batch_size=16, epochs_per_round=2,
-            warmup_steps=0.1, restart_from_base=False,
+            output_dir=args.output,
+            max_docs=args.max_docs,
+            max_rounds=args.rounds,
+            patience=args.rounds,
+            dev_size=min(20, args.max_docs),
+            batch_size=16,
+            warmup_steps=0.1,
+            restart_from_base=False,
         )
         LMTXTrainer(args.model, labels, teacher=teacher, args=lmtx_args).fit(train, eval_data=test)
 
-    run = json.loads((Path(args.output) / "lmtx_run.json").read_text())
+    run = RunRecord.read(Path(args.output) / "lmtx_run.json")
     print(f"\nTest metrics on {len(test)} documents (%):")
-    for r in run["rounds"]:
-        name = "zero-shot" if r["round"] == 0 else f"round {r['round']}"
-        name += " (kept)" if r["round"] == run["best_round"] else ""
-        print(f"  {name:<16}" + "  ".join(f"{k} {100 * r['eval'][k]:6.2f}" for k in ("P@1", "P@5", "R@10")))
+    for r in run.rounds + ([run.final] if run.final else []):
+        name = "zero-shot" if r.round == 0 else f"round {r.round}"
+        name = "final (average)" if r.averaged_rounds else name + (" (kept)" if r.round == run.best_round else "")
+        print(f"  {name:<16}" + "  ".join(f"{k} {100 * r.eval[k]:6.2f}" for k in ("P@1", "P@5", "R@10")))
 
     tagger = LMTXTagger.load(args.output)  # the output folder is the tagger: no LLM from here on
     texts = ["The Fed raised interest rates again.", "Wheat exports to Egypt rose."]

@@ -29,11 +29,10 @@ faster (not measured). The default --max-docs 40 asks about 400 pairs. llama-ser
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from st_lmtx import LMTXArguments, LMTXTrainer, load_lfxmc
+from st_lmtx import LMTXArguments, LMTXTrainer, RunRecord, load_lfxmc
 from st_lmtx.teacher import make_teacher
 
 
@@ -56,23 +55,32 @@ def main(argv=None):
     test = test.subset(range(min(args.eval_docs, len(test))))
 
     cache = Path(args.output) / "lmtx-work" / "teacher_cache.sqlite"
-    with make_teacher(args.base_url, model=args.teacher_model, cache=cache, concurrency=args.concurrency,
-                      logprobs=args.logprobs) as teacher:
+    with make_teacher(
+        args.base_url, model=args.teacher_model, cache=cache, concurrency=args.concurrency, logprobs=args.logprobs
+    ) as teacher:
         print(f"Teacher: {teacher.model_name} at {args.base_url}")
         lmtx_args = LMTXArguments(
-            output_dir=args.output, max_docs=args.max_docs, max_rounds=args.rounds, patience=args.rounds,
-            dev_size=min(20, args.max_docs), positives="top-yes", batch_size=16, epochs_per_round=2,
-            warmup_steps=0.1, restart_from_base=False,
+            output_dir=args.output,
+            max_docs=args.max_docs,
+            max_rounds=args.rounds,
+            patience=args.rounds,
+            dev_size=min(20, args.max_docs),
+            batch_size=16,
+            warmup_steps=0.1,
+            restart_from_base=False,
         )
         LMTXTrainer(args.model, labels, teacher=teacher, args=lmtx_args).fit(train, eval_data=test)
         usage = teacher.usage  # this process's calls; answers already in the cache cost nothing
 
-    print(f"Teacher: {usage.calls} calls, {usage.prompt_tokens + usage.completion_tokens:,} tokens, "
-          f"{usage.seconds:.0f} s, {usage.cache_hits} answers from the cache, {usage.retries} retries")
-    run = json.loads((Path(args.output) / "lmtx_run.json").read_text())
-    best = run["rounds"][run["best_round"]]
-    print(f"Test P@1 on {len(test)} documents: zero-shot {100 * run['rounds'][0]['eval']['P@1']:.2f}, "
-          f"round {run['best_round']} {100 * best['eval']['P@1']:.2f}; the tagger is in {args.output}")
+    print(
+        f"Teacher: {usage.calls} calls, {usage.prompt_tokens + usage.completion_tokens:,} tokens, "
+        f"{usage.seconds:.0f} s, {usage.cache_hits} answers from the cache, {usage.retries} retries"
+    )
+    run = RunRecord.read(Path(args.output) / "lmtx_run.json")
+    print(
+        f"Test P@1 on {len(test)} documents: zero-shot {100 * run.rounds[0].eval['P@1']:.2f}, "
+        f"final model {100 * run.final_record.eval['P@1']:.2f}; the tagger is in {args.output}"
+    )
     return run
 
 

@@ -16,11 +16,10 @@ cores (estimated from 01). tests/test_examples.py runs this script against a loo
 """
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from st_lmtx import LMTXArguments, LMTXTrainer, OpenAITeacher, TeacherBudgetExceeded, load_lfxmc
+from st_lmtx import LMTXArguments, LMTXTrainer, OpenAITeacher, RunRecord, TeacherBudgetExceeded, load_lfxmc
 
 
 def main(argv=None):
@@ -45,16 +44,25 @@ def main(argv=None):
     test = test.subset(range(min(args.eval_docs, len(test))))
 
     teacher = OpenAITeacher(
-        args.teacher_model, base_url=args.base_url,  # api_key=... or $OPENAI_API_KEY
+        args.teacher_model,
+        base_url=args.base_url,  # api_key=... or $OPENAI_API_KEY
         logprobs=True,  # p(yes) scores: top-yes positives train on the label the LLM is surest of
-        max_calls=args.max_calls, max_tokens=args.max_tokens,  # the budget
-        rpm=args.rpm, tpm=args.tpm, concurrency=args.concurrency,  # the rate limit
+        max_calls=args.max_calls,
+        max_tokens=args.max_tokens,  # the budget
+        rpm=args.rpm,
+        tpm=args.tpm,
+        concurrency=args.concurrency,  # the rate limit
         cache=Path(args.output) / "lmtx-work" / "teacher_cache.sqlite",
     )
     lmtx_args = LMTXArguments(
-        output_dir=args.output, max_docs=args.max_docs, max_rounds=args.rounds, patience=args.rounds,
-        dev_size=min(50, args.max_docs), positives="top-yes", batch_size=32, epochs_per_round=2,
-        warmup_steps=0.1, restart_from_base=False,
+        output_dir=args.output,
+        max_docs=args.max_docs,
+        max_rounds=args.rounds,
+        patience=args.rounds,
+        dev_size=min(50, args.max_docs),
+        batch_size=32,
+        warmup_steps=0.1,
+        restart_from_base=False,
     )
     try:
         with teacher:
@@ -65,12 +73,16 @@ def main(argv=None):
         return {"stopped": "budget", "usage": teacher.usage.to_dict()}
     finally:
         u = teacher.usage
-        print(f"Teacher this run: {u.calls} calls, {u.prompt_tokens:,} prompt + {u.completion_tokens:,} answer tokens, "
-              f"{u.retries} retries, {u.seconds:.0f} s")
+        print(
+            f"Teacher this run: {u.calls} calls, {u.prompt_tokens:,} prompt + {u.completion_tokens:,} answer tokens, "
+            f"{u.retries} retries, {u.seconds:.0f} s"
+        )
 
-    run = json.loads((Path(args.output) / "lmtx_run.json").read_text())
-    print(f"Test P@1: zero-shot {100 * run['rounds'][0]['eval']['P@1']:.2f}, "
-          f"round {run['best_round']} {100 * run['rounds'][run['best_round']]['eval']['P@1']:.2f}")
+    run = RunRecord.read(Path(args.output) / "lmtx_run.json")
+    print(
+        f"Test P@1: zero-shot {100 * run.rounds[0].eval['P@1']:.2f}, "
+        f"final model {100 * run.final_record.eval['P@1']:.2f}"
+    )
     return {"stopped": None, "usage": teacher.usage.to_dict(), "run": run}
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from st_lmtx import LMTXTagger, load_lfxmc, xmc_metrics
-from st_lmtx.evaluation import inverse_propensities
+from st_lmtx import LMTXTagger, load_lfxmc
+from st_lmtx.evaluation import inverse_propensities, xmc_metrics
 
 
 def main(argv=None):
@@ -59,9 +59,17 @@ def main(argv=None):
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         for doc_id, truth, tags in zip(test.ids, test.targets, predicted):
-            f.write(json.dumps({"id": doc_id, "truth": [labels.texts[j] for j in truth],
-                                "tags": [{"id": t.id, "text": t.text, "score": round(t.score, 4)}
-                                         for t in tags[: args.top_k]]}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": doc_id,
+                        "truth": [labels.texts[j] for j in truth],
+                        "tags": [{"id": t.id, "text": t.text, "score": round(t.score, 4)} for t in tags[: args.top_k]],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     print(f"Predicted tags of {len(test):,} documents: {args.output}")
 
     texts = ["OPEC agreed to cut crude output to support oil prices.", "The dollar fell against the yen in Tokyo."]

@@ -43,8 +43,10 @@ def main(argv=None):
         for name in files:
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(folder / name, out / name)
-        print(f"Would upload {len(files)} files ({sum((out / n).stat().st_size for n in files) / 1e6:.1f} MB), "
-              f"copied to {out}:")
+        print(
+            f"Would upload {len(files)} files ({sum((out / n).stat().st_size for n in files) / 1e6:.1f} MB), "
+            f"copied to {out}:"
+        )
         for name in files:
             print(f"  {(out / name).stat().st_size:>12,}  {name}")
         tags = LMTXTagger.load(out).predict(["Crude oil prices rose."], top_k=3)[0]  # the copy is complete

@@ -19,9 +19,15 @@ from st_lmtx import LMTXArguments, LMTXTagger, LMTXTrainer
 from st_lmtx.teacher import make_teacher
 
 LABELS = {
-    "billing": "Billing and invoices", "refund": "Refund request", "login": "Password reset and login problems",
-    "shipping": "Shipping delay", "damaged": "Damaged or wrong item", "bug": "Software bug or crash",
-    "feature": "Feature request", "cancel": "Cancel subscription", "privacy": "Privacy and personal data",
+    "billing": "Billing and invoices",
+    "refund": "Refund request",
+    "login": "Password reset and login problems",
+    "shipping": "Shipping delay",
+    "damaged": "Damaged or wrong item",
+    "bug": "Software bug or crash",
+    "feature": "Feature request",
+    "cancel": "Cancel subscription",
+    "privacy": "Privacy and personal data",
     "pricing": "Pricing question",
 }
 DOCUMENTS = [
@@ -50,20 +56,25 @@ DOCUMENTS = [
     "The page freezes when I upload a file larger than 10 MB.",
     "My card was billed after I had already cancelled.",
 ]
-NEW_TICKETS = ["Where is my parcel? It is a week late.", "The app shuts down when I tap Save.",
-               "Can I get my money back for the unused months?"]
+NEW_TICKETS = [
+    "Where is my parcel? It is a week late.",
+    "The app shuts down when I tap Save.",
+    "Can I get my money back for the unused months?",
+]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="LMTX on labels and documents given as Python lists")
-    p.add_argument("--teacher", default=None,
-                   help="an OpenAI-compatible URL or local (default: $LMTX_TEACHER_URL, else local)")
+    p.add_argument(
+        "--teacher", default=None, help="an OpenAI-compatible URL or local (default: $LMTX_TEACHER_URL, else local)"
+    )
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--output", default="runs/own-data")
     args = p.parse_args(argv)
 
-    lmtx_args = LMTXArguments(output_dir=args.output, shortlist_k=3, max_rounds=2, patience=2, dev_size=8,
-                              positives="top-yes", batch_size=8, epochs_per_round=4, warmup_steps=0.1)
+    lmtx_args = LMTXArguments(
+        output_dir=args.output, shortlist_k=3, max_rounds=2, patience=2, dev_size=8, batch_size=8, warmup_steps=0.1
+    )
     teacher = None  # the default teacher, built (and closed) by the trainer
     if args.teacher:
         teacher = make_teacher(args.teacher, cache=f"{args.output}/lmtx-work/teacher_cache.sqlite")
