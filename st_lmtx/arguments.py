@@ -1,4 +1,4 @@
-"""The settings of an LMTX run (:class:`LMTXArguments`) and of its teacher (:class:`TeacherArguments`).
+"""The settings of an LMTX run (`LMTXArguments`) and of its teacher (`TeacherArguments`).
 
 Each setting is defined once, here, with its help text, its choices and its group; the ``st-lmtx`` command's
 flags are generated from these fields (same name in kebab-case, same default). A field marked ``recipe`` is
@@ -110,7 +110,7 @@ def validate(instance: Any) -> None:
 class LMTXArguments:
     """Everything that configures an LMTX run.
 
-    ``recipe`` names a preset (:data:`RECIPES`) that fills every setting marked *recipe* left at ``None``:
+    ``recipe`` names a preset (`RECIPES`) that fills every setting marked *recipe* left at ``None``:
     ``"best"`` (the default, the best recipe measured) or ``"reference"`` (the paper's code). Settings given
     explicitly win over the recipe::
 
@@ -287,7 +287,7 @@ class LMTXArguments:
 @dataclass
 class TeacherArguments:
     """The teacher of the ``judge`` and ``train`` commands (in Python, build a teacher object instead:
-    :class:`~st_lmtx.teacher.OpenAITeacher`, :class:`~st_lmtx.teacher.LlamaCppTeacher`, ...)."""
+    `OpenAITeacher`, `LlamaCppTeacher`, ...)."""
 
     teacher: str | None = setting(
         None,

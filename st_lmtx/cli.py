@@ -1,7 +1,7 @@
 """The ``st-lmtx`` command: train, judge, evaluate, predict, judgments, recipes, fetch-model.
 
-The flags of ``train`` and ``judge`` that are settings are generated from :class:`~st_lmtx.LMTXArguments` and
-:class:`~st_lmtx.arguments.TeacherArguments`. An error st-lmtx raises on purpose (:class:`~st_lmtx.errors.LMTXError`)
+The flags of ``train`` and ``judge`` that are settings are generated from `LMTXArguments` and
+`TeacherArguments`. An error st-lmtx raises on purpose (`LMTXError`)
 is one line on stderr and its exit code; ``--debug`` shows its traceback.
 """
 

@@ -1,6 +1,6 @@
 """The errors st-lmtx raises on purpose. Each message names what is wrong and the way out.
 
-The command line prints an :class:`LMTXError` as one line, ``st-lmtx: error: <message>``, and exits with its
+The command line prints an `LMTXError` as one line, ``st-lmtx: error: <message>``, and exits with its
 ``exit_code``: 2 for bad input or configuration (fix the command or the files), 1 when the teacher or the run
 failed (run the same command again once the cause is gone: every answer is cached).
 """
@@ -19,7 +19,7 @@ class InputError(LMTXError, ValueError):
 
 
 class ArgumentsError(LMTXError, ValueError):
-    """An :class:`~st_lmtx.LMTXArguments` setting is out of range or not one of its choices."""
+    """An `LMTXArguments` setting is out of range or not one of its choices."""
 
 
 class TeacherConfigError(LMTXError, ValueError):

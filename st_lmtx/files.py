@@ -1,7 +1,7 @@
 """Files written so that a crash or a full disk mid-write leaves the old file or the new one, never half of one.
 
 Every writer goes to a temporary sibling first and moves it into place with ``os.replace``, which is atomic on
-POSIX and Windows within one file system. Readers of run files raise :class:`~st_lmtx.errors.RunFileError`,
+POSIX and Windows within one file system. Readers of run files raise `RunFileError`,
 naming the file and saying how to recover, when one is unreadable anyway (a disk error, a file edited by hand).
 """
 

@@ -5,7 +5,7 @@ The LF-XMC layout (the one LMTX, MACLR and PECOS read) is a folder with ``lbl.js
 ``target_ind``). A document's text is ``title + "\\n" + content``; ``target_ind`` (indices into the lines of
 ``lbl.json``) is ground truth and is only ever read for evaluation, never for training.
 
-Every check here raises :class:`InputError` naming what is wrong and where, because a silently skipped
+Every check here raises `InputError` naming what is wrong and where, because a silently skipped
 document or a shifted label index would show up much later as a quietly worse model.
 """
 
@@ -127,7 +127,7 @@ DocumentsLike = Union[DocumentSet, Sequence[str], "Dataset", str, os.PathLike]  
 
 
 def load_labels(source: Any) -> LabelSet:
-    """Build a :class:`LabelSet` from a list of label texts (each text is also its id), a ``{id: text}``
+    """Build a `LabelSet` from a list of label texts (each text is also its id), a ``{id: text}``
     dict, a ``datasets.Dataset`` (text column ``text``/``title``/``label``, optional ``id``/``uid``), or
     the path of an LF-XMC ``lbl.json`` (or of its folder)."""
     if isinstance(source, LabelSet):
@@ -163,7 +163,7 @@ def load_labels(source: Any) -> LabelSet:
 
 
 def load_documents(source: Any, num_labels: int | None = None) -> DocumentSet:
-    """Build a :class:`DocumentSet` from a list of texts, a ``datasets.Dataset`` (column ``text``, or
+    """Build a `DocumentSet` from a list of texts, a ``datasets.Dataset`` (column ``text``, or
     ``title`` + ``content``; optional ``id``/``uid`` and ``target_ind``), or an LF-XMC ``trn.json`` /
     ``tst.json`` path. With ``num_labels``, ground-truth indices are checked against the label set."""
     if isinstance(source, DocumentSet):

@@ -34,7 +34,7 @@ UNPARSEABLE_SHARE = 0.02
 
 
 def teacher_warnings(stats: PseudoLabelStats) -> list[str]:
-    """What a round's pseudo-label statistics (:meth:`PseudoLabels.stats`) say about the teacher that a user
+    """What a round's pseudo-label statistics (`PseudoLabels.stats`) say about the teacher that a user
     should hear: a judge that accepts a label for few documents, one that says "yes" to most pairs, or one whose
     answers are often neither yes nor no. Empty when none applies."""
     warnings = []
@@ -210,7 +210,7 @@ def select_pairs(
 
 def pairs_to_dataset(pairs: Sequence[TrainingPair], documents: DocumentSet, labels: LabelSet) -> Dataset:
     """Columns ``anchor`` (document text), ``positive`` (label text) and ``label``: the ids
-    :class:`LMTXTripletLoss` masks with (the positive's, then all the document's "yes" labels, -1 padded to a
+    `LMTXTripletLoss` masks with (the positive's, then all the document's "yes" labels, -1 padded to a
     common width)."""
     width = max((len(p.known) for p in pairs), default=0)
     rows: dict[str, list] = {"anchor": [], "positive": [], "label": []}

@@ -101,7 +101,7 @@ class LMTXTagger:
 
     @classmethod
     def load(cls, path_or_repo: str | os.PathLike, **kwargs) -> LMTXTagger:
-        """Load from a folder written by :meth:`save` or by ``LMTXTrainer``, or from a Hub repository id."""
+        """Load from a folder written by `save` or by ``LMTXTrainer``, or from a Hub repository id."""
         path = Path(path_or_repo)
         if not path.is_dir():
             path = Path(_download(str(path_or_repo)))
@@ -113,7 +113,7 @@ class LMTXTagger:
 
 
 def files_to_upload(folder: str | os.PathLike) -> list[str]:
-    """The files :func:`push_folder_to_hub` uploads from ``folder`` (relative paths), work files excluded."""
+    """The files `push_folder_to_hub` uploads from ``folder`` (relative paths), work files excluded."""
     from huggingface_hub.utils import filter_repo_objects
 
     folder = Path(folder)

@@ -1,5 +1,5 @@
-"""Evaluation: ground-truth metrics (:class:`XMCEvaluator`) and the teacher's view of a model
-(:class:`LLMJudgedEvaluator`), as sentence-transformers evaluators."""
+"""Evaluation: ground-truth metrics (`XMCEvaluator`) and the teacher's view of a model
+(`LLMJudgedEvaluator`), as sentence-transformers evaluators."""
 
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator, judged_signals
 from st_lmtx.evaluation.metrics import (

@@ -66,7 +66,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
         model is sent to the teacher, and
 
         ``llm_P@1 = |{d : teacher(d, top1(d)) = "yes"}| / |D|`` and, with ``k > 1``, ``llm_top1_margin``, which
-        compares the top-1 with the rest of the top-k (:func:`judged_signals`).
+        compares the top-1 with the rest of the top-k (`judged_signals`).
 
         LMTX's stop rule compares ``llm_P@1`` between curriculum rounds on a fixed sample of training documents
         (800 in the reference). The teacher's cache makes repeated top-1 labels free.

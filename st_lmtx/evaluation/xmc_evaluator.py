@@ -39,7 +39,7 @@ class XMCEvaluator(BaseEvaluator):
         Evaluates a bi-encoder as an extreme multi-label tagger: labels and documents are embedded, every
         document's labels are ranked by cosine similarity through the same FAISS index the tagger uses, and
         the ranking is scored against ground truth with P@k, R@k, nDCG@k and PSP@k (see
-        :mod:`st_lmtx.evaluation.metrics` for the formulas). Scores are fractions in [0, 1].
+        `st_lmtx.evaluation.metrics` for the formulas). Scores are fractions in [0, 1].
 
         Propensities for PSP@k come from ``train_truth`` (the training split's ground truth) when given, as
         XMC papers compute them, else from the evaluated documents' own ground truth.

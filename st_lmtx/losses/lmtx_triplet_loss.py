@@ -71,10 +71,10 @@ class LMTXTripletLoss(nn.Module):
             +-------------------------------------------------+--------------------------------------------+
 
         Recommendations:
-            - Build the pairs with :func:`st_lmtx.build_pseudo_label_dataset`, which writes the label column.
+            - Build the pairs with `st_lmtx.build_pseudo_label_dataset`, which writes the label column.
 
         Relations:
-            - :class:`~sentence_transformers.sentence_transformer.losses.MultipleNegativesRankingLoss` uses the
+            - `MultipleNegativesRankingLoss` uses the
               same in-batch negatives with a softmax cross-entropy instead of a hinge and cannot mask the
               other positives of a multi-label document.
 

@@ -1,8 +1,8 @@
 """The LLM teacher: judges (document, label) pairs during training only.
 
-:class:`OpenAITeacher` (any OpenAI-compatible endpoint), :class:`LlamaCppTeacher` (llama.cpp in this process),
-:class:`LocalTeacher` (llama.cpp's server, started for you) and :class:`OracleTeacher` (ground truth: an evaluation
-tool) share :class:`Teacher`'s cache, budgets and usage counts.
+`OpenAITeacher` (any OpenAI-compatible endpoint), `LlamaCppTeacher` (llama.cpp in this process),
+`LocalTeacher` (llama.cpp's server, started for you) and `OracleTeacher` (ground truth: an evaluation
+tool) share `Teacher`'s cache, budgets and usage counts.
 """
 
 from st_lmtx.teacher.base import JudgeResult, Judgment, Teacher, TeacherUsage

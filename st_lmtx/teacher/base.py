@@ -2,7 +2,7 @@
 
 A teacher returns, for every pair, a verdict ("yes", "no" or "unparseable") and a score in [0, 1]: p(yes)
 where the backend gives probabilities, else 1.0 for "yes" and 0.0 otherwise. Subclasses implement
-:meth:`Teacher._judge_documents` for the pairs that are not cached; this class looks up the cache, stores
+`Teacher._judge_documents` for the pairs that are not cached; this class looks up the cache, stores
 every answer the moment it arrives, counts usage and enforces the call and token budgets.
 """
 
@@ -92,7 +92,7 @@ Emit = Callable[[PendingDocument, int, Judgment, int, int], None]
 
 
 class Teacher(ABC):
-    """Base class of all teachers. ``cache``: a :class:`JudgmentCache`, a path of a SQLite file, or None
+    """Base class of all teachers. ``cache``: a `JudgmentCache`, a path of a SQLite file, or None
     (answers kept in memory only). ``max_calls`` / ``max_tokens``: a budget over the teacher's lifetime."""
 
     backend: str = "base"
@@ -218,7 +218,7 @@ class Teacher(ABC):
         return JudgeResult(judgments=results, usage=run)  # type: ignore[arg-type]
 
     def check_budget(self, run: TeacherUsage, in_flight: int = 0) -> None:
-        """Raise :class:`TeacherBudgetExceeded` when one more call would exceed the budget."""
+        """Raise `TeacherBudgetExceeded` when one more call would exceed the budget."""
         calls = self.usage.calls + run.calls + in_flight
         tokens = self.usage.prompt_tokens + run.prompt_tokens + self.usage.completion_tokens + run.completion_tokens
         if self.max_calls is not None and calls >= self.max_calls:
@@ -232,7 +232,7 @@ class Teacher(ABC):
         answer is known, and count calls and tokens in ``run``."""
 
     def export_judgments(self, path: str | os.PathLike) -> int:
-        """Write this teacher's cached answers to a judgments file (see :mod:`st_lmtx.teacher.judgments`)."""
+        """Write this teacher's cached answers to a judgments file (see `st_lmtx.teacher.judgments`)."""
         return export_judgments(self.cache, path, namespace=self.namespace)
 
     def import_judgments(self, path: str | os.PathLike) -> ImportReport:

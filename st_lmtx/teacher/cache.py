@@ -5,7 +5,7 @@ had in flight, and a second run, or a later curriculum round, asks only for pair
 keyed by a hash of (namespace, sha256 of the document, label), where the namespace fingerprints what decides the
 answer (backend, model name, prompt template, mode) and never holds a URL or an API key. A row keeps the
 document's hash (never its text), so the answers can be exported and imported as data
-(:mod:`st_lmtx.teacher.judgments`).
+(`st_lmtx.teacher.judgments`).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class JudgmentCache:
             ).fetchall()
 
     def add_rows(self, configs: dict[str, dict], rows: list[tuple]) -> int:
-        """Insert :meth:`rows`-shaped answers and their namespaces in one transaction (all or nothing); an answer
+        """Insert `rows`-shaped answers and their namespaces in one transaction (all or nothing); an answer
         already here is kept. Returns how many were new."""
         now = time.time()
         with self._lock:

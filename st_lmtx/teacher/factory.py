@@ -39,13 +39,13 @@ def make_teacher(
     documents: DocumentSet | None = None,
     **kwargs: Any,
 ) -> Teacher:
-    """``spec``: an http(s) URL (or several, comma-separated) for :class:`OpenAITeacher`; ``local`` for the
+    """``spec``: an http(s) URL (or several, comma-separated) for `OpenAITeacher`; ``local`` for the
     in-process llama.cpp scorer; ``local-server`` for llama.cpp's server started for you; ``local:NAME`` /
     ``local-server:NAME`` for either with the fetched model ``NAME`` of
-    :data:`~st_lmtx.teacher.model_files.MODELS` (e.g. ``local:qwen2.5-coder-0.5b``; plain ``local`` is the
+    `MODELS` (e.g. ``local:qwen2.5-coder-0.5b``; plain ``local`` is the
     default model, or the ``.gguf`` path in ``model``); a path ending in ``.gguf`` for the in-process teacher
     with that model; ``oracle`` / ``oracle:0.2`` / ``oracle:0.4:yes`` for ground truth (with a flipped
-    fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``, see :class:`OracleTeacher`;
+    fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``, see `OracleTeacher`;
     needs ``labels`` and ``documents`` with ground truth)."""
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher
@@ -171,7 +171,7 @@ def build_teacher(
     documents: DocumentSet | None = None,
     show_progress_bar: bool = True,
 ) -> Teacher:
-    """The teacher :class:`TeacherArguments` describe (the ``judge`` and ``train`` commands' teacher), on the
+    """The teacher `TeacherArguments` describe (the ``judge`` and ``train`` commands' teacher), on the
     answer cache at ``cache``, with ``args.import_judgments`` added to that cache first."""
     from st_lmtx.teacher.prompts import PromptTemplate
 

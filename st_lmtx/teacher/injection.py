@@ -1,12 +1,12 @@
 """Documents are untrusted text inside the teacher's prompt: keep them from passing as the prompt's own structure,
 and flag the ones that talk to the judge.
 
-- :func:`neutralize` breaks the strings that chat templates and tokenizers read as control tokens (``<|im_end|>``,
+- `neutralize` breaks the strings that chat templates and tokenizers read as control tokens (``<|im_end|>``,
   ``<|eot_id|>``, ``</s>``, ``[INST]``, ``<<SYS>>``) and a fenced document's markers, so a document
   cannot end the user's turn or the document early, whatever the server's tokenizer does with special tokens.
-- :func:`looks_like_instructions` matches text that addresses a model ("ignore the question", "answer yes",
+- `looks_like_instructions` matches text that addresses a model ("ignore the question", "answer yes",
   a fake turn); the teacher counts such documents, and documents it said "yes" to for every label, in its usage.
-- :func:`drop_instructions` removes the sentences that match, so the judge reads what the document is about
+- `drop_instructions` removes the sentences that match, so the judge reads what the document is about
   rather than what it asks: an instruction left in makes a small judge pick worse labels (BENCHMARKS.md,
   "Documents that instruct the teacher").
 """
@@ -56,7 +56,7 @@ def looks_like_instructions(text: str) -> bool:
 
 
 def drop_instructions(text: str) -> str:
-    """``text`` without its sentences (or lines) that address the model (:func:`looks_like_instructions`); text
+    """``text`` without its sentences (or lines) that address the model (`looks_like_instructions`); text
     with none is returned unchanged, the same string."""
     if not looks_like_instructions(text):
         return text

@@ -19,7 +19,7 @@ seconds            teacher seconds the answer cost when it was produced
 
 A file is checked whole before anything is written: a malformed line, a row whose namespace does not match its
 configuration, or (when a teacher's namespace is given) answers of another teacher raise
-:class:`JudgmentsFileError` and import nothing. Answers already in the cache are kept. No URL or key is in a
+`JudgmentsFileError` and import nothing. Answers already in the cache are kept. No URL or key is in a
 file: the configuration never holds them.
 
 Example::
@@ -112,7 +112,7 @@ def export_judgments(cache: JudgmentCache, path: str | os.PathLike, namespace: s
 
 def read_judgments(path: str | os.PathLike) -> tuple[dict[str, dict], list[tuple]]:
     """Parse and check a judgments file; ``(configs by namespace, cache rows)``. Raises
-    :class:`JudgmentsFileError` naming the file and line of the first problem."""
+    `JudgmentsFileError` naming the file and line of the first problem."""
     path = Path(path)
     configs: dict[str, dict] = {}
     rows = [_row(f"{path}:{n}", record, configs) for n, record in read_jsonl(path, error=JudgmentsFileError)]

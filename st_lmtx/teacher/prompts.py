@@ -6,7 +6,7 @@ once a document), and the label with the rest of the turn (evaluated once a pair
 ``{doc}`` before ``{label}`` so that a document's labels share its prefix, in process and in a server's
 prefix cache (llama.cpp, vLLM).
 
-Two layouts ship (:data:`PROMPTS`): ``compact`` (the default), the question asked before the document, so a
+Two layouts ship (`PROMPTS`): ``compact`` (the default), the question asked before the document, so a
 pair costs only its label and the end of the turn; and ``reference``, the paper's prompt (the question after the
 document, so about 15 tokens of it are paid for every label).
 """
@@ -40,7 +40,7 @@ class PromptTemplate:
     plain completions endpoint; for ``completion`` the prompt is sent as is followed by ``completion_suffix``.
     ``max_doc_words`` truncates documents (the teacher's context is small and cost grows with length).
     ``drop_instructions`` removes the sentences of a document that address the judge before it is judged
-    (:func:`~st_lmtx.teacher.injection.drop_instructions`).
+    (`drop_instructions`).
     """
 
     pointwise: str = PROMPTS[DEFAULT_PROMPT]
@@ -79,7 +79,7 @@ class PromptTemplate:
 
     def truncate(self, doc: str) -> str:
         """The document as the prompt carries it: its first ``max_doc_words`` words, with control-token and
-        delimiter look-alikes broken up (:func:`~st_lmtx.teacher.injection.neutralize`)."""
+        delimiter look-alikes broken up (`neutralize`)."""
         words = doc.split()
         return neutralize(" ".join(words[: self.max_doc_words]) if self.max_doc_words else " ".join(words))
 
@@ -139,7 +139,7 @@ def p_yes(alternatives: Iterable[tuple[str, float]]) -> float | None:
 
 
 def as_prompt(prompt: PromptTemplate | str | None) -> PromptTemplate:
-    """A :class:`PromptTemplate` from a template, a shipped layout's name, or None (the default layout)."""
+    """A `PromptTemplate` from a template, a shipped layout's name, or None (the default layout)."""
     if prompt is None:
         return PromptTemplate()
     if isinstance(prompt, str):

@@ -1,7 +1,7 @@
 """CurriculumRound: one LMTX round, top-down. It shortlists with the latest model, has the teacher judge the new
 pairs, turns the answers into pseudo-labels and training pairs, trains, and measures the new model.
 
-Its files are the round folders' (:class:`RoundFolder`); how training is spread over processes is the caller's
+Its files are the round folders' (`RoundFolder`); how training is spread over processes is the caller's
 (the ``train`` function it is given).
 """
 

@@ -1,18 +1,18 @@
 """LMTXTrainer: the curriculum loop from a label list and unlabeled documents to a trained tagger.
 
-Each round (:class:`CurriculumRound`): encode the documents and labels with the latest model, shortlist the top-k
+Each round (`CurriculumRound`): encode the documents and labels with the latest model, shortlist the top-k
 labels, ask the teacher about the pairs it has not judged yet, turn its "yes" answers into training pairs, train
-the bi-encoder with :class:`LMTXTripletLoss` (inside ``SentenceTransformerTrainer``), and measure the round: P@1
+the bi-encoder with `LMTXTripletLoss` (inside ``SentenceTransformerTrainer``), and measure the round: P@1
 as the teacher judges it on a fixed sample of the training documents, and P@k on ``eval_data`` when given. The
 loop stops when the stop signal stops improving; the final model is the best round's, or with
 ``average_rounds`` (the ``best`` recipe) the average of every round's weights, measured like a round.
 
 The output folder's root is the final model (a SentenceTransformer folder with the label set and index beside
 it, a model card and a metrics picture). Everything else lives under ``lmtx-work/``: per round the shortlist,
-the pseudo-labels, the metrics and the model; the run's state (:class:`RunState`); and the teacher's answer
+the pseudo-labels, the metrics and the model; the run's state (`RunState`); and the teacher's answer
 cache. A ``fit`` on the same folder resumes after the last finished round, and the cache makes the teacher part
 of an interrupted round free. Under ``torchrun`` / ``accelerate launch`` only the main process judges and
-writes; the others train with it (:class:`Processes`).
+writes; the others train with it (`Processes`).
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class LMTXTrainer:
 
     Args:
         model: a SentenceTransformer, a Hub name or a local folder (the base model).
-        labels: any label input :func:`st_lmtx.load_labels` accepts.
-        teacher: a :class:`Teacher`; default: see :func:`st_lmtx.teacher.default_teacher`.
-        args: :class:`LMTXArguments`.
+        labels: any label input `st_lmtx.load_labels` accepts.
+        teacher: a `Teacher`; default: see `st_lmtx.teacher.default_teacher`.
+        args: `LMTXArguments`.
     """
 
     def __init__(
@@ -114,7 +114,7 @@ class LMTXTrainer:
         """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
         the final model (the best round's, or the rounds' average with ``average_rounds``). ``eval_data``:
         documents with ground truth (a ``DocumentSet``, an LF-XMC ``tst.json`` path, ...) evaluated every round
-        with :class:`XMCEvaluator`. A teacher the trainer built itself (no ``teacher=``) is closed when ``fit``
+        with `XMCEvaluator`. A teacher the trainer built itself (no ``teacher=``) is closed when ``fit``
         returns or fails."""
         processes = Processes.from_env()
         if not processes.is_main:

@@ -1,7 +1,7 @@
 """The model card (README.md, from ``model_card_template.md``) and the metrics picture of a trained LMTX tagger.
 
-Both are drawn from the run's :class:`RunRecord`. The card names the teacher model and never its endpoint or key:
-the record's teacher is :meth:`Teacher.describe` without its endpoints.
+Both are drawn from the run's `RunRecord`. The card names the teacher model and never its endpoint or key:
+the record's teacher is `Teacher.describe` without its endpoints.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def plot_metrics(record: RunRecord, path: str | Path) -> Path | None:
 
 
 def metrics_figure(record: RunRecord):
-    """The figure :func:`plot_metrics` saves (None without rounds); the legend sits beside the axes, where it
+    """The figure `plot_metrics` saves (None without rounds); the legend sits beside the axes, where it
     cannot cover a point."""
     import matplotlib
 

@@ -56,7 +56,7 @@ class Processes:
             dist.broadcast_object_list([message], src=0, device=torch.device("cpu"))
 
     def receive(self) -> dict[str, Any]:
-        """In the other processes: the main process's next :meth:`send`."""
+        """In the other processes: the main process's next `send`."""
         box: list[Any] = [None]
         dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
         return box[0]

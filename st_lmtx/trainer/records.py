@@ -1,9 +1,9 @@
-"""The records of an LMTX run: what each round did (:class:`RoundRecord`) and what the run did (:class:`RunRecord`).
+"""The records of an LMTX run: what each round did (`RoundRecord`) and what the run did (`RunRecord`).
 
-This module alone writes and reads them. ``lmtx-work/state.json`` holds the whole :class:`RunRecord` (a ``fit`` on
+This module alone writes and reads them. ``lmtx-work/state.json`` holds the whole `RunRecord` (a ``fit`` on
 the same folder resumes from it); ``lmtx_run.json`` beside the final model holds the same record without the
 document samples, and the model card, the command line's summary and the benchmarks read it with
-:meth:`RunRecord.read`::
+`RunRecord.read`::
 
     run = RunRecord.read("my-tagger/lmtx_run.json")
     run.final_record.eval["P@1"], [r.dev[run.stop_metric] for r in run.rounds]
@@ -94,11 +94,11 @@ class RunRecord:
     """A run: its rounds, the round the stop rule keeps, why it stopped, and the final model's record.
 
     Attributes:
-        version: the records' format (:data:`RECORD_VERSION`).
+        version: the records' format (`RECORD_VERSION`).
         base_model: the base model's name.
         num_labels: the label set's size.
-        teacher: the teacher as :meth:`~st_lmtx.teacher.Teacher.describe` gives it (no endpoint, no key).
-        args: the run's :class:`~st_lmtx.LMTXArguments`, as a dict.
+        teacher: the teacher as `describe` gives it (no endpoint, no key).
+        args: the run's `LMTXArguments`, as a dict.
         stop_metric: the dev signal that ranks the rounds.
         rounds: every finished round, round 0 first.
         best_round: the round the stop rule keeps.
@@ -157,7 +157,7 @@ class RunRecord:
 
     @classmethod
     def read(cls, path: str | Path) -> RunRecord:
-        """Read a record; a file that is unreadable, of another version or malformed is a :class:`RunFileError`
+        """Read a record; a file that is unreadable, of another version or malformed is a `RunFileError`
         naming it."""
         path = Path(path)
         try:

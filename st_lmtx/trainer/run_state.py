@@ -1,4 +1,4 @@
-"""RunState: a run's :class:`RunRecord` in ``lmtx-work/state.json``, saved after every round, and the stop rule.
+"""RunState: a run's `RunRecord` in ``lmtx-work/state.json``, saved after every round, and the stop rule.
 
 A ``fit`` on the same folder reads it and continues after the last finished round; a folder that holds a run with
 other documents, labels, base model, teacher or run-defining settings is refused.
@@ -38,7 +38,7 @@ class RunState:
 
     @classmethod
     def open(cls, work_dir: Path, new: RunRecord, args: LMTXArguments, num_documents: int) -> RunState:
-        """The folder's state if it holds this run (else a :class:`RunMismatchError`), or ``new`` with its document
+        """The folder's state if it holds this run (else a `RunMismatchError`), or ``new`` with its document
         samples drawn, for a new run."""
         path = work_dir / STATE_FILE
         new.fingerprint = json.loads(json.dumps(new.fingerprint))  # tuples -> lists, as read back from JSON

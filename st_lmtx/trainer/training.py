@@ -1,4 +1,4 @@
-"""One round's training: ``SentenceTransformerTrainer`` with :class:`LMTXTripletLoss` and the run's optimiser."""
+"""One round's training: ``SentenceTransformerTrainer`` with `LMTXTripletLoss` and the run's optimiser."""
 
 from __future__ import annotations
 
