@@ -185,14 +185,11 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, groups: dict[str, A
 
 
 def _base_type(hint: Any) -> type:
-    """int for ``int | None``, list for ``list[str]``, ..."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    origin = typing.get_origin(hint)
-    if origin is list:
+    """int for ``int | None``, list for ``list[str]``, the type itself otherwise."""
+    if typing.get_origin(hint) is list:
         return list
-    if args and origin is not list:
-        return _base_type(args[0])
-    return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return _base_type(args[0]) if args else hint
 
 
 def settings_from(args: argparse.Namespace, cls: type, **extra: Any) -> Any:

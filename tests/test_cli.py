@@ -6,26 +6,22 @@ from st_lmtx import LMTXTagger
 from st_lmtx.cli import main
 
 
+def cli(command: str, data, model: str, *extra: str) -> int:
+    """`st-lmtx -q COMMAND --data DATA --model MODEL ...`"""
+    return main(["-q", command, "--data", str(data), "--model", model, *extra])
+
+
 def test_judge_with_the_oracle_reports_perfect_precision(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "judged.jsonl"
-    code = main(
-        [
-            "-q",
-            "judge",
-            "--data",
-            str(toy_lfxmc),
-            "--model",
-            tiny_model_dir,
-            "--shortlist-k",
-            "3",
-            "--teacher",
-            "oracle",
-            "--cache",
-            str(tmp_path / "cache"),
-            "--out",
-            str(out),
-            "--json",
-        ]
+    code = cli(
+        "judge",
+        toy_lfxmc,
+        tiny_model_dir,
+        *"--shortlist-k 3 --teacher oracle --cache".split(),
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--json",
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -38,58 +34,32 @@ def test_judge_with_the_oracle_reports_perfect_precision(toy_lfxmc, tiny_model_d
 
 def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     output = tmp_path / "run"
-    code = main(
-        [
-            "-q",
-            "train",
-            "--data",
-            str(toy_lfxmc),
-            "--model",
-            tiny_model_dir,
-            "--teacher",
-            "oracle",
-            "--output-dir",
-            str(output),
-            "--max-rounds",
-            "1",
-            "--shortlist-k",
-            "3",
-            "--batch-size",
-            "4",
-            "--warmup-steps",
-            "0",
-            "--dev-size",
-            "4",
-        ]
+    code = cli(
+        "train",
+        toy_lfxmc,
+        tiny_model_dir,
+        *"--teacher oracle --output-dir".split(),
+        str(output),
+        *"--max-rounds 1 --shortlist-k 3 --batch-size 4 --warmup-steps 0 --dev-size 4".split(),
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "zero-shot (round 0)" in printed and "round 1 *" in printed and "P@1" in printed
     assert LMTXTagger.load(output).predict(["gold"], top_k=1)[0][0].text
-    assert main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", str(output), "--json"]) == 0
+    assert cli("evaluate", toy_lfxmc, str(output), "--json") == 0
 
 
 def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
     def judge(cache, *extra):
-        return main(
-            [
-                "-q",
-                "judge",
-                "--data",
-                str(toy_lfxmc),
-                "--model",
-                tiny_model_dir,
-                "--shortlist-k",
-                "2",
-                "--json",
-                "--teacher",
-                fake_server.url,
-                "--teacher-model",
-                "fake-model",
-                "--cache",
-                str(cache),
-                *extra,
-            ]
+        return cli(
+            "judge",
+            toy_lfxmc,
+            tiny_model_dir,
+            *"--shortlist-k 2 --json --teacher".split(),
+            fake_server.url,
+            *"--teacher-model fake-model --cache".split(),
+            str(cache),
+            *extra,
         )
 
     assert judge(tmp_path / "a") == 0
@@ -131,22 +101,14 @@ def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(
     monkeypatch.delenv("LMTX_TEACHER_MODEL", raising=False)
 
     def judge(server, cache):
-        return main(
-            [
-                "-q",
-                "judge",
-                "--data",
-                str(toy_lfxmc),
-                "--model",
-                tiny_model_dir,
-                "--shortlist-k",
-                "2",
-                "--json",
-                "--teacher",
-                server.url,
-                "--cache",
-                str(cache),
-            ]
+        return cli(
+            "judge",
+            toy_lfxmc,
+            tiny_model_dir,
+            *"--shortlist-k 2 --json --teacher".split(),
+            server.url,
+            "--cache",
+            str(cache),
         )
 
     with FakeOpenAIServer(models=("qwen-served",)) as server:
@@ -197,26 +159,14 @@ def test_quiet_is_accepted_after_the_subcommand_and_silences_the_bars(toy_lfxmc,
 def test_train_recipe_flag_and_explicit_flags_over_it(toy_lfxmc, tiny_model_dir, tmp_path):
     def train(out, *extra):
         assert (
-            main(
-                [
-                    "-q",
-                    "train",
-                    "--data",
-                    str(toy_lfxmc),
-                    "--model",
-                    tiny_model_dir,
-                    "--teacher",
-                    "oracle",
-                    "--output-dir",
-                    str(out),
-                    "--max-rounds",
-                    "1",
-                    "--shortlist-k",
-                    "3",
-                    "--dev-size",
-                    "4",
-                    *extra,
-                ]
+            cli(
+                "train",
+                toy_lfxmc,
+                tiny_model_dir,
+                *"--teacher oracle --output-dir".split(),
+                str(out),
+                *"--max-rounds 1 --shortlist-k 3 --dev-size 4".split(),
+                *extra,
             )
             == 0
         )

@@ -37,27 +37,30 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
+def train_argv(toy_lfxmc, model, output, *extra: str) -> list[str]:
+    """One oracle round on the toy set, quiet."""
+    small = "--teacher oracle --max-rounds 1 --shortlist-k 3 --batch-size 4 --dev-size 4".split()
+    return ["-q", "train", "--data", str(toy_lfxmc), "--model", model, "--output-dir", str(output), *small, *extra]
+
+
 def train(toy_lfxmc, model, output, *extra: str) -> int:
+    return main(train_argv(toy_lfxmc, model, output, *extra))
+
+
+def judge(toy_lfxmc, model, cache, teacher: str, *extra: str) -> int:
+    """Judge the toy set's shortlists, quiet."""
     return main(
         [
             "-q",
-            "train",
+            "judge",
             "--data",
             str(toy_lfxmc),
             "--model",
             model,
+            "--cache",
+            str(cache),
             "--teacher",
-            "oracle",
-            "--output-dir",
-            str(output),
-            "--max-rounds",
-            "1",
-            "--shortlist-k",
-            "3",
-            "--batch-size",
-            "4",
-            "--dev-size",
-            "4",
+            teacher,
             *extra,
         ]
     )
@@ -132,45 +135,15 @@ def test_a_malformed_judgments_file(tmp_path, capsys):
 
 def test_an_endpoint_that_refuses_is_a_teacher_failure(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
     fake_server.faults = ["400"] * 50  # a client error: not retried
-    code = main(
-        [
-            "-q",
-            "judge",
-            "--data",
-            str(toy_lfxmc),
-            "--model",
-            tiny_model_dir,
-            "--teacher",
-            fake_server.url,
-            "--teacher-model",
-            "fake-model",
-            "--cache",
-            str(tmp_path / "c"),
-        ]
-    )
+    code = judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", fake_server.url, "--teacher-model", "fake-model")
     assert code == 1
     assert "after 1 attempt: HTTP 400 (not a transient error" in one_error_line(capsys)
     assert len(fake_server.log) <= 8  # each document in flight asked once, none again
 
 
 def test_a_spent_budget(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
-    code = main(
-        [
-            "-q",
-            "judge",
-            "--data",
-            str(toy_lfxmc),
-            "--model",
-            tiny_model_dir,
-            "--teacher",
-            fake_server.url,
-            "--teacher-model",
-            "fake-model",
-            "--cache",
-            str(tmp_path / "c"),
-            "--max-calls",
-            "3",
-        ]
+    code = judge(
+        toy_lfxmc, tiny_model_dir, tmp_path / "c", fake_server.url, "--teacher-model", "fake-model", "--max-calls", "3"
     )
     assert code == 1
     assert "call budget of 3 spent" in one_error_line(capsys)
@@ -197,20 +170,7 @@ def test_a_broken_run_file(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
 def test_a_broken_cache(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "teacher_cache.sqlite").write_bytes(b"not a database" * 100)
-    code = main(
-        [
-            "-q",
-            "judge",
-            "--data",
-            str(toy_lfxmc),
-            "--model",
-            tiny_model_dir,
-            "--teacher",
-            "oracle",
-            "--cache",
-            str(tmp_path / "c"),
-        ]
-    )
+    code = judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", "oracle")
     assert code == 2
     assert ".recover" in one_error_line(capsys)
 
@@ -230,23 +190,7 @@ def test_a_plain_model_is_not_a_tagger(tiny_model_dir, tmp_path, capsys):
 
 def test_debug_shows_the_traceback(toy_lfxmc, tiny_model_dir, tmp_path):
     with pytest.raises(ArgumentsError, match="max_docs"):
-        main(
-            [
-                "--debug",
-                "-q",
-                "train",
-                "--data",
-                str(toy_lfxmc),
-                "--model",
-                tiny_model_dir,
-                "--teacher",
-                "oracle",
-                "--output-dir",
-                str(tmp_path / "out"),
-                "--max-docs",
-                "0",
-            ]
-        )
+        main(["--debug", *train_argv(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--max-docs", "0")])
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):
