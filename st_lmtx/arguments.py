@@ -19,8 +19,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The best recipe measured (BENCHMARKS.md): the teacher's most confident "yes" as the only positive,
     # judgments kept across rounds, each round continuing from the last, softmax weighting of the violating
     # negatives, warmup as a share of the round, at least 8 steps a round, stop on the teacher's preference for
-    # the model's top-1 over its top-k (a lenient judge does not blind it), and the average of the rounds'
-    # weights as the final model.
+    # the model's top-1 over its top-k (a lenient judge does not blind it) on documents no round trains on, and
+    # the average of the rounds that sample cannot tell apart from the best one as the final model.
     "best": {
         "positives": "top-yes",
         "accumulate_judgments": True,
@@ -30,7 +30,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "warmup_steps": 0.1,
         "batch_size": 128,
         "min_steps_per_round": 8,
-        "dev_size": 800,
+        "dev_size": 300,
+        "held_out_dev": True,
         "patience": 1,
         "max_rounds": 6,
         "stop_metric": "llm_top1_margin",
@@ -49,6 +50,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "min_steps_per_round": 0,
         "dev_size": 800,
+        "held_out_dev": False,
         "patience": 1,
         "max_rounds": 6,
         "stop_metric": "llm_P@1",
@@ -219,11 +221,20 @@ class LMTXArguments:
     )
     dev_size: int | None = setting(
         None,
-        "(recipe) training documents on which the teacher judges each round's top-k (the stop rule)",
+        "(recipe) documents on which the teacher judges each round's top-k (the stop rule)",
         group="stopping",
         recipe=True,
         run=True,
         minimum=0,
+    )
+    held_out_dev: bool | None = setting(
+        None,
+        "(recipe) draw the dev sample from documents no round trains on (beyond max_docs, else taken out of "
+        "training, at most a fifth of them), so that it ranks the rounds as unseen documents would; else from "
+        "the training documents (the reference), whose judgments the next round reuses",
+        group="stopping",
+        recipe=True,
+        run=True,
     )
     patience: int | None = setting(
         None, "(recipe) rounds without a better stop metric before stopping", group="stopping", recipe=True, minimum=1
@@ -238,7 +249,8 @@ class LMTXArguments:
     )
     average_rounds: bool | None = setting(
         None,
-        "(recipe) the final model is the average of the rounds' weights; else the round the stop rule kept",
+        "(recipe) the final model averages the weights of the kept round and of the rounds the dev sample cannot "
+        "tell apart from it (within two standard errors); else it is the kept round",
         group="stopping",
         recipe=True,
     )

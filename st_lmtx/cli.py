@@ -302,7 +302,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The teacher's view of each round on the dev sample: the run's stop metric and the reference's P@1.
     signals = list(dict.fromkeys([run.stop_metric, "llm_P@1"]))
     print(
-        f"\nLLM-judged signals on the dev sample of training documents (* = kept, by {run.stop_metric}):\n"
+        f"\nLLM-judged signals on the dev sample (* = kept, by {run.stop_metric}):\n"
         + _table([(n, r.dev) for n, r in rows], signals)
     )
     if eval_docs is not None:

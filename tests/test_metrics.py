@@ -71,7 +71,7 @@ def _rows(scores):
 
 
 def test_judged_signals_by_hand():
-    from st_lmtx.evaluation.llm_judged_evaluator import judged_signals
+    from st_lmtx.evaluation.llm_judged_evaluator import document_signals, judged_signals
 
     # doc 1: top-1 is the teacher's favourite; doc 2: "yes" but not the favourite; doc 3: "no", above the median.
     sig = judged_signals(_rows([[0.9, 0.6, 0.2], [0.7, 0.8, 0.1], [0.4, 0.3, 0.45]]))
@@ -94,6 +94,10 @@ def test_judged_signals_by_hand():
     hard = judged_signals(_rows([[1.0, 0.0], [0.0, 1.0]]))
     assert math.isfinite(hard["llm_top1_margin"]) and hard["llm_top1_margin"] == pytest.approx(0.0, abs=1e-9)
     assert judged_signals(_rows([[1.0, 0.0]]))["llm_top1_margin"] == pytest.approx(logit(1 - 1e-4), rel=1e-6)
+    # Per document, in order (what the final-model rule pairs between rounds); no documents: P@1 0, no margin.
+    per_doc = document_signals(_rows([[0.9, 0.6, 0.2], [0.7, 0.8, 0.1], [0.4, 0.3, 0.45]]))
+    assert per_doc["llm_P@1"] == [1.0, 1.0, 0.0] and per_doc["llm_top1_margin"][0] == pytest.approx(first)
+    assert judged_signals([]) == {"llm_P@1": 0.0} and document_signals([]) == {"llm_P@1": []}
 
 
 def test_a_lenient_teacher_saturates_llm_p1_but_not_the_margin():

@@ -27,10 +27,13 @@ SECRET = "sk-trainer-secret-0987654321"
 
 
 def args(out, **kw):
+    # The 8 toy documents are too few to hold a dev sample out of training: it is drawn from them (the reference's
+    # way; test_a_held_out_dev_sample_is_never_trained_on runs the default's).
     base = dict(
         output_dir=str(out),
         max_rounds=2,
         dev_size=4,
+        held_out_dev=False,
         batch_size=4,
         warmup_steps=0,
         learning_rate=1e-3,
@@ -410,6 +413,42 @@ def test_the_stop_metric_picks_the_kept_round(tmp_path):
             LMTXArguments(stop_metric=bad)
 
 
+def test_the_final_model_averages_the_rounds_the_dev_sample_cannot_tell_apart(tmp_path):
+    import random
+    import statistics
+
+    from st_lmtx.trainer.run_state import RunState, worse
+
+    rng = random.Random(0)
+    base = [rng.gauss(2.0, 2.0) for _ in range(300)]  # each dev document's margin under the base model
+    noise = [rng.gauss(0.0, 1.0) for _ in base]
+
+    def final_rounds(gains):
+        """The rounds the rule averages for a run whose round r adds gains[r - 1] to every document's margin,
+        with noise on each document that differs from round to round but not on average (a round's seed)."""
+        record = RunRecord(base_model="m", num_labels=6, teacher={}, args={}, stop_metric="llm_top1_margin")
+        state = RunState(tmp_path / "state.json", record)
+        state.rounds.append(RoundRecord(round=0))
+        for r, gain in enumerate(gains, start=1):
+            values = [b + gain + e for b, e in zip(base, noise[r:] + noise[:r])]
+            dev = {"llm_P@1": 0.9, "llm_top1_margin": statistics.fmean(values)}
+            state.add_round(RoundRecord(round=r, dev=dev, dev_values={"llm_top1_margin": values}), patience=9)
+        return state.rounds_to_average()
+
+    # A judge under which every round is better: only the last round is left (the final model is that round).
+    assert final_rounds([1.0, 2.0, 3.0, 4.0]) == [4]
+    # A judge that sees no difference between the rounds (their seeds move them): every round is averaged.
+    assert final_rounds([1.0, 1.0, 1.0, 1.0]) == [1, 2, 3, 4]
+    # Climbing, then a plateau: the plateau's rounds; and a round that fell back is left out too.
+    assert final_rounds([1.0, 2.0, 2.0, 2.0]) == [2, 3, 4]
+    assert final_rounds([2.0, 2.0, 0.5]) == [1, 2]
+    # Values that cannot be paired (another dev sample, a round without them) never leave a round out.
+    assert not worse([0.0, 0.0], [5.0, 5.0, 5.0]) and not worse(None, [5.0, 5.0]) and not worse([1.0], [2.0])
+    assert worse([0.0, 0.0], [1.0, 1.0]) and not worse([1.0, 1.0], [1.0, 1.0])
+    assert worse([0.0, 1.0, 0.0], [1.0, 1.0, 1.0], separated=1.0)
+    assert not worse([0.0, 1.0, 0.0], [1.0, 1.0, 1.0], separated=2.0)  # mean 2/3, standard error 1/3
+
+
 def test_the_final_model_averages_the_rounds_weights_or_is_the_kept_round(tiny_model_dir, toy_lfxmc, tmp_path):
     import torch
     from sentence_transformers import SentenceTransformer
@@ -506,17 +545,43 @@ def test_the_model_card_repeats_the_teacher_warnings_of_each_round():
     assert "lmtx_metrics.png" not in card and "@misc{x}" in card
 
 
-def test_the_dev_sample_is_drawn_from_the_training_documents():
+def test_the_dev_sample_is_drawn_from_the_training_documents_or_held_out_of_them():
     from st_lmtx.trainer.run_state import sample_documents
 
     for n, max_docs, dev_size in ((7770, 1000, 300), (7770, None, 800), (300, None, 800), (1200, 1000, 300)):
-        a = LMTXArguments(max_docs=max_docs, dev_size=dev_size)
+        a = LMTXArguments(max_docs=max_docs, dev_size=dev_size, held_out_dev=False)
         train, dev = sample_documents(n, a)
         assert len(train) == min(max_docs or n, n) and len(dev) == min(dev_size, len(train))
         assert set(dev) <= set(train) and train == sorted(train) and dev == sorted(dev) and max(train) < n
         assert sample_documents(n, a) == (train, dev)  # seeded: a resumed run draws the same samples
-        other = sample_documents(n, LMTXArguments(max_docs=max_docs, dev_size=dev_size, seed=7))
+        other = sample_documents(n, LMTXArguments(max_docs=max_docs, dev_size=dev_size, seed=7, held_out_dev=False))
         assert other[1] != dev or len(dev) == len(train) == n  # 300 documents: every one is in the dev sample
+        # Held out (the default): never a training document. From beyond max_docs when they suffice (the training
+        # sample is then the same), else out of training, at most a fifth of the documents.
+        held_train, held_dev = sample_documents(n, LMTXArguments(max_docs=max_docs, dev_size=dev_size))
+        assert not set(held_dev) & set(held_train) and held_dev == sorted(held_dev) and max(held_dev) < n
+        expected = min(dev_size, max(n // 5, n - len(train)))
+        assert len(held_dev) == expected and len(held_train) == min(len(train), n - expected)
+        if n - len(train) >= dev_size:
+            assert held_train == train
+    assert [len(s) for s in sample_documents(300, LMTXArguments(dev_size=800))] == [240, 60]
+
+
+def test_a_held_out_dev_sample_is_never_trained_on(tiny_model_dir, toy_lfxmc, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    out = tmp_path / "held-out"
+    teacher = OracleTeacher(labels, docs)
+    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(out, held_out_dev=True, dev_size=2)).fit(docs)
+    state = RunRecord.read(out / "lmtx-work" / "state.json")
+    # 8 documents: a fifth (1) is held out; no round trains on it, each judges its top-k.
+    assert len(state.dev_documents) == 1 and len(state.train_indices) == 7
+    assert not set(state.dev_documents) & set(state.train_indices)
+    trained_on = {json.loads(line)["doc_id"] for line in (out / "lmtx-work/round-01/pseudo_labels.jsonl").open()}
+    assert docs.ids[state.dev_documents[0]] not in trained_on and len(trained_on) == 7
+    for r in state.rounds:
+        assert r.dev_teacher_usage.pairs == 3 and len(r.dev_values["llm_top1_margin"]) == 1
+    # Round 1 asked about its 7 documents' shortlists; nothing of the dev document's was reusable.
+    assert state.rounds[1].teacher_usage.pairs - state.rounds[1].dev_teacher_usage.pairs == 7 * 3
 
 
 @pytest.mark.parametrize("warmup", [0.1, 0.5])

@@ -30,6 +30,18 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def document_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, list[float]]:
+    """Each signal of `judged_signals` per document, in the documents' order (their mean is the signal): what
+    tells two models apart on the same documents, beyond their means."""
+    rows = [row for row in rows if row]
+    signals = {"llm_P@1": [float(row[0].verdict == "yes") for row in rows]}
+    if all(len(row) > 1 for row in rows) and rows:
+        signals["llm_top1_margin"] = [
+            logit(row[0].score) - statistics.fmean(logit(j.score) for j in row) for row in rows
+        ]
+    return signals
+
+
 def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
     """What the teacher's judgments of each document's top-k (best first, under the model) say about the model.
 
@@ -37,16 +49,15 @@ def judged_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, float]:
       A lenient teacher says "yes" to most shortlisted labels, so it saturates near 1 whatever the model.
     - ``llm_top1_margin``: the mean, over documents, of the top-1's log-odds of "yes" minus the mean log-odds of
       their top-k: how much the teacher prefers the model's first label to its others, which no "yes"
-      threshold blinds however lenient the teacher. Needs ``k > 1`` (with ``k = 1`` it is left out).
+      threshold blinds however lenient the teacher. Needs ``k > 1`` for every document (else it is left out).
     """
-    rows = [row for row in rows if row]
-    signals = {"llm_P@1": sum(row[0].verdict == "yes" for row in rows) / max(len(rows), 1)}
-    ranked = [row for row in rows if len(row) > 1]
-    if ranked:
-        signals["llm_top1_margin"] = sum(
-            logit(row[0].score) - statistics.fmean(logit(j.score) for j in row) for row in ranked
-        ) / len(ranked)
-    return signals
+    return signal_means(document_signals(rows))
+
+
+def signal_means(documents: dict[str, list[float]]) -> dict[str, float]:
+    """The signals from their per-document values (no documents: ``llm_P@1`` 0, no margin)."""
+    means = {name: statistics.fmean(values) for name, values in documents.items() if values}
+    return {"llm_P@1": 0.0} | means
 
 
 class LLMJudgedEvaluator(BaseEvaluator):
@@ -74,7 +85,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
         With ``k > 1`` the teacher judges each document's whole top-k, which costs little more than the top-1
         with a teacher that reuses the document's prefix, and is what the next LMTX round asks about these
         documents anyway (the trainer passes its shortlist size: the next round finds them in the cache).
-        ``last_usage`` holds the teacher's usage of the last call.
+        ``last_usage`` holds the teacher's usage of the last call, ``last_documents`` each signal per document.
 
         Args:
             labels: the label set
@@ -103,6 +114,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
         self.k = k
         self.primary_metric = "llm_P@1"
         self.last_usage: TeacherUsage | None = None
+        self.last_documents: dict[str, list[float]] = {}
 
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -114,7 +126,8 @@ class LLMJudgedEvaluator(BaseEvaluator):
         candidates = [[self.labels.texts[j] for j in top.for_doc(i)] for i in range(len(top))]
         result = self.teacher.judge(self.documents.texts, candidates, desc=f"Teacher (dev top-{self.k})")
         self.last_usage = result.usage
-        metrics = judged_signals(result.judgments)
+        self.last_documents = document_signals(result.judgments)
+        metrics = signal_means(self.last_documents)
         logger.info("LLM-judged P@1 on %d documents: %.4f", len(result.judgments), metrics["llm_P@1"])
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)

@@ -95,15 +95,12 @@ class CurriculumRound:
         return record
 
     def zero(self) -> RoundRecord:
-        """Round 0 is the base model, for the record. Its dev pairs are round 1's shortlisted pairs of the dev
-        documents, so round 1 finds them in the cache: the record costs no extra teacher calls."""
+        """Round 0 is the base model, for the record. With a dev sample of training documents its dev pairs are
+        round 1's shortlisted pairs of those documents, so round 1 finds them in the cache."""
         usage_before = self.teacher.usage.to_dict()
-        model = self.model(0)
-        self.dev.k = self.args.shortlist_k
-        record = RoundRecord(round=0, dev=self.dev(model), dev_teacher_usage=self.dev.last_usage)
+        record = RoundRecord(round=0)
+        self.measure(record, self.model(0))
         record.teacher_usage = self._usage_since(usage_before)
-        if self.xmc is not None:
-            record.eval = self.xmc(model)
         return record
 
     # ------------------------------------------------------------------ the steps
@@ -171,6 +168,7 @@ class CurriculumRound:
         last = last or record.round >= self.args.max_rounds
         self.dev.k = 1 if last and self.args.stop_metric == "llm_P@1" else self.args.shortlist_k
         record.dev = self.dev(model)
+        record.dev_values = {k: [round(v, 4) for v in values] for k, values in self.dev.last_documents.items()}
         record.dev_teacher_usage = self.dev.last_usage  # the part of the round's usage it took
         if self.xmc is not None:
             record.eval = self.xmc(model)

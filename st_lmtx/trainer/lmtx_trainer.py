@@ -4,8 +4,9 @@ Each round (`CurriculumRound`): encode the documents and labels with the latest 
 labels, ask the teacher about the pairs it has not judged yet, turn its "yes" answers into training pairs, train
 the bi-encoder with `LMTXTripletLoss` (inside ``SentenceTransformerTrainer``), and measure the round: P@1
 as the teacher judges it on a fixed sample of the training documents, and P@k on ``eval_data`` when given. The
-loop stops when the stop signal stops improving; the final model is the best round's, or with
-``average_rounds`` (the ``best`` recipe) the average of every round's weights, measured like a round.
+loop stops when the stop signal stops improving; the final model is the kept round's, or with
+``average_rounds`` (the ``best`` recipe) the average of the weights of the rounds the dev sample cannot tell apart
+from it (`RunState.rounds_to_average`), measured like a round.
 
 The output folder's root is the final model (a SentenceTransformer folder with the label set and index beside
 it, a model card and a metrics picture). Everything else lives under ``lmtx-work/``: per round the shortlist,
@@ -112,7 +113,8 @@ class LMTXTrainer:
 
     def fit(self, docs: Any, eval_data: Any = None) -> SentenceTransformer:
         """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
-        the final model (the best round's, or the rounds' average with ``average_rounds``). ``eval_data``:
+        the final model (the kept round's, or with ``average_rounds`` the average of the rounds the dev sample
+        cannot tell apart from it). ``eval_data``:
         documents with ground truth (a ``DocumentSet``, an LF-XMC ``tst.json`` path, ...) evaluated every round
         with `XMCEvaluator`. A teacher the trainer built itself (no ``teacher=``) is closed when ``fit``
         returns or fails."""
@@ -161,8 +163,9 @@ class LMTXTrainer:
             if eval_docs is not None
             else None
         )
-        # The dev documents are training documents: judging their whole shortlist under a round's model is what
-        # the next round asks about them, so the stop rule costs the teacher almost nothing extra.
+        # Held out of training (the best recipe), the dev documents rank the rounds as unseen documents would, at
+        # the cost of their judgments; drawn from the training documents (the reference), their whole shortlist
+        # under a round's model is what the next round asks about them, so the stop rule costs almost nothing.
         dev = LLMJudgedEvaluator(
             self.labels,
             documents.subset(state.record.dev_documents),
@@ -198,7 +201,8 @@ class LMTXTrainer:
 
         record = state.record
         best = record.best_round or state.best()
-        averaged = self._averaged_rounds(record)
+        averaged = state.rounds_to_average() if args.average_rounds else []
+        averaged = averaged if len(averaged) >= 2 else []
         if averaged:
             model, record.final = curriculum.average(averaged, record.final)
             state.save()
@@ -213,12 +217,6 @@ class LMTXTrainer:
             f"; the final model averages rounds {averaged}" if averaged else "",
         )
         return model
-
-    def _averaged_rounds(self, record: RunRecord) -> list[int]:
-        """The rounds whose average is the final model (``average_rounds``): every trained round, when there
-        are two or more; else none, and the final model is the kept round's."""
-        trained = [r.round for r in record.trained_rounds]
-        return trained if self.args.average_rounds and len(trained) >= 2 else []
 
     def _save_base_model(self) -> None:
         """A pristine copy of the base model on disk, once: round 0 and every restart from base use it."""

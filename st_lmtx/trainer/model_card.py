@@ -87,6 +87,7 @@ def render_model_card(
         args=record.args,
         trained_rounds=len(record.trained_rounds),
         stop_metric=metric,
+        dev_documents=len(record.dev_documents) or record.args.get("dev_size"),
         best_round=record.best_round,
         stop_reason=record.stop_reason,
         final_model=(

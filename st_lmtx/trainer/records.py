@@ -42,6 +42,8 @@ class RoundRecord:
     Attributes:
         round: the round (0: the base model; the final model: the last round it averages).
         dev: the teacher's view of the model on the dev sample (``llm_P@1``, ``llm_top1_margin``).
+        dev_values: each of those signals per dev document (their mean is ``dev``): what tells two rounds apart
+            on the same documents, for the final model's rule.
         eval: ground-truth metrics on ``eval_data`` (P@k, R@k, nDCG@k, PSP@k), when given.
         pseudo_labels: the round's judged shortlists, counted.
         precision: against ground truth, when the training documents have any (evaluation only): the share of
@@ -59,6 +61,7 @@ class RoundRecord:
 
     round: int
     dev: dict[str, float] = field(default_factory=dict)
+    dev_values: dict[str, list[float]] = field(default_factory=dict)
     eval: dict[str, float] | None = None
     pseudo_labels: PseudoLabelStats | None = None
     precision: dict[str, float] | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from st_lmtx.trainer.round_files import RoundFolder
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+# How many standard errors apart two rounds' dev signals must be for the final model to leave the lower one out.
+SEPARATED = 2.0
 
 
 class RunState:
@@ -104,6 +108,19 @@ class RunState:
         metric = self.record.stop_metric
         return max(trained, key=lambda r: (r.dev[metric], -r.round)).round
 
+    def rounds_to_average(self) -> list[int]:
+        """The rounds whose average is the final model (``average_rounds``): the kept round and every trained round
+        the dev sample cannot tell apart from it.
+
+        A round is told apart when its stop metric, compared with the kept round's document by document, is lower
+        by more than `SEPARATED` standard errors of the mean paired difference. A judge under which the rounds
+        keep improving leaves the early rounds out; with a noisy judge, whose rounds differ by their seeds more
+        than by what it can see, every round stays in.
+        """
+        record, metric = self.record, self.record.stop_metric
+        kept = next(r for r in record.trained_rounds if r.round == record.best_round).dev_values.get(metric)
+        return [r.round for r in record.trained_rounds if not worse(r.dev_values.get(metric), kept)]
+
     def _check_same_run(self, fingerprint: dict[str, Any]) -> None:
         stored = self.record.fingerprint
         if stored != fingerprint:
@@ -128,11 +145,31 @@ class RunState:
                 return
 
 
+def worse(values: list[float] | None, than: list[float] | None, separated: float = SEPARATED) -> bool:
+    """Whether per-document ``values`` are lower than ``than`` (the same documents, in the same order) by more
+    than ``separated`` standard errors of the mean paired difference; False when they cannot be paired."""
+    if not values or not than or len(values) != len(than) or len(values) < 2:
+        return False
+    differences = [b - a for a, b in zip(values, than)]
+    mean = statistics.fmean(differences)
+    return mean > separated * statistics.stdev(differences) / math.sqrt(len(differences))
+
+
 def sample_documents(num_documents: int, args: LMTXArguments) -> tuple[list[int], list[int]]:
-    """The run's training documents and dev documents, as sorted indices into the documents given to ``fit``:
-    ``max_docs`` documents drawn at random (all of them without ``max_docs``), and ``dev_size`` of those."""
+    """The run's training documents and dev documents, as sorted indices into the documents given to ``fit``.
+
+    Training: ``max_docs`` documents drawn at random (all of them without ``max_docs``). Dev (``dev_size``): with
+    ``held_out_dev``, among the other documents, from those beyond ``max_docs`` when there are enough, else taken
+    out of training, never more than a fifth of the documents; else among the training documents. When the
+    documents beyond ``max_docs`` hold the dev sample, the training sample is the same either way.
+    """
     rng = random.Random(args.seed)
     everything = list(range(num_documents))
     wanted = min(args.max_docs or num_documents, num_documents)
-    train = sorted(rng.sample(everything, wanted)) if wanted < num_documents else everything
+    held_out = min(args.dev_size, max(num_documents // 5, num_documents - wanted)) if args.held_out_dev else 0
+    size = min(wanted, num_documents - held_out)
+    train = sorted(rng.sample(everything, size)) if size < num_documents else everything
+    if args.held_out_dev:
+        in_training = set(train)
+        return train, sorted(rng.sample([i for i in everything if i not in in_training], held_out))
     return train, [train[i] for i in sorted(rng.sample(range(len(train)), min(args.dev_size, len(train))))]
