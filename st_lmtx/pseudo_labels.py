@@ -50,10 +50,10 @@ def teacher_warnings(stats: PseudoLabelStats) -> list[str]:
         warnings.append(
             f'the teacher said "yes" to {rate:.0%} of the shortlisted pairs: a lenient judge, whose "yes" alone '
             "says little. The default recipe ranks a document's labels by the teacher's score; the reference "
-            "recipe (a random yes, stop on llm_P@1) suffers most. A stronger judge is likely to teach more "
-            "(BENCHMARKS.md compares this one with a perfect judge): point the run at a larger model behind any "
-            "OpenAI-compatible endpoint with --teacher URL --teacher-model NAME (OpenAITeacher in Python), in a "
-            "new output folder."
+            "recipe (a random yes, stop on llm_P@1) suffers most. The tagger learns the judge's errors: a stronger "
+            "judge is likely to teach it more, most on a domain this one knows little (docs/teachers.md, 'What a "
+            "stronger teacher buys'). Point a new run, in a new output folder, at a larger model behind any "
+            "OpenAI-compatible endpoint: --teacher URL --teacher-model NAME (OpenAITeacher in Python)."
         )
     if pairs and unparseable / pairs > UNPARSEABLE_SHARE:
         warnings.append(

@@ -113,6 +113,7 @@ def test_teacher_warnings_name_a_strict_a_lenient_and_a_garbled_judge():
     assert "only 106 of 1000 documents (11%)" in strict
     (lenient,) = teacher_warnings(_stats(1000, 1000, 10000, 6800))
     assert "68% of the shortlisted pairs" in lenient and "--teacher URL --teacher-model NAME" in lenient
+    assert "stronger teacher buys" in lenient  # where docs/teachers.md says what a better judge gave
     (garbled,) = teacher_warnings(_stats(1000, 900, 10000, 2800, unparseable=300))
     assert "300 of 10000 answers (3.0%)" in garbled
     # A round like the 1.5B teacher's on Reuters (28% "yes" with the paper's prompt; 41 answers of a round
