@@ -582,6 +582,7 @@ def test_a_held_out_dev_sample_is_never_trained_on(tiny_model_dir, toy_lfxmc, tm
         assert r.dev_teacher_usage.pairs == 3 and len(r.dev_values["llm_top1_margin"]) == 1
     # Round 1 asked about its 7 documents' shortlists; nothing of the dev document's was reusable.
     assert state.rounds[1].teacher_usage.pairs - state.rounds[1].dev_teacher_usage.pairs == 7 * 3
+    assert "on a dev sample of 1 documents held out of training" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize("warmup", [0.1, 0.5])
