@@ -3,7 +3,7 @@
 Each round (`CurriculumRound`): encode the documents and labels with the latest model, shortlist the top-k
 labels, ask the teacher about the pairs it has not judged yet, turn its "yes" answers into training pairs, train
 the bi-encoder with `LMTXTripletLoss` (inside ``SentenceTransformerTrainer``), and measure the round: P@1
-as the teacher judges it on a fixed sample of the training documents, and P@k on ``eval_data`` when given. The
+as the teacher judges it on a fixed dev sample of documents, and P@k on ``eval_data`` when given. The
 loop stops when the stop signal stops improving; the final model is the kept round's, or with
 ``average_rounds`` (the ``best`` recipe) the average of the weights of the rounds the dev sample cannot tell apart
 from it (`RunState.rounds_to_average`), measured like a round.
