@@ -56,11 +56,11 @@ class Measured:
         self.xmc = XMCEvaluator(labels, test, k_values=(1,), name="", write_csv=False, show_progress_bar=False)
         a = {k: self.record.args[k] for k in ("max_docs", "dev_size", "seed")}
         self.dev = {}
+        k = self.record.args["shortlist_k"]
         for source, held_out in SOURCES.items():
             train_indices, dev = sample_documents(len(train), LMTXArguments(**a, held_out_dev=held_out))
             if train_indices != self.record.train_indices:
                 raise SystemExit(f"{folder}: the held-out dev sample would change its training sample")
-            k = self.record.args["shortlist_k"]
             self.dev[source] = LLMJudgedEvaluator(labels, train.subset(dev), teacher, k=k)
 
     def __call__(self, rounds: list[int]) -> dict[str, Any]:

@@ -583,6 +583,12 @@ def test_a_held_out_dev_sample_is_never_trained_on(tiny_model_dir, toy_lfxmc, tm
     # Round 1 asked about its 7 documents' shortlists; nothing of the dev document's was reusable.
     assert state.rounds[1].teacher_usage.pairs - state.rounds[1].dev_teacher_usage.pairs == 7 * 3
     assert "on a dev sample of 1 documents held out of training" in (out / "README.md").read_text()
+    # With llm_P@1 as the stop metric a held-out document's top-1 is all the rule reads: nothing more is judged.
+    out = tmp_path / "held-out-p1"
+    a = args(out, held_out_dev=True, dev_size=2, stop_metric="llm_P@1")
+    LMTXTrainer(tiny_model_dir, labels, teacher=OracleTeacher(labels, docs), args=a).fit(docs)
+    rounds = RunRecord.read(out / "lmtx-work" / "state.json").rounds
+    assert [r.dev_teacher_usage.pairs for r in rounds] == [1, 1, 1] and "llm_top1_margin" not in rounds[1].dev
 
 
 @pytest.mark.parametrize("warmup", [0.1, 0.5])

@@ -83,8 +83,8 @@ class LLMJudgedEvaluator(BaseEvaluator):
         (800 in the reference). The teacher's cache makes repeated top-1 labels free.
 
         With ``k > 1`` the teacher judges each document's whole top-k, which costs little more than the top-1
-        with a teacher that reuses the document's prefix, and is what the next LMTX round asks about these
-        documents anyway (the trainer passes its shortlist size: the next round finds them in the cache).
+        with a teacher that reuses the document's prefix; on training documents it is what the next LMTX round
+        asks about them anyway (the trainer passes its shortlist size: the next round finds them in the cache).
         ``last_usage`` holds the teacher's usage of the last call, ``last_documents`` each signal per document.
 
         Args:

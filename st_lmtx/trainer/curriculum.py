@@ -162,11 +162,12 @@ class CurriculumRound:
 
     def measure(self, record: RoundRecord, model: SentenceTransformer, last: bool = False) -> None:
         """The teacher judges the new top-k on the dev sample (the stop rule); ground truth when given."""
-        # The dev documents' whole shortlist is what the next round asks about them: judged now, it is cached
-        # then. The last possible round (or a final model, ``last``) has no next round: top-1 only, unless the
-        # stop metric compares the top-1 with the rest of the top-k.
+        # The top-1 is all llm_P@1 needs. The rest of a training document's top-k is what the next round asks about
+        # it (judged now, it is cached then), so it is judged too unless there is no next round (the last
+        # possible round, or a final model: ``last``) or the dev documents are held out of training.
         last = last or record.round >= self.args.max_rounds
-        self.dev.k = 1 if last and self.args.stop_metric == "llm_P@1" else self.args.shortlist_k
+        top1_only = self.args.stop_metric == "llm_P@1" and (last or self.args.held_out_dev)
+        self.dev.k = 1 if top1_only else self.args.shortlist_k
         record.dev = self.dev(model)
         record.dev_values = {k: [round(v, 4) for v in values] for k, values in self.dev.last_documents.items()}
         record.dev_teacher_usage = self.dev.last_usage  # the part of the round's usage it took
