@@ -1,13 +1,14 @@
 """A hosted OpenAI-compatible API as the teacher, with a budget and a rate limit.
 
 What it shows: `OpenAITeacher` on a hosted API (OpenAI by default; any OpenAI-compatible provider with
---base-url), the key from $OPENAI_API_KEY (never written to the cache, logs or model card), a hard budget
-(`max_calls`, `max_tokens`: the run stops cleanly with TeacherBudgetExceeded, every answer so far stays in the
-cache, and the same command with a larger budget goes on from there), and a client-side rate limit (`rpm`,
-`tpm`) kept under the account's, so the API rarely answers 429 (a 429 is retried, honouring Retry-After).
+--base-url), the key from $OPENAI_API_KEY (never written to the cache, logs or model card), a budget for the
+whole run (`teacher_budget`: pairs, tokens or time; the run prints its plan, spends at most that, dev judging
+included, and ends with the rounds it paid for; the same command with a larger budget goes on from there), and
+a client-side rate limit (`rpm`, `tpm`) kept under the account's, so the API rarely answers 429 (a 429 is
+retried, honouring Retry-After).
 
     export OPENAI_API_KEY=sk-...
-    python examples/03_hosted_api.py --teacher-model gpt-4o-mini --max-calls 1500 --rpm 500 --tpm 200000
+    python examples/03_hosted_api.py --teacher-model gpt-4o-mini --budget 400k-tokens --rpm 500 --tpm 200000
 
 Time: not measured against a hosted API (this machine has no access to one). The default run (100 documents,
 50 of them the dev sample) makes about 1,050 requests of about 230 prompt tokens (about 250,000 tokens); at
@@ -19,15 +20,16 @@ import argparse
 import os
 from pathlib import Path
 
-from st_lmtx import LMTXArguments, LMTXTrainer, OpenAITeacher, RunRecord, TeacherBudgetExceeded, load_lfxmc
+from st_lmtx import LMTXArguments, LMTXTrainer, OpenAITeacher, RunRecord, load_lfxmc
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="LMTX with a hosted API as the teacher, within a budget")
     p.add_argument("--base-url", default="https://api.openai.com/v1")
     p.add_argument("--teacher-model", default="gpt-4o-mini")
-    p.add_argument("--max-calls", type=int, default=1500, help="budget: requests this run may make")
-    p.add_argument("--max-tokens", type=int, default=400_000, help="budget: prompt + answer tokens")
+    p.add_argument(
+        "--budget", default="400k-tokens", help="what the teacher may spend: 1500 (pairs), 400k-tokens, 30m"
+    )
     p.add_argument("--rpm", type=int, default=500, help="rate limit: requests a minute")
     p.add_argument("--tpm", type=int, default=200_000, help="rate limit: tokens a minute")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight")
@@ -47,8 +49,6 @@ def main(argv=None):
         args.teacher_model,
         base_url=args.base_url,  # api_key=... or $OPENAI_API_KEY
         logprobs=True,  # p(yes) scores: top-yes positives train on the label the LLM is surest of
-        max_calls=args.max_calls,
-        max_tokens=args.max_tokens,  # the budget
         rpm=args.rpm,
         tpm=args.tpm,
         concurrency=args.concurrency,  # the rate limit
@@ -56,6 +56,7 @@ def main(argv=None):
     )
     lmtx_args = LMTXArguments(
         output_dir=args.output,
+        teacher_budget=args.budget,
         max_docs=args.max_docs,
         max_rounds=args.rounds,
         patience=args.rounds,
@@ -66,11 +67,8 @@ def main(argv=None):
     )
     try:
         with teacher:
-            LMTXTrainer(args.model, labels, teacher=teacher, args=lmtx_args).fit(train, eval_data=test)
-    except TeacherBudgetExceeded as e:
-        answers = teacher.cache.count(teacher.namespace)
-        print(f"Stopped: {e}. {answers} answers are cached: the same command with a larger budget goes on from there.")
-        return {"stopped": "budget", "usage": teacher.usage.to_dict()}
+            trainer = LMTXTrainer(args.model, labels, teacher=teacher, args=lmtx_args)
+            trainer.fit(train, eval_data=test)
     finally:
         u = teacher.usage
         print(
@@ -80,10 +78,10 @@ def main(argv=None):
 
     run = RunRecord.read(Path(args.output) / "lmtx_run.json")
     print(
-        f"Test P@1: zero-shot {100 * run.rounds[0].eval['P@1']:.2f}, "
-        f"final model {100 * run.final_record.eval['P@1']:.2f}"
+        f"{run.stop_reason}. Test P@1: zero-shot {100 * run.rounds[0].eval['P@1']:.2f}, "
+        f"final model {100 * run.final_record.eval['P@1']:.2f}\n{trainer.spending.summary()}"
     )
-    return {"stopped": None, "usage": teacher.usage.to_dict(), "run": run}
+    return {"usage": teacher.usage.to_dict(), "run": run}
 
 
 if __name__ == "__main__":

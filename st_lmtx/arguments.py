@@ -131,6 +131,14 @@ class LMTXArguments:
     recipe: str = setting(
         DEFAULT_RECIPE, "the preset that fills the settings marked (recipe)", group="training", choices=tuple(RECIPES)
     )
+    teacher_budget: str | None = setting(
+        None,
+        "the most the teacher may spend in the whole run, dev judging included: new judged pairs (20000, 20k), "
+        "evaluated tokens (3M-tokens) or judging time (2h, 45m). The run prints its plan first and ends with the "
+        "rounds it could pay for; a rerun with a larger budget goes on",
+        group="teacher",
+        metavar="BUDGET",
+    )
     max_docs: int | None = setting(
         None,
         "train on a random sample of at most this many documents (paper: 30,000)",
@@ -287,6 +295,8 @@ class LMTXArguments:
                 setattr(self, name, value)
         self.eval_k = tuple(self.eval_k)
         validate(self)
+        if self.teacher_budget is not None:
+            self.teacher_budget = str(self.teacher_budget)  # read by TeacherBudget.parse when the trainer starts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -343,12 +353,6 @@ class TeacherArguments:
         group="teacher",
         minimum=1,
         metavar="N",
-    )
-    max_calls: int | None = setting(
-        None, "stop cleanly after this many teacher calls (a rerun goes on)", group="teacher", minimum=1, metavar="N"
-    )
-    max_tokens: int | None = setting(
-        None, "stop cleanly after this many teacher tokens (a rerun goes on)", group="teacher", minimum=1, metavar="N"
     )
     import_judgments: list[str] = setting(
         help="answers exported by `st-lmtx judgments export` for this teacher, added to its cache first (repeatable)",

@@ -159,13 +159,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------- judge
 
 
-def add_settings(parser: argparse.ArgumentParser, cls: type, groups: dict[str, Any]) -> None:
-    """One flag per field of the settings dataclass ``cls`` (but those marked Python-only): the field's name in
-    kebab-case, its default, its help and choices, in the argparse group of its ``group``."""
+def add_settings(
+    parser: argparse.ArgumentParser, cls: type, groups: dict[str, Any], only: tuple[str, ...] | None = None
+) -> None:
+    """One flag per field of the settings dataclass ``cls`` (but those marked Python-only; only those named in
+    ``only`` when given): the field's name in kebab-case, its default, its help and choices, in
+    the argparse group of its ``group``."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if not meta.get("cli", True):
+        if not meta.get("cli", True) or (only is not None and f.name not in only):
             continue
         if meta["group"] not in groups:
             groups[meta["group"]] = parser.add_argument_group(meta["group"])
@@ -227,6 +230,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
     cache = Path(args.cache) / "teacher_cache.sqlite" if args.cache else None
     with _teacher(args, cache, labels, docs) as teacher:
+        if args.teacher_budget:
+            from st_lmtx.teacher.budget import TeacherBudget
+
+            teacher.budget = TeacherBudget.parse(args.teacher_budget)
         result = teacher.judge(docs.texts, candidates)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -312,6 +319,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"\nThe model: {lmtx_args.output_dir}  (LMTXTagger.load, st-lmtx predict/evaluate --model "
         f"{lmtx_args.output_dir})"
     )
+    print(trainer.spending.summary())
     return 0
 
 
@@ -447,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="folder of the teacher's answer cache")
     p.add_argument("--out", default=None, help="write each document's judged shortlist as JSON lines")
     p.add_argument("--json", action="store_true")
-    add_settings(p, TeacherArguments, {})
+    groups = {}
+    add_settings(p, TeacherArguments, groups)
+    add_settings(p, LMTXArguments, groups, only=("teacher_budget",))
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("evaluate", parents=[general], help="P@k, R@k, nDCG@k, PSP@k of a model on an LF-XMC split")

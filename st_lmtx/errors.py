@@ -49,8 +49,8 @@ class TeacherError(LMTXError, RuntimeError):
 
 
 class TeacherBudgetExceeded(TeacherError):
-    """The call or token budget is spent. Answers already given are in the cache; run again with a larger
-    budget to continue where this run stopped."""
+    """A teacher's budget is spent. Answers already given are in the cache; run again with a larger budget to
+    continue where this run stopped."""
 
 
 class NothingToTrainError(LMTXError, RuntimeError):

@@ -108,11 +108,13 @@ class PseudoLabels:
     docs: list[DocumentPseudoLabels]
 
     @classmethod
-    def from_judgments(cls, shortlist: Shortlist, judgments: Sequence[Sequence[Judgment]]) -> PseudoLabels:
+    def from_judgments(cls, shortlist: Shortlist, judgments: Sequence[Sequence[Judgment | None]]) -> PseudoLabels:
+        """The judged shortlists; a pair the teacher did not judge (``None``: a budget stopped it) is left out."""
         docs = []
         for i, row in enumerate(judgments):
             label_ids = shortlist.for_doc(i)
-            docs.append(DocumentPseudoLabels(i, [JudgedLabel(k, j.verdict, j.score) for k, j in zip(label_ids, row)]))
+            judged = [JudgedLabel(k, j.verdict, j.score) for k, j in zip(label_ids, row) if j is not None]
+            docs.append(DocumentPseudoLabels(i, judged))
         return cls(docs)
 
     def merged_with(self, earlier: PseudoLabels) -> PseudoLabels:

@@ -40,11 +40,15 @@ def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_pa
         tiny_model_dir,
         *"--teacher oracle --output-dir".split(),
         str(output),
-        *"--max-rounds 1 --shortlist-k 3 --batch-size 4 --warmup-steps 0 --dev-size 4".split(),
+        *"--max-rounds 1 --shortlist-k 3 --batch-size 4 --warmup-steps 0 --dev-size 4 --teacher-budget 100".split(),
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "zero-shot (round 0)" in printed and "round 1 *" in printed and "P@1" in printed
+    # It ends with what the teacher cost: one held-out dev document's top-3 twice (3 + 0-3 new), 7 documents' top-3.
+    cost = printed.strip().splitlines()[-1]
+    new_pairs = int(cost.split()[1])
+    assert 24 <= new_pairs <= 27 and cost.endswith(f"budget 100 pairs: {new_pairs}% spent")
     assert LMTXTagger.load(output).predict(["gold"], top_k=1)[0][0].text
     assert cli("evaluate", toy_lfxmc, str(output), "--json") == 0
 

@@ -143,11 +143,18 @@ def test_an_endpoint_that_refuses_is_a_teacher_failure(toy_lfxmc, tiny_model_dir
 
 def test_a_spent_budget(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
     code = judge(
-        toy_lfxmc, tiny_model_dir, tmp_path / "c", fake_server.url, "--teacher-model", "fake-model", "--max-calls", "3"
+        toy_lfxmc,
+        tiny_model_dir,
+        tmp_path / "c",
+        fake_server.url,
+        "--teacher-model",
+        "fake-model",
+        "--teacher-budget",
+        "3",
     )
     assert code == 1
-    assert "call budget of 3 spent" in one_error_line(capsys)
-    assert len(fake_server.log) <= 3
+    assert "budget of 3 pairs is spent" in one_error_line(capsys)
+    assert len(fake_server.log) == 3
 
 
 def test_an_output_folder_of_another_run(toy_lfxmc, tiny_model_dir, tmp_path, capsys):

@@ -121,19 +121,21 @@ def test_02_server_teacher_discovers_the_model_and_trains(
     assert run.best_round == 1 and LMTXTagger.load(out).predict(["crude oil"], top_k=1)[0]
 
 
-def test_03_hosted_api_stops_on_its_budget_and_goes_on_from_the_cache(toy, tiny_model_dir, fake_server, tmp_path):
+def test_03_hosted_api_ends_on_its_budget_and_goes_on_from_the_cache(toy, tiny_model_dir, fake_server, tmp_path):
     example = load("03_hosted_api.py")
     out = tmp_path / "run"
 
-    def run(max_calls):
+    def run(budget):
         return example.main(
             [
                 "--base-url",
                 fake_server.url,
                 "--teacher-model",
                 "fake-model",
-                "--max-calls",
-                str(max_calls),
+                "--budget",
+                budget,
+                "--rounds",
+                "2",
                 "--rpm",
                 "60000",
                 "--tpm",
@@ -153,12 +155,15 @@ def test_03_hosted_api_stops_on_its_budget_and_goes_on_from_the_cache(toy, tiny_
             ]
         )
 
-    stopped = run(10)
-    assert stopped["stopped"] == "budget" and stopped["usage"]["calls"] == 10 == len(asked(fake_server))
-    assert not (out / "lmtx_run.json").exists()
-    done = run(1000)  # the same command with a larger budget goes on from the cache and asks nothing twice
-    assert done["stopped"] is None and done["run"].best_round == 1
-    assert done["usage"]["calls"] == 8 * 6 - 10 and max(asked(fake_server).values()) == 1
+    # 30 pairs: the held-out dev document's 6 labels, then round 1's documents (6 labels each) while 6 are left
+    # for its dev judging: 3 documents. The dev document's new top-6 is the same 6 labels, cached.
+    stopped = run("30")
+    assert stopped["run"].stop_reason.startswith("the teacher budget is spent")
+    assert stopped["usage"]["calls"] == 6 + 3 * 6 == len(asked(fake_server))
+    assert [r.round for r in stopped["run"].trained_rounds] == [1] and stopped["run"].trained_rounds[0].budget_reached
+    done = run("1000")  # the same command with a larger budget goes on from the cache and asks nothing twice
+    assert done["run"].stop_reason == "reached max_rounds=2" and len(done["run"].trained_rounds) == 2
+    assert done["usage"]["calls"] == 8 * 6 - 24 and max(asked(fake_server).values()) == 1
     assert all(e["model"] == "fake-model" for e in fake_server.answered())
     assert LMTXTagger.load(out).predict(["gold"], top_k=1)[0]
 

@@ -160,9 +160,10 @@ def test_ungraded_cache_entries_are_upgraded_when_scores_are_needed(fake_server,
 
 def test_budget_stops_cleanly_and_resumes(fake_server, tmp_path):
     cache = tmp_path / "c.sqlite"
-    with pytest.raises(TeacherBudgetExceeded, match="call budget of 4"):
-        teacher(fake_server, cache, max_calls=4).judge(DOCS, CANDIDATES)
-    assert JudgmentCache(cache).count() == 4
+    with pytest.raises(TeacherBudgetExceeded, match="budget of 4 pairs"):
+        teacher(fake_server, cache, budget=4, concurrency=8).judge(DOCS, CANDIDATES)
+    # Requests go out concurrently, yet exactly the 4 the budget pays for were sent and answered, none cancelled.
+    assert JudgmentCache(cache).count() == 4 and len(fake_server.log) == 4
     result = teacher(fake_server, cache).judge(DOCS, CANDIDATES)
     assert result.usage.calls == PAIRS - 4 and max(answered_pairs(fake_server).values()) == 1
 

@@ -142,7 +142,7 @@ def test_interrupted_fit_resumes_without_repeating_calls(tiny_model_dir, toy_lfx
     class InterruptedInRoundTwo(OpenAITeacher):
         """Judges half of round 2's documents, then the user presses Ctrl-C."""
 
-        def judge(self, documents, candidates, desc="Teacher"):
+        def judge(self, documents, candidates, desc="Teacher", stop_at=None):
             if desc == "Teacher (round 2)":
                 super().judge(documents[:4], candidates[:4], desc)
                 raise KeyboardInterrupt
@@ -543,6 +543,41 @@ def test_the_model_card_repeats_the_teacher_warnings_of_each_round():
     assert "| 0 (zero-shot) | - | - | - | - | 0.50 | 7.00 |" in card
     assert "Final model: round 1's model" in card and "`small` (local backend, graded p(yes) scores)" in card
     assert "lmtx_metrics.png" not in card and "@misc{x}" in card
+
+
+def test_the_model_card_says_what_the_teacher_cost_and_of_what_budget():
+    from st_lmtx.teacher.base import TeacherUsage
+    from st_lmtx.trainer.model_card import render_model_card
+
+    def usage(new, cached):
+        return TeacherUsage(pairs=new + cached, cache_hits=cached, prompt_tokens=7 * new, seconds=new / 2)
+
+    record = RunRecord(
+        base_model="m",
+        num_labels=90,
+        teacher={"model": "small", "backend": "local", "graded": True},
+        args={
+            "recipe": "best",
+            "positives": "top-yes",
+            "restart_from_base": False,
+            "dev_size": 300,
+            "teacher_budget": "20k",
+        },
+        stop_metric="llm_top1_margin",
+        best_round=1,
+        stop_reason="the teacher budget is spent (9,000 pairs of 20,000 pairs)",
+        rounds=[
+            RoundRecord(round=0, dev={"llm_top1_margin": 0.5}, teacher_usage=usage(3000, 0)),
+            RoundRecord(round=1, dev={"llm_top1_margin": 1.5}, teacher_usage=usage(4000, 3000)),
+            RoundRecord(round=2, dev={"llm_top1_margin": 1.0}, teacher_usage=usage(2000, 9000), budget_reached=True),
+        ],
+        teacher_spent=usage(9000, 12000),
+    )
+    card = render_model_card(record, loss_config={}, citation="@misc{x}", has_plot=False, eval_keys=[])
+    assert (
+        "- Teacher cost: 9,000 pairs judged anew (rounds 0-2: 3,000, 4,000, 2,000), 63,000 tokens, 1h15m of judging; "
+        "budget 20,000 pairs, 9,000 pairs spent" in card
+    )
 
 
 def test_the_dev_sample_is_drawn_from_the_training_documents_or_held_out_of_them():

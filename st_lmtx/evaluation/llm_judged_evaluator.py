@@ -30,10 +30,11 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def document_signals(rows: Sequence[Sequence[Judgment]]) -> dict[str, list[float]]:
+def document_signals(rows: Sequence[Sequence[Judgment | None]]) -> dict[str, list[float]]:
     """Each signal of `judged_signals` per document, in the documents' order (their mean is the signal): what
-    tells two models apart on the same documents, beyond their means."""
-    rows = [row for row in rows if row]
+    tells two models apart on the same documents, beyond their means. A document whose top-k a budget left
+    partly unjudged (``None``) is left out."""
+    rows = [row for row in rows if row and all(j is not None for j in row)]
     signals = {"llm_P@1": [float(row[0].verdict == "yes") for row in rows]}
     if all(len(row) > 1 for row in rows) and rows:
         signals["llm_top1_margin"] = [
@@ -124,7 +125,20 @@ class LLMJudgedEvaluator(BaseEvaluator):
         )
         top = miner.mine(self.documents.texts, k=min(self.k, len(self.labels)))
         candidates = [[self.labels.texts[j] for j in top.for_doc(i)] for i in range(len(top))]
-        result = self.teacher.judge(self.documents.texts, candidates, desc=f"Teacher (dev top-{self.k})")
+        # Under a budget the dev judging stops where the budget ends, rather than fail: the documents it reached
+        # still measure the model.
+        budget = self.teacher.budget
+        result = self.teacher.judge(
+            self.documents.texts,
+            candidates,
+            desc=f"Teacher (dev top-{self.k})",
+            stop_at=budget.amount if budget is not None else None,
+        )
+        if result.stopped:
+            complete = sum(all(j is not None for j in row) for row in result.judgments)
+            logger.warning(
+                "The teacher budget ran out in the dev judging: %d of %d documents measured", complete, len(candidates)
+            )
         self.last_usage = result.usage
         self.last_documents = document_signals(result.judgments)
         metrics = signal_means(self.last_documents)

@@ -3,7 +3,7 @@
 A teacher returns, for every pair, a verdict ("yes", "no" or "unparseable") and a score in [0, 1]: p(yes)
 where the backend gives probabilities, else 1.0 for "yes" and 0.0 otherwise. Subclasses implement
 `Teacher._judge_documents` for the pairs that are not cached; this class looks up the cache, stores
-every answer the moment it arrives, counts usage and enforces the call and token budgets.
+every answer the moment it arrives, counts usage and enforces the budget (`TeacherBudget`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from st_lmtx.errors import TeacherBudgetExceeded, TeacherError
+from st_lmtx.teacher.budget import TeacherBudget, format_seconds
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.injection import looks_like_instructions
 from st_lmtx.teacher.judgments import ImportReport, export_judgments, import_judgments
@@ -44,7 +45,7 @@ class Judgment:
 
 @dataclass
 class TeacherUsage:
-    pairs: int = 0
+    pairs: int = 0  # judged pairs, cache hits included
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -71,10 +72,12 @@ class TeacherUsage:
 
 @dataclass
 class JudgeResult:
-    """``judgments[i][j]`` judges ``candidates[i][j]`` for document ``i``."""
+    """``judgments[i][j]`` judges ``candidates[i][j]`` for document ``i``. ``stopped``: the call reached its
+    ``stop_at`` (or the budget) first, and the pairs it did not judge are ``None``."""
 
-    judgments: list[list[Judgment]]
+    judgments: list[list[Judgment | None]]
     usage: TeacherUsage = field(default_factory=TeacherUsage)
+    stopped: bool = False
 
 
 @dataclass
@@ -93,23 +96,26 @@ Emit = Callable[[PendingDocument, int, Judgment, int, int], None]
 
 class Teacher(ABC):
     """Base class of all teachers. ``cache``: a `JudgmentCache`, a path of a SQLite file, or None
-    (answers kept in memory only). ``max_calls`` / ``max_tokens``: a budget over the teacher's lifetime."""
+    (answers kept in memory only). ``budget``: a `TeacherBudget` (or its text, ``"20000"``, ``"3M-tokens"``,
+    ``"2h"``) over the teacher's lifetime plus ``spent_before``; a call that would pass it is not made, and
+    `judge` raises `TeacherBudgetExceeded` (answers so far are cached)."""
 
     backend: str = "base"
 
     def __init__(
         self,
         cache: JudgmentCache | str | os.PathLike | None = None,
-        max_calls: int | None = None,
-        max_tokens: int | None = None,
+        budget: TeacherBudget | str | float | None = None,
         show_progress_bar: bool = True,
     ) -> None:
         if cache is None or isinstance(cache, JudgmentCache):
             self.cache = cache or JudgmentCache(":memory:")
         else:
             self.cache = JudgmentCache(cache)
-        self.max_calls = max_calls
-        self.max_tokens = max_tokens
+        self.budget = TeacherBudget.parse(budget) if budget is not None else None
+        self.spent_before = 0.0  # of the budget, before this object (a resumed run's earlier invocations)
+        self._stop_at: float | None = None
+        self._started = 0.0
         self.show_progress_bar = show_progress_bar
         self.usage = TeacherUsage()  # lifetime totals, for the budget and the model card
         self._namespace: str | None = None
@@ -145,11 +151,18 @@ class Teacher(ABC):
         documents: Sequence[str],
         candidates: Sequence[Sequence[str]],
         desc: str = "Teacher",
+        stop_at: float | None = None,
     ) -> JudgeResult:
-        """Judge ``candidates[i]`` (label texts) for ``documents[i]``; cached pairs are not asked again."""
+        """Judge ``candidates[i]`` (label texts) for ``documents[i]``; cached pairs are not asked again.
+
+        ``stop_at``: stop asking once the budget's spending (``spent_before`` included) would pass this amount,
+        and return what was judged (``JudgeResult.stopped``, ``None`` for the rest) instead of raising."""
         if len(documents) != len(candidates):
             raise ValueError(f"{len(documents)} documents but {len(candidates)} candidate lists")
+        if stop_at is not None and self.budget is None:
+            raise ValueError("stop_at needs a teacher budget")
         run = TeacherUsage()
+        hits = 0
         results: list[list[Judgment | None]] = [[None] * len(c) for c in candidates]
         pending: list[PendingDocument] = []
         for i, (raw, labels) in enumerate(zip(documents, candidates)):
@@ -159,7 +172,7 @@ class Teacher(ABC):
                 hit = self.cache.get(self.namespace, doc, label)
                 if hit is not None and (hit.graded or not self.graded):
                     results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
-                    run.cache_hits += 1
+                    hits += 1
                     run.cached_seconds += hit.seconds
                 else:
                     positions.append(j)
@@ -167,6 +180,17 @@ class Teacher(ABC):
                 pending.append(PendingDocument(i, doc, list(labels), positions))
 
         total_pairs = sum(len(p.positions) for p in pending)
+        if total_pairs:
+            rate = self.pairs_per_second()
+            logger.info(
+                "%s: %d pairs to judge (%d from the cache)%s",
+                desc,
+                total_pairs,
+                hits,
+                f", about {format_seconds(total_pairs / rate)} at the {rate:.1f} pairs/s measured so far"
+                if rate
+                else "",
+            )
         bar = tqdm(total=total_pairs, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
 
         clock = {"last": time.perf_counter()}
@@ -194,37 +218,78 @@ class Teacher(ABC):
                 seconds,
             )
             results[item.index][j] = judgment
+            run.pairs += 1  # cache hits are added at the end: until then, pairs are what the budget paid for
             bar.update(1)
+            if self.budget is not None:
+                spent = self.spent_now(run)
+                bar.set_postfix_str(f"budget {self.budget.format(spent)} of {self.budget}", refresh=False)
 
-        start = clock["last"] = time.perf_counter()
+        stopped = False
+        start = clock["last"] = self._started = time.perf_counter()
+        self._stop_at = stop_at
         try:
             if pending:
                 self._judge_documents(pending, emit, run)
+        except TeacherBudgetExceeded:
+            if stop_at is None:
+                raise
+            stopped = True
         finally:
+            self._stop_at = None
             bar.close()
             run.seconds = time.perf_counter() - start
+            run.pairs += hits
+            run.cache_hits += hits
             for doc, row in zip(documents, results):
                 for judgment in row:
                     if judgment is not None:
-                        run.pairs += 1
                         run.yes += judgment.verdict == "yes"
                         run.unparseable += judgment.verdict == "unparseable"
                 run.instruction_like_docs += looks_like_instructions(doc)
                 run.all_yes_docs += len(row) >= 3 and all(j is not None and j.verdict == "yes" for j in row)
             self.usage.add(run)
         missing = sum(j is None for row in results for j in row)
-        if missing:  # a backend that returns without judging everything is a bug, not a result
+        if missing and not stopped:  # a backend that returns without judging everything is a bug, not a result
             raise TeacherError(f"the teacher left {missing} pairs unjudged")
-        return JudgeResult(judgments=results, usage=run)  # type: ignore[arg-type]
+        return JudgeResult(judgments=results, usage=run, stopped=stopped)
 
-    def check_budget(self, run: TeacherUsage, in_flight: int = 0) -> None:
-        """Raise `TeacherBudgetExceeded` when one more call would exceed the budget."""
-        calls = self.usage.calls + run.calls + in_flight
-        tokens = self.usage.prompt_tokens + run.prompt_tokens + self.usage.completion_tokens + run.completion_tokens
-        if self.max_calls is not None and calls >= self.max_calls:
-            raise TeacherBudgetExceeded(f"call budget of {self.max_calls} spent; answers so far are cached")
-        if self.max_tokens is not None and tokens >= self.max_tokens:
-            raise TeacherBudgetExceeded(f"token budget of {self.max_tokens} spent; answers so far are cached")
+    def pairs_per_second(self) -> float | None:
+        """The rate at which this teacher has judged new pairs (after 20 of them), else the rate the cached answers
+        it served cost when they were made; None before either is known."""
+        usage = self.usage
+        judged = usage.pairs - usage.cache_hits
+        if judged >= 20 and usage.seconds > 0:
+            return judged / usage.seconds
+        if usage.cache_hits >= 20 and usage.cached_seconds > 0:
+            return usage.cache_hits / usage.cached_seconds
+        return None
+
+    def spent_now(self, run: TeacherUsage | None = None) -> float:
+        """The budget spent so far: before this object, in its finished calls, and in ``run`` (a call under way,
+        whose seconds are still running)."""
+        budget = self.budget
+        if budget is None:
+            return 0.0
+        spent = self.spent_before + budget.spent(self.usage)
+        if run is not None:
+            spent += time.perf_counter() - self._started if budget.unit == "seconds" else budget.spent(run)
+        return spent
+
+    def check_budget(self, run: TeacherUsage, in_flight: int = 0, next_pairs: int = 1) -> None:
+        """Raise `TeacherBudgetExceeded` unless ``next_pairs`` more pairs, with ``in_flight`` pairs asked and not
+        answered yet, fit in the budget (and the call's ``stop_at``), at the cost per pair paid so far."""
+        budget = self.budget
+        if budget is None:
+            return
+        limit = budget.amount if self._stop_at is None else min(budget.amount, self._stop_at)
+        spent = self.spent_now(run)
+        judged = self.usage.pairs - self.usage.cache_hits + run.pairs
+        per_pair = 1.0 if budget.unit == "pairs" else (spent - self.spent_before) / judged if judged else 0.0
+        if spent >= limit or spent + per_pair * (in_flight + next_pairs) > limit:
+            raise TeacherBudgetExceeded(
+                f"the teacher's budget of {budget} is spent ({budget.format(spent)}, stopping at "
+                f"{budget.format(limit)}); answers so far are cached: run again with a larger budget to go on"
+            )
 
     @abstractmethod
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:

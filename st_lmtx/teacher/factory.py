@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 TEACHER_URL_ENV = "LMTX_TEACHER_URL"
 TEACHER_MODEL_ENV = "LMTX_TEACHER_MODEL"
 
-_TEACHER_COMMON = ("cache", "show_progress_bar", "max_calls", "max_tokens")
+_TEACHER_COMMON = ("cache", "show_progress_bar", "budget")
 _ENDPOINT_ONLY = ("concurrency", "logprobs", "top_logprobs", "timeout", "max_retries", "api_key")
 _RATE_LIMITS = ("rpm", "tpm", "rate_window")
 _IN_PROCESS_ONLY = ("memory_mb", "memory_dir", "memory_disk_mb")
@@ -177,8 +177,6 @@ def build_teacher(
 
     kwargs: dict[str, Any] = {
         "cache": str(cache) if cache else None,
-        "max_calls": args.max_calls,
-        "max_tokens": args.max_tokens,
         "show_progress_bar": show_progress_bar,
         "logprobs": args.logprobs,
         "timeout": args.timeout,

@@ -96,7 +96,7 @@ class LlamaCppTeacher(Teacher):
         n_batch: tokens per ``llama_decode`` call at most.
         n_threads: CPU threads (default: all cores).
         flash_attn: llama.cpp's flash attention.
-        cache, max_calls, max_tokens, show_progress_bar: see `Teacher`.
+        cache, budget, show_progress_bar: see `Teacher`.
 
     The model is loaded on the first pair the cache cannot answer, so a run served from the cache (or from
     imported judgments) never loads it.
@@ -333,8 +333,8 @@ class LlamaCppTeacher(Teacher):
             self._head_ready = True
 
     def _judge_pack(self, pack: list[_Doc], emit: Emit, run: TeacherUsage) -> None:
-        # A pack is judged whole: stop before one that would overrun the call budget.
-        self.check_budget(run, in_flight=sum(len(d.suffixes) for d in pack) - 1)
+        # A pack is judged whole: stop before one that would overrun the budget.
+        self.check_budget(run, next_pairs=sum(len(d.suffixes) for d in pack))
         self._ensure_head(run)
         n_head = len(self._head_tokens)
         mem = self._ctx

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from st_lmtx.errors import TeacherBudgetExceeded
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_verdict
 from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens
@@ -147,7 +148,7 @@ class OpenAITeacher(Teacher):
             0.5 s), so that network delays that vary by up to that much cannot push the server's count over; a
             server's ``Retry-After`` still applies on top. Rate limits never change answers, so they are not part
             of the cache's key.
-        cache, max_calls, max_tokens, show_progress_bar: see `Teacher`.
+        cache, budget, show_progress_bar: see `Teacher`.
 
     Example::
 
@@ -268,19 +269,23 @@ class OpenAITeacher(Teacher):
         for n, item in enumerate(pending):
             queues[n % len(queues)].put_nowait(item)
         in_flight = [0]
+        spent: list[TeacherBudgetExceeded] = []  # set when the budget stops a request from being sent
         clients = [self._client(url) for url in self.base_urls]
         workers = []
         for client, queue in zip(clients, queues):
             slots = asyncio.Semaphore(self.concurrency)
             workers += [
-                asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight))
+                asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight, spent))
                 for _ in range(self.concurrency)
             ]
         limiter = self.rate_limiter
         waited, requests = (limiter.waited, limiter.requests) if limiter else (0.0, 0)
         try:
-            # The first failure (budget, exhausted retries) cancels the rest; answers so far are stored.
+            # The first failure (exhausted retries) cancels the rest; answers so far are stored. A spent budget
+            # sends nothing more but lets the requests already sent finish: they are paid for.
             await asyncio.gather(*workers)
+            if spent:
+                raise spent[0]
         finally:
             for task in workers:
                 task.cancel()
@@ -303,22 +308,33 @@ class OpenAITeacher(Teacher):
         emit: Emit,
         run: TeacherUsage,
         in_flight: list[int],
+        spent: list[TeacherBudgetExceeded],
     ) -> None:
-        while True:
+        while not spent:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             units = [[j] for j in item.positions]
-            await self._request(client, slots, item, units[0], emit, run, in_flight)
-            rest = [
-                asyncio.ensure_future(self._request(client, slots, item, u, emit, run, in_flight)) for u in units[1:]
-            ]
+            requests = [self._request(client, slots, item, u, emit, run, in_flight) for u in units]
             try:
-                await asyncio.gather(*rest)
+                await requests[0]
+                rest = [asyncio.ensure_future(r) for r in requests[1:]]
+            except TeacherBudgetExceeded as e:
+                for r in requests[1:]:
+                    r.close()
+                spent.append(e)
+                return
+            try:
+                outcomes = await asyncio.gather(*rest, return_exceptions=True)
             finally:
                 for task in rest:  # after a failure, stop this document's other requests too
                     task.cancel()
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            spent += [e for e in errors if isinstance(e, TeacherBudgetExceeded)]
+            for error in errors:
+                if not isinstance(error, TeacherBudgetExceeded):
+                    raise error
 
     async def _request(
         self,

@@ -93,6 +93,7 @@ class OracleTeacher(Teacher):
 
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
         for item in pending:
+            self.check_budget(run, next_pairs=len(item.positions))
             if item.doc not in self._truth:
                 raise InputError("OracleTeacher was asked about a document it has no ground truth for")
             for j in item.positions:

@@ -61,18 +61,30 @@ class CurriculumRound:
         self.work_dir, self.index_config, self.train, self.dev, self.xmc = work_dir, index_config, train, dev, xmc
         self.device = device
 
-    def run(self, r: int) -> RoundRecord:
+    def run(self, r: int, stop_at: float | None = None) -> RoundRecord | None:
+        """Round ``r``; with ``stop_at`` (a teacher budget), its judging stops when the spending would pass it,
+        and the documents not reached sit the round out. None: the budget stopped it before any "yes"."""
         args, folder = self.args, RoundFolder(self.work_dir, r)
         logger.info("LMTX round %d: %d training documents", r, len(self.train_docs))
         started, usage_before = time.perf_counter(), self.teacher.usage.to_dict()
 
         previous = self.model(r - 1)  # the base model in round 1
         shortlist = self.shortlist(folder, previous)
-        pseudo, stats = self.pseudo_labels(folder, shortlist)
+        pseudo, stats, stopped = self.pseudo_labels(folder, shortlist, stop_at)
         logger.info("Round %d pseudo-labels: %s", r, stats)
-        warnings = teacher_warnings(stats)
+        warnings = teacher_warnings(stats) if not stopped else []
         for warning in warnings:
             logger.warning("Round %d: %s", r, warning)
+        if stopped:
+            reached = sum(bool(d.judged) for d in pseudo.docs)
+            logger.warning(
+                "Round %d: the teacher budget stopped judging after %d of %d documents; the others sit this round out",
+                r,
+                reached,
+                len(pseudo.docs),
+            )
+            if not usable_documents(pseudo, args.positives):
+                return None
         pairs, dataset, schedule = self.training_pairs(r, pseudo)
         model = self.model(0) if args.restart_from_base or r == 1 else previous
         train_seconds = self.train(model, dataset, folder.path, schedule.batch_size)
@@ -85,6 +97,7 @@ class CurriculumRound:
             schedule=schedule,
             train_seconds=train_seconds,
             warnings=warnings,
+            budget_reached=stopped,
         )
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
             record.precision = pseudo_label_precision(pairs, pseudo, self.train_docs)
@@ -116,25 +129,29 @@ class CurriculumRound:
             folder.save_shortlist(shortlist)
         return shortlist
 
-    def pseudo_labels(self, folder: RoundFolder, shortlist: Shortlist) -> tuple[PseudoLabels, PseudoLabelStats]:
-        """The teacher judges the pairs it has not seen (its cache answers the rest); the judged shortlists with
-        the earlier rounds' judgments of labels no longer shortlisted (``accumulate_judgments``), and their
-        counts."""
+    def pseudo_labels(
+        self, folder: RoundFolder, shortlist: Shortlist, stop_at: float | None = None
+    ) -> tuple[PseudoLabels, PseudoLabelStats, bool]:
+        """The teacher judges the pairs it has not seen (its cache answers the rest), up to ``stop_at``; the
+        judged shortlists with the earlier rounds' judgments of labels no longer shortlisted
+        (``accumulate_judgments``), their counts, and whether the budget stopped the judging."""
         r = folder.round
         candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
-        judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})")
+        judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})", stop_at=stop_at)
         pseudo = PseudoLabels.from_judgments(shortlist, judged.judgments)
         if self.args.accumulate_judgments and r > 1:
             pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
         folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
         stats = pseudo.stats(judged.usage.instruction_like_docs, judged.usage.all_yes_docs)
-        return pseudo, stats
+        return pseudo, stats, judged.stopped
 
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""
         folder = RoundFolder(self.work_dir, r)
         saved = folder.load_pseudo_labels()
-        return saved if saved is not None else self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
+        if saved is not None:
+            return saved
+        return self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
 
     def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule]:
         """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass)."""

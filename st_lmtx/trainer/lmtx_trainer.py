@@ -36,6 +36,7 @@ from st_lmtx.models import canonical_name, load_model
 from st_lmtx.shortlist import IndexConfig
 from st_lmtx.tagger import WORK_DIR, push_folder_to_hub
 from st_lmtx.teacher.base import Teacher
+from st_lmtx.teacher.budget import TeacherBudget
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.factory import default_teacher
 from st_lmtx.trainer.averaging import average_models
@@ -45,6 +46,7 @@ from st_lmtx.trainer.processes import Processes
 from st_lmtx.trainer.records import RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.run_state import RunState
+from st_lmtx.trainer.spending import RunSpending
 from st_lmtx.trainer.training import train_round
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ class LMTXTrainer:
         args: LMTXArguments | None = None,
     ) -> None:
         self.args = args or LMTXArguments()
+        if self.args.teacher_budget is not None:
+            TeacherBudget.parse(self.args.teacher_budget)  # a clear error before the models load
         self.base_model_name = canonical_name(model if isinstance(model, str) else _model_name(model))
         self.base_model = load_model(model)
         if self.args.max_seq_length:
@@ -188,26 +192,22 @@ class LMTXTrainer:
             str(self.base_model.device),
         )
 
-        if not state.rounds:
-            state.rounds.append(curriculum.zero())
-            state.save()
-        while not state.record.finished:
-            r = state.next_round
-            if r > args.max_rounds:
-                state.finish(f"reached max_rounds={args.max_rounds}")
+        self.spending = spending = RunSpending(teacher, state.record, args)
+        if not state.record.finished:
+            logger.info(spending.plan(len(train_docs), len(state.record.dev_documents)))
+        try:
+            self._rounds(state, curriculum, spending)
+            record = state.record
+            best = record.best_round or state.best()
+            averaged = state.rounds_to_average() if args.average_rounds else []
+            averaged = averaged if len(averaged) >= 2 else []
+            if averaged:
+                model, record.final = curriculum.average(averaged, record.final)
             else:
-                state.add_round(curriculum.run(r), args.patience)
+                model, record.final = curriculum.model(best), None
+        finally:  # however the invocation ends, the record keeps what the teacher cost
+            spending.save_into(state.record)
             state.save()
-
-        record = state.record
-        best = record.best_round or state.best()
-        averaged = state.rounds_to_average() if args.average_rounds else []
-        averaged = averaged if len(averaged) >= 2 else []
-        if averaged:
-            model, record.final = curriculum.average(averaged, record.final)
-            state.save()
-        else:
-            model, record.final = curriculum.model(best), None
         processes.send({"done": best, "average": averaged})
         self._write_final(model, record, eval_docs is not None)
         logger.info(
@@ -217,6 +217,31 @@ class LMTXTrainer:
             f"; the final model averages rounds {averaged}" if averaged else "",
         )
         return model
+
+    def _rounds(self, state: RunState, curriculum: CurriculumRound, spending: RunSpending) -> None:
+        """Round 0, then rounds until the stop rule, ``max_rounds`` or the teacher budget ends the run."""
+        args = self.args
+        if not state.rounds:
+            state.rounds.append(curriculum.zero())
+            spending.save_into(state.record)
+            state.save()
+        while not state.record.finished:
+            r = state.next_round
+            stop_at, spent = spending.stop_at(state.rounds)
+            if r > args.max_rounds:
+                state.finish(f"reached max_rounds={args.max_rounds}")
+            elif spent:
+                state.finish(spent)
+            else:
+                record = curriculum.run(r, stop_at)
+                if record is None:
+                    state.finish(spending.spent_reason())
+                else:
+                    state.add_round(record, args.patience)
+                    if record.budget_reached and not state.record.finished:
+                        state.finish(spending.spent_reason())
+            spending.save_into(state.record)
+            state.save()
 
     def _save_base_model(self) -> None:
         """A pristine copy of the base model on disk, once: round 0 and every restart from base use it."""

@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from st_lmtx.files import atomic_path
+from st_lmtx.teacher.budget import TeacherBudget, format_seconds
 from st_lmtx.trainer.records import RoundRecord, RunRecord
 
 MODEL_CARD_TAGS = ["sentence-transformers", "lmtx", "zero-shot", "extreme-classification", "text-classification"]
@@ -95,6 +96,7 @@ def render_model_card(
             if final is not None
             else f"round {record.best_round}'s model"
         ),
+        cost=_cost_line(record),
         loss=loss_config,
         notes=_flag_lines(record) + _warning_lines(record),
         header=header,
@@ -123,6 +125,25 @@ def _row(r: RoundRecord, record: RunRecord, dev_keys: list[str], eval_keys: list
         cells.append("-" if value is None else f"{value:.2f}" if k.endswith("margin") else f"{100 * value:.2f}")
     cells += ["-" if (r.eval or {}).get(k) is None else f"{100 * r.eval[k]:.2f}" for k in eval_keys]
     return cells
+
+
+def _cost_line(record: RunRecord) -> str:
+    """What the teacher judged anew, in all and per round (dev judging included), and the budget when there was
+    one: the rule that spent it judges in shortlist order and keeps back the dev judging's cost."""
+    total = record.teacher_spent
+    per_round = ", ".join(f"{r.teacher_usage.pairs - r.teacher_usage.cache_hits:,}" for r in record.rounds)
+    text = (
+        f"{total.pairs - total.cache_hits:,} pairs judged anew (rounds 0-{len(record.rounds) - 1}: {per_round}), "
+        f"{total.prompt_tokens + total.completion_tokens:,} tokens, {format_seconds(total.seconds)} of judging"
+    )
+    budget = record.args.get("teacher_budget")
+    if budget:
+        spent = TeacherBudget.parse(budget)
+        text += (
+            f"; budget {spent}, {spent.format(spent.spent(total))} spent (each round judges its documents in order "
+            "until what is left pays only for the dev judging)"
+        )
+    return text
 
 
 def _flag_lines(record: RunRecord) -> list[str]:

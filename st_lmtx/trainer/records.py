@@ -57,6 +57,8 @@ class RoundRecord:
         seconds: the round's wall time.
         warnings: what the round's answers say about the teacher (a strict, lenient or garbled judge).
         averaged_rounds: for the final model: the rounds whose weights it averages.
+        budget_reached: the run's teacher budget stopped the round's judging: the documents it did not reach sat
+            the round out.
     """
 
     round: int
@@ -73,6 +75,7 @@ class RoundRecord:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     averaged_rounds: list[int] | None = None
+    budget_reached: bool = False
 
     def write(self, path: str | Path) -> None:
         """Write the round's record alone (``round-NN/metrics.json``: ``state.json`` holds it too)."""
@@ -111,6 +114,7 @@ class RunRecord:
         fingerprint: what a resumed run must match (documents, labels, base model, teacher, run settings).
         train_indices: the documents given to ``fit`` that the run trains on (``state.json`` only).
         dev_documents: those on which the teacher judges each round (``state.json`` only).
+        teacher_spent: everything the run's teacher did, over every invocation (what a budget counts).
     """
 
     base_model: str
@@ -126,6 +130,7 @@ class RunRecord:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     train_indices: list[int] = field(default_factory=list)
     dev_documents: list[int] = field(default_factory=list)
+    teacher_spent: TeacherUsage = field(default_factory=TeacherUsage)
     version: int = RECORD_VERSION
 
     @property
@@ -148,6 +153,8 @@ class RunRecord:
         data["rounds"] = [RoundRecord.from_dict(r) for r in data["rounds"]]
         if data.get("final") is not None:
             data["final"] = RoundRecord.from_dict(data["final"])
+        if data.get("teacher_spent") is not None:
+            data["teacher_spent"] = TeacherUsage(**data["teacher_spent"])
         return cls(**data)
 
     def write(self, path: str | Path) -> None:

@@ -18,6 +18,7 @@ from st_lmtx.arguments import LMTXArguments
 from st_lmtx.errors import RunFileError, RunMismatchError
 from st_lmtx.trainer.records import RoundRecord, RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
+from st_lmtx.trainer.spending import BUDGET_SPENT
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,14 @@ class RunState:
             state._check_same_run(new.fingerprint)
             state._drop_rounds_without_model(work_dir)
             record = state.record
-            if (
-                record.finished
-                and len(record.rounds) - 1 < args.max_rounds
-                and "max_rounds" in (record.stop_reason or "")
+            reason = record.stop_reason or ""
+            if record.finished and (
+                (len(record.rounds) - 1 < args.max_rounds and "max_rounds" in reason)
+                or (args.teacher_budget and reason.startswith(BUDGET_SPENT))
             ):
-                record.finished = False  # a larger max_rounds continues a run that stopped on the cap
+                # A larger max_rounds continues a run that stopped on the cap; a budget (larger, or the run stops
+                # again at once) one that stopped on its budget.
+                record.finished = False
             # Settings that do not define the run (max_rounds, patience, ...) may change between invocations.
             record.args, record.stop_metric = new.args, new.stop_metric
             logger.info("Resuming %s after round %d", work_dir.parent, len(record.rounds) - 1)
@@ -106,7 +109,8 @@ class RunState:
         if not trained:
             return 0
         metric = self.record.stop_metric
-        return max(trained, key=lambda r: (r.dev[metric], -r.round)).round
+        # A round whose dev judging a budget cut short before any document was measured has no signal: last.
+        return max(trained, key=lambda r: (r.dev.get(metric, -math.inf), -r.round)).round
 
     def rounds_to_average(self) -> list[int]:
         """The rounds whose average is the final model (``average_rounds``): the kept round and every trained round
@@ -118,7 +122,10 @@ class RunState:
         than by what it can see, every round stays in.
         """
         record, metric = self.record, self.record.stop_metric
-        kept = next(r for r in record.trained_rounds if r.round == record.best_round).dev_values.get(metric)
+        kept_round = next((r for r in record.trained_rounds if r.round == record.best_round), None)
+        if kept_round is None:  # no round trained (a budget spent on round 0)
+            return []
+        kept = kept_round.dev_values.get(metric)
         return [r.round for r in record.trained_rounds if not worse(r.dev_values.get(metric), kept)]
 
     def _check_same_run(self, fingerprint: dict[str, Any]) -> None:

@@ -1,0 +1,147 @@
+"""A teacher budget: read from its text, never passed by a run, printed in the plan, counted across resumes."""
+
+import logging
+import time
+
+import pytest
+from test_trainer import args
+
+from st_lmtx import LMTXTrainer, RunRecord, load_lfxmc
+from st_lmtx.errors import ArgumentsError
+from st_lmtx.teacher.base import Judgment, Teacher
+from st_lmtx.teacher.budget import TeacherBudget
+
+TOKENS_PER_PAIR = 7
+SECONDS_PER_PAIR = 0.02
+
+
+class CostlyTeacher(Teacher):
+    """A judge with a known cost: each pair takes TOKENS_PER_PAIR tokens and SECONDS_PER_PAIR seconds; "yes" when
+    the label's first word is in the document. Like every backend, it asks the budget before each document."""
+
+    backend = "costly"
+    calls_made = 0
+
+    @property
+    def model_name(self) -> str:
+        return "costly"
+
+    def _judge_documents(self, pending, emit, run):
+        for item in pending:
+            self.check_budget(run, next_pairs=len(item.positions))
+            for j in item.positions:
+                time.sleep(SECONDS_PER_PAIR)
+                run.calls += 1
+                run.prompt_tokens += TOKENS_PER_PAIR
+                self.calls_made += 1
+                yes = item.labels[j].split()[0].lower() in item.doc.lower()
+                emit(item, j, Judgment(item.labels[j], "yes" if yes else "no", float(yes)), TOKENS_PER_PAIR, 0)
+
+
+@pytest.mark.parametrize(
+    "text, amount, unit",
+    [
+        ("20000", 20000, "pairs"),
+        ("20k", 20000, "pairs"),
+        ("1,500 pairs", 1500, "pairs"),
+        ("3M-tokens", 3_000_000, "tokens"),
+        ("95000-tokens", 95000, "tokens"),
+        ("2h", 7200, "seconds"),
+        ("45m", 2700, "seconds"),
+        ("1h30m", 5400, "seconds"),
+        ("90s", 90, "seconds"),
+    ],
+)
+def test_a_budget_reads_pairs_tokens_or_time(text, amount, unit):
+    assert TeacherBudget.parse(text) == TeacherBudget(amount, unit)
+
+
+@pytest.mark.parametrize("text", ["", "lots", "3M-dollars", "-5", "2 days"])
+def test_an_unreadable_budget_is_a_clear_error(text):
+    with pytest.raises(ArgumentsError, match="cannot read the budget"):
+        TeacherBudget.parse(text)
+    with pytest.raises(ArgumentsError, match="cannot read the budget"):
+        LMTXTrainer("no/such/model", ["a"], args=args("out", teacher_budget=text))  # before any model loads
+
+
+def run_with(toy_lfxmc, tiny_model_dir, out, budget=None, **kw):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    teacher = CostlyTeacher(cache=out / "cache.sqlite", show_progress_bar=False)
+    settings = args(out, max_rounds=3, teacher_budget=budget, **kw)
+    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=settings).fit(docs)
+    return RunRecord.read(out / "lmtx_run.json"), teacher
+
+
+def test_a_run_never_spends_more_than_its_budget_in_pairs_tokens_or_time(tiny_model_dir, toy_lfxmc, tmp_path):
+    full, teacher = run_with(toy_lfxmc, tiny_model_dir, tmp_path / "full")
+    pairs = full.teacher_spent.pairs - full.teacher_spent.cache_hits
+    assert full.teacher_spent.prompt_tokens == TOKENS_PER_PAIR * pairs == TOKENS_PER_PAIR * teacher.calls_made
+    assert pairs > 30  # every round judged something new, with no budget
+
+    part = 3 * pairs // 4
+    for n, budget in enumerate([f"{part}", f"{TOKENS_PER_PAIR * part}-tokens", f"{part * SECONDS_PER_PAIR}s"]):
+        run, teacher = run_with(toy_lfxmc, tiny_model_dir, tmp_path / f"budget-{n}", budget)
+        limit = TeacherBudget.parse(budget)
+        assert 0 < limit.spent(run.teacher_spent) <= limit.amount
+        assert teacher.calls_made == run.teacher_spent.pairs - run.teacher_spent.cache_hits <= part
+        assert run.stop_reason.startswith("the teacher budget is spent")
+        assert run.trained_rounds  # it trained on what it could pay for
+
+
+def test_the_plan_is_printed_before_the_first_teacher_call(tiny_model_dir, toy_lfxmc, tmp_path, caplog):
+    order = []
+
+    class Recording(CostlyTeacher):
+        def judge(self, *a, **kw):
+            order.append("judge")
+            return super().judge(*a, **kw)
+
+    class Plan(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Plan:"):
+                order.append(record.getMessage())
+
+    caplog.set_level(logging.INFO, logger="st_lmtx")
+    handler = Plan()
+    logging.getLogger("st_lmtx").addHandler(handler)
+    try:
+        labels, docs = load_lfxmc(toy_lfxmc, "trn")
+        teacher = Recording(cache=tmp_path / "cache.sqlite", show_progress_bar=False)
+        LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(tmp_path / "o", teacher_budget="60")).fit(docs)
+    finally:
+        logging.getLogger("st_lmtx").removeHandler(handler)
+    plan = order[0]
+    assert order[1] == "judge" and "Plan: 8 training documents" in plan and "at most 24 pairs" in plan
+    assert "Budget: 60 pairs, 0 pairs spent" in plan
+
+
+def test_a_resumed_run_counts_what_it_already_spent(tiny_model_dir, toy_lfxmc, tmp_path):
+    out = tmp_path / "run"
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+
+    class Interrupted(CostlyTeacher):
+        def judge(self, documents, candidates, desc="Teacher", stop_at=None):
+            if desc == "Teacher (round 2)":  # half of round 2 judged, then Ctrl-C
+                super().judge(documents[:4], candidates[:4], desc, stop_at=stop_at)
+                raise KeyboardInterrupt
+            return super().judge(documents, candidates, desc, stop_at=stop_at)
+
+    # A fresh cache each time: what the first invocation paid is not in the second one's cache, so only the record
+    # can tell the second invocation about it.
+    first = Interrupted(cache=None, show_progress_bar=False)
+    with pytest.raises(KeyboardInterrupt):
+        LMTXTrainer(tiny_model_dir, labels, teacher=first, args=args(out, max_rounds=3, teacher_budget="70")).fit(docs)
+    paid_first = first.calls_made
+    second = CostlyTeacher(cache=None, show_progress_bar=False)
+    LMTXTrainer(tiny_model_dir, labels, teacher=second, args=args(out, max_rounds=3, teacher_budget="70")).fit(docs)
+    run = RunRecord.read(out / "lmtx_run.json")
+    assert paid_first > 12  # round 0, round 1 and half of round 2 before the interruption
+    assert run.teacher_spent.pairs - run.teacher_spent.cache_hits == paid_first + second.calls_made <= 70
+
+
+def test_a_budget_smaller_than_one_shortlist_is_a_clear_error(tiny_model_dir, toy_lfxmc, tmp_path):
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    teacher = CostlyTeacher(cache=None, show_progress_bar=False)
+    with pytest.raises(ArgumentsError, match="smaller than one document's shortlist"):
+        LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(tmp_path, teacher_budget="2")).fit(docs)
+    assert teacher.calls_made == 0
