@@ -20,6 +20,7 @@ _EXPORTS = {
     "LMTXTagger": "st_lmtx.tagger",
     "Tag": "st_lmtx.tagger",
     "Teacher": "st_lmtx.teacher.base",
+    "TeacherBudget": "st_lmtx.teacher.budget",
     "OpenAITeacher": "st_lmtx.teacher.openai_teacher",
     "LlamaCppTeacher": "st_lmtx.teacher.llama_cpp_teacher",
     "LocalTeacher": "st_lmtx.teacher.local",
@@ -66,6 +67,7 @@ __all__ = [
     "RunRecord",
     "Tag",
     "Teacher",
+    "TeacherBudget",
     "TeacherBudgetExceeded",
     "TeacherConfigError",
     "TeacherError",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
     from st_lmtx.tagger import LMTXTagger, Tag
     from st_lmtx.teacher.base import Teacher
+    from st_lmtx.teacher.budget import TeacherBudget
     from st_lmtx.teacher.judgments import export_judgments, import_judgments, load_judgments
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher

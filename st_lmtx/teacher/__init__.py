@@ -6,6 +6,7 @@ tool) share `Teacher`'s cache, budgets and usage counts.
 """
 
 from st_lmtx.teacher.base import JudgeResult, Judgment, Teacher, TeacherUsage
+from st_lmtx.teacher.budget import TeacherBudget
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.factory import default_teacher, make_teacher
 from st_lmtx.teacher.judgments import ImportReport, export_judgments, import_judgments, load_judgments
@@ -29,6 +30,7 @@ __all__ = [
     "OracleTeacher",
     "PromptTemplate",
     "Teacher",
+    "TeacherBudget",
     "TeacherUsage",
     "default_teacher",
     "export_judgments",
