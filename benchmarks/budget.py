@@ -1,0 +1,152 @@
+"""What a teacher budget buys on Reuters-21578: test P@1 of the final model against the teacher's new judged
+pairs (and tokens), for ways of spending the same budget.
+
+    python benchmarks/budget.py                                  # every row below, then the table and the plot
+    python benchmarks/budget.py --teachers oracle20 --budgets 10000
+    python benchmarks/budget.py --table                          # the table and plot from finished runs only
+
+Rows (teacher x way x budget), each an ``LMTXTrainer`` run of the default recipe with ``--budget`` in pairs,
+3 rounds at most, its folder under ``.cache/bench-budget/`` (it resumes):
+
+- ``top10-1000``: today's default shortlist (top-10) on a sample of 1,000 documents;
+- ``top5-1000``, ``top3-1000``: fewer labels judged a document (dev judging too: the stop signal reads the top-k);
+- ``top3-3000``: more documents at the same budget, fewer labels each.
+
+Teachers: ``oracle`` and ``oracle20`` (free; quality.py's), ``local`` (the 1.5B, from the committed judgments where
+the pairs are the same). Ground truth measures the final model only. The table prints what each run spent (new
+pairs) and its test P@1; ``docs/img/budget-frontier.png`` plots the frontier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import BASE_MODEL, REPO, REUTERS, make_teacher  # noqa: E402
+
+OUT = REPO / ".cache" / "bench-budget"
+PLOT = REPO / "docs" / "img" / "budget-frontier.png"
+WAYS: dict[str, dict[str, Any]] = {
+    "top10-1000": {"shortlist_k": 10, "max_docs": 1000},
+    "top5-1000": {"shortlist_k": 5, "max_docs": 1000},
+    "top3-1000": {"shortlist_k": 3, "max_docs": 1000},
+    "top3-3000": {"shortlist_k": 3, "max_docs": 3000},
+}
+BUDGETS = (10_000, 20_000, 40_000)
+TEACHERS = ("oracle20", "oracle")
+COMMON: dict[str, Any] = {"max_rounds": 3, "patience": 3, "seed": 42}
+
+
+def folder(teacher: str, way: str, budget: int) -> Path:
+    return OUT / f"{teacher}-{way}-{budget}"
+
+
+def run(teacher: str, way: str, budget: int, labels, train, test) -> None:
+    from st_lmtx import LMTXArguments, LMTXTrainer, XMCEvaluator
+
+    out = folder(teacher, way, budget)
+    result = out / "budget.json"
+    if result.exists():
+        return
+    args = LMTXArguments(output_dir=str(out), teacher_budget=str(budget), **COMMON, **WAYS[way])
+    with make_teacher(teacher, labels, train) as judge:
+        trainer = LMTXTrainer(BASE_MODEL, labels, teacher=judge, args=args)
+        model = trainer.fit(train)
+        spent = trainer.spending.total()
+    p1 = XMCEvaluator(labels, test, k_values=(1,), name="", write_csv=False, show_progress_bar=False)(model)["P@1"]
+    result.write_text(
+        json.dumps(
+            {
+                "P@1": p1,
+                "pairs": spent.pairs - spent.cache_hits,
+                "tokens": spent.prompt_tokens + spent.completion_tokens,
+                "teacher_s": spent.seconds,
+            }
+        )
+    )
+
+
+def table(teachers, budgets) -> list[dict[str, Any]]:
+    from st_lmtx.trainer.records import RunRecord
+
+    rows = []
+    for teacher in teachers:
+        for way in WAYS:
+            for budget in budgets:
+                path = folder(teacher, way, budget)
+                if not (path / "budget.json").exists():
+                    continue
+                measured = json.loads((path / "budget.json").read_text())
+                record = RunRecord.read(path / "lmtx_run.json")
+                documents = [r.pseudo_labels.documents_with_yes for r in record.trained_rounds]
+                rows.append(
+                    {"teacher": teacher, "way": way, "budget": budget, "rounds": len(record.trained_rounds)}
+                    | measured
+                    | {"trained documents": "/".join(map(str, documents))}
+                )
+    print(
+        "| teacher | way | budget (pairs) | new pairs spent | rounds | documents with a 'yes' per round | test P@1 |"
+    )
+    print("|---|---|---:|---:|---:|---|---:|")
+    for r in rows:
+        print(
+            f"| {r['teacher']} | {r['way']} | {r['budget']:,} | {r['pairs']:,} | {r['rounds']} | "
+            f"{r['trained documents']} | {100 * r['P@1']:.2f} |"
+        )
+    return rows
+
+
+def plot(rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=110)
+    for teacher in dict.fromkeys(r["teacher"] for r in rows):
+        for way in WAYS:
+            points = sorted((r["pairs"], 100 * r["P@1"]) for r in rows if r["teacher"] == teacher and r["way"] == way)
+            if points:
+                ax.plot(*zip(*points), marker="o", label=f"{teacher}, {way}")
+    ax.set_xlabel("new pairs the teacher judged (dev included)")
+    ax.set_ylabel("test P@1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.set_title("Reuters-21578: what a teacher budget buys")
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT)
+    print(f"\n{PLOT.relative_to(REPO)}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teachers", default=",".join(TEACHERS))
+    p.add_argument("--ways", default=",".join(WAYS))
+    p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    p.add_argument("--table", action="store_true", help="only print the table and plot of finished runs")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    teachers, ways = a.teachers.split(","), a.ways.split(",")
+    budgets = [int(b) for b in a.budgets.split(",")]
+    if not a.table:
+        from st_lmtx import load_lfxmc
+
+        labels, train = load_lfxmc(REUTERS, "trn")
+        _, test = load_lfxmc(REUTERS, "tst")
+        for teacher in teachers:
+            for budget in budgets:
+                for way in ways:
+                    run(teacher, way, budget, labels, train, test)
+    rows = table(teachers, budgets)
+    if rows:
+        plot(rows)
+
+
+if __name__ == "__main__":
+    main()
