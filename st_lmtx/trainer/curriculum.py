@@ -63,24 +63,26 @@ class CurriculumRound:
 
     def run(self, r: int, stop_at: float | None = None) -> RoundRecord | None:
         """Round ``r``; with ``stop_at`` (a teacher budget), its judging stops when the spending would pass it,
-        and the documents not reached sit the round out. None: the budget stopped it before any "yes"."""
+        and the documents not reached train on earlier rounds' judgments only. None: the budget stopped it before
+        any "yes"."""
         args, folder = self.args, RoundFolder(self.work_dir, r)
         logger.info("LMTX round %d: %d training documents", r, len(self.train_docs))
         started, usage_before = time.perf_counter(), self.teacher.usage.to_dict()
 
         previous = self.model(r - 1)  # the base model in round 1
         shortlist = self.shortlist(folder, previous)
-        pseudo, stats, stopped = self.pseudo_labels(folder, shortlist, stop_at)
+        pseudo, stats, unfinished = self.pseudo_labels(folder, shortlist, stop_at)
+        stopped = unfinished is not None
         logger.info("Round %d pseudo-labels: %s", r, stats)
         warnings = teacher_warnings(stats) if not stopped else []
         for warning in warnings:
             logger.warning("Round %d: %s", r, warning)
         if stopped:
-            reached = sum(bool(d.judged) for d in pseudo.docs)
             logger.warning(
-                "Round %d: the teacher budget stopped judging after %d of %d documents; the others sit this round out",
+                "Round %d: the teacher budget ran out with %d of %d documents' shortlists not judged in full: they "
+                "train on the labels judged so far, or sit the round out",
                 r,
-                reached,
+                unfinished,
                 len(pseudo.docs),
             )
             if not usable_documents(pseudo, args.positives):
@@ -131,10 +133,11 @@ class CurriculumRound:
 
     def pseudo_labels(
         self, folder: RoundFolder, shortlist: Shortlist, stop_at: float | None = None
-    ) -> tuple[PseudoLabels, PseudoLabelStats, bool]:
+    ) -> tuple[PseudoLabels, PseudoLabelStats, int | None]:
         """The teacher judges the pairs it has not seen (its cache answers the rest), up to ``stop_at``; the
         judged shortlists with the earlier rounds' judgments of labels no longer shortlisted
-        (``accumulate_judgments``), their counts, and whether the budget stopped the judging."""
+        (``accumulate_judgments``), their counts, and when the budget stopped the judging, how many documents it left
+        partly or wholly unjudged (else None)."""
         r = folder.round
         candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
         judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})", stop_at=stop_at)
@@ -143,7 +146,8 @@ class CurriculumRound:
             pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
         folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
         stats = pseudo.stats(judged.usage.instruction_like_docs, judged.usage.all_yes_docs)
-        return pseudo, stats, judged.stopped
+        unfinished = sum(any(j is None for j in row) for row in judged.judgments) if judged.stopped else None
+        return pseudo, stats, unfinished
 
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""

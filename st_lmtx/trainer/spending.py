@@ -3,8 +3,8 @@
 The spending is kept in the run's record (`RunRecord.teacher_spent`), saved with it after every round and when
 an invocation fails or is interrupted, so a resumed run counts what it already paid. With a budget
 (`LMTXArguments.teacher_budget`), rounds judge in their shortlists' order until what is left would not also pay
-for the round's dev judging (as much as the last one cost); the documents not reached sit the round out, and the
-run ends after it with the rounds it could pay for.
+for the round's dev judging (as much as the last one cost); the documents not reached train on what earlier rounds
+judged, or sit the round out, and the run ends after it with the rounds it could pay for.
 """
 
 from __future__ import annotations
