@@ -82,8 +82,9 @@ class RunSpending:
         last_dev = rounds[-1].dev_teacher_usage if rounds else None
         reserve = budget.spent(last_dev) if last_dev is not None else 0.0
         stop_at = budget.amount - reserve
-        spent = self.spent()
-        judged = self.total().pairs - self.total().cache_hits
+        total = self.total()
+        spent = budget.spent(total)
+        judged = total.pairs - total.cache_hits
         per_pair = 1.0 if budget.unit == "pairs" else (spent / judged if judged else 0.0)
         if stop_at - spent < per_pair * self.args.shortlist_k:
             return None, self.spent_reason()
