@@ -62,6 +62,10 @@ class TeacherUsage:
     # Documents the in-process teacher did not evaluate again: their KV state came from its document memory.
     restored_docs: int = 0
 
+    def since(self, before: TeacherUsage) -> TeacherUsage:
+        """What was done after ``before`` (an earlier copy of these totals)."""
+        return TeacherUsage(**{k: v - getattr(before, k) for k, v in asdict(self).items()})
+
     def add(self, other: TeacherUsage) -> None:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from datasets import Dataset
@@ -30,7 +31,7 @@ from st_lmtx.pseudo_labels import (
     usable_documents,
 )
 from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
-from st_lmtx.teacher.base import Teacher, TeacherUsage
+from st_lmtx.teacher.base import Teacher
 from st_lmtx.trainer.averaging import average_models
 from st_lmtx.trainer.records import RoundRecord, RoundSchedule
 from st_lmtx.trainer.round_files import RoundFolder, load_saved_model
@@ -67,7 +68,7 @@ class CurriculumRound:
         any "yes"."""
         args, folder = self.args, RoundFolder(self.work_dir, r)
         logger.info("LMTX round %d: %d training documents", r, len(self.train_docs))
-        started, usage_before = time.perf_counter(), self.teacher.usage.to_dict()
+        started, usage_before = time.perf_counter(), replace(self.teacher.usage)
 
         previous = self.model(r - 1)  # the base model in round 1
         shortlist = self.shortlist(folder, previous)
@@ -104,7 +105,7 @@ class CurriculumRound:
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
             record.precision = pseudo_label_precision(pairs, pseudo, self.train_docs)
         self.measure(record, model)
-        record.teacher_usage = self._usage_since(usage_before)  # shortlist and dev judgments of the round
+        record.teacher_usage = self.teacher.usage.since(usage_before)  # shortlist and dev judgments of the round
         record.seconds = time.perf_counter() - started
         folder.save_metrics(record)
         return record
@@ -112,10 +113,10 @@ class CurriculumRound:
     def zero(self) -> RoundRecord:
         """Round 0 is the base model, for the record. With a dev sample of training documents its dev pairs are
         round 1's shortlisted pairs of those documents, so round 1 finds them in the cache."""
-        usage_before = self.teacher.usage.to_dict()
+        usage_before = replace(self.teacher.usage)
         record = RoundRecord(round=0)
         self.measure(record, self.model(0))
-        record.teacher_usage = self._usage_since(usage_before)
+        record.teacher_usage = self.teacher.usage.since(usage_before)
         return record
 
     # ------------------------------------------------------------------ the steps
@@ -202,10 +203,10 @@ class CurriculumRound:
         if saved is not None and saved.averaged_rounds == rounds:
             return model, saved
         logger.info("The final model: the average of rounds %s", rounds)
-        usage_before = self.teacher.usage.to_dict()
+        usage_before = replace(self.teacher.usage)
         record = RoundRecord(round=rounds[-1], averaged_rounds=rounds)
         self.measure(record, model, last=True)
-        record.teacher_usage = self._usage_since(usage_before)
+        record.teacher_usage = self.teacher.usage.since(usage_before)
         return model, record
 
     # ------------------------------------------------------------------ models
@@ -220,9 +221,6 @@ class CurriculumRound:
                 recovery=f"delete {self.work_dir / BASE_MODEL_DIR}: fit saves it again",
             )
         return RoundFolder(self.work_dir, r).load_model(self.device, self.args.max_seq_length)
-
-    def _usage_since(self, before: dict[str, float]) -> TeacherUsage:
-        return TeacherUsage(**{k: v - before[k] for k, v in self.teacher.usage.to_dict().items()})
 
 
 def pseudo_label_precision(

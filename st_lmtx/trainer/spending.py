@@ -29,7 +29,7 @@ class RunSpending:
     done since) and its budget, which it hands to the teacher."""
 
     def __init__(self, teacher: Teacher, record: RunRecord, args: LMTXArguments) -> None:
-        self.teacher, self.record, self.args = teacher, record, args
+        self.teacher, self.args = teacher, args
         self.before = replace(record.teacher_spent)
         self.usage_at_start = replace(teacher.usage)
         self.budget = TeacherBudget.parse(args.teacher_budget) if args.teacher_budget else None
@@ -45,8 +45,7 @@ class RunSpending:
     def total(self) -> TeacherUsage:
         """Everything the run's teacher has done, in every invocation so far."""
         total = replace(self.before)
-        now, start = self.teacher.usage.to_dict(), self.usage_at_start.to_dict()
-        total.add(TeacherUsage(**{k: v - start[k] for k, v in now.items()}))
+        total.add(self.teacher.usage.since(self.usage_at_start))
         return total
 
     def save_into(self, record: RunRecord) -> None:
