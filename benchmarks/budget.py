@@ -5,10 +5,17 @@ pairs (and tokens), for ways of spending the same budget.
     python benchmarks/budget.py --teachers oracle20 --budgets 10000
     python benchmarks/budget.py --table                          # the table and plot from finished runs only
 
-Rows (teacher x way x budget), each an ``LMTXTrainer`` run of the default recipe with ``--budget`` in pairs,
-3 rounds at most, its folder under ``.cache/bench-budget/`` (it resumes):
+Rows (teacher x way x budget), each an ``LMTXTrainer`` run of the default recipe with ``--teacher-budget`` in
+pairs, 3 rounds at most, its folder under ``.cache/bench-budget/`` (it resumes):
 
-- ``top10-1000``: today's default shortlist (top-10) on a sample of 1,000 documents;
+- ``active``: the budget's rule (`st_lmtx.trainer.spending`), no other setting: top-3, the budget shared by the
+  rounds, documents joining in order as a round's share allows, settled documents not asked again;
+- ``active-1000``: the same rule on a sample of 1,000 documents;
+
+and the fixed ways, spent as before the rule (`FixedSpending`: every round judges in order until only the dev
+judging's cost is left, and the run ends after the round the budget ran out in):
+
+- ``top10-1000``: the unbudgeted default shortlist (top-10) on a sample of 1,000 documents;
 - ``top5-1000``, ``top3-1000``: fewer labels judged a document (dev judging too: the stop signal reads the top-k);
 - ``top3-3000``: more documents at the same budget, fewer labels each.
 
@@ -25,6 +32,10 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
+
+from st_lmtx.trainer.records import RoundRecord
+from st_lmtx.trainer.spending import RunSpending
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import BASE_MODEL, REPO, REUTERS, make_teacher  # noqa: E402
@@ -32,6 +43,8 @@ from quality import BASE_MODEL, REPO, REUTERS, make_teacher  # noqa: E402
 OUT = REPO / ".cache" / "bench-budget"
 PLOT = REPO / "docs" / "img" / "budget-frontier.png"
 WAYS: dict[str, dict[str, Any]] = {
+    "active": {},
+    "active-1000": {"max_docs": 1000},
     "top10-1000": {"shortlist_k": 10, "max_docs": 1000},
     "top5-1000": {"shortlist_k": 5, "max_docs": 1000},
     "top3-1000": {"shortlist_k": 3, "max_docs": 1000},
@@ -40,6 +53,33 @@ WAYS: dict[str, dict[str, Any]] = {
 BUDGETS = (10_000, 20_000, 40_000)
 TEACHERS = ("oracle20", "oracle")
 COMMON: dict[str, Any] = {"max_rounds": 3, "patience": 3, "seed": 42}
+
+
+class FixedSpending(RunSpending):
+    """How a budget was spent before the rule: each round judges its documents' top-k in order until what is left
+    pays only for the last dev judging's cost, the dev sample is judged whole, and the run ends after the round
+    the budget ran out in."""
+
+    settles = False
+
+    def dev_stop_at(self) -> float | None:
+        return None
+
+    def stop_at(self, rounds: list[RoundRecord]) -> tuple[float | None, str | None]:
+        budget = self.budget
+        if budget is None:
+            return None, None
+        if rounds and rounds[-1].budget_reached:
+            return None, self.spent_reason()
+        last_dev = rounds[-1].dev_teacher_usage if rounds else None
+        stop_at = budget.amount - (budget.spent(last_dev) if last_dev is not None else 0.0)
+        total = self.total()
+        spent = budget.spent(total)
+        judged = total.pairs - total.cache_hits
+        per_pair = 1.0 if budget.unit == "pairs" else (spent / judged if judged else 0.0)
+        if stop_at - spent < per_pair * self.args.shortlist_k:
+            return None, self.spent_reason()
+        return stop_at, None
 
 
 def folder(teacher: str, way: str, budget: int) -> Path:
@@ -54,7 +94,8 @@ def run(teacher: str, way: str, budget: int, labels, train, test) -> None:
     if result.exists():
         return
     args = LMTXArguments(output_dir=str(out), teacher_budget=str(budget), **COMMON, **WAYS[way])
-    with make_teacher(teacher, labels, train) as judge:
+    spending = RunSpending if way.startswith("active") else FixedSpending
+    with make_teacher(teacher, labels, train) as judge, patch("st_lmtx.trainer.lmtx_trainer.RunSpending", spending):
         trainer = LMTXTrainer(BASE_MODEL, labels, teacher=judge, args=args)
         model = trainer.fit(train)
         spent = trainer.spending.total()

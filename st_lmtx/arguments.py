@@ -58,6 +58,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_RECIPE = "best"
+# Labels judged per document: the paper's 10; under a budget 3, which buy as good a model for a third of the pairs
+# (BENCHMARKS.md, "A teacher budget").
+DEFAULT_SHORTLIST_K = 10
+BUDGET_SHORTLIST_K = 3
 
 GROUPS = ("data", "model", "teacher", "training", "stopping", "output")
 
@@ -146,9 +150,10 @@ class LMTXArguments:
         run=True,
         minimum=1,
     )
-    shortlist_k: int = setting(
-        10,
-        "labels shortlisted per document and judged by the teacher (paper: 10)",
+    shortlist_k: int | None = setting(
+        None,
+        "labels shortlisted per document and judged by the teacher (default: 10, the paper's; 3 with a "
+        "teacher_budget, whose first labels hold most of the teacher's right answers)",
         group="training",
         run=True,
         minimum=1,
@@ -293,6 +298,8 @@ class LMTXArguments:
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.shortlist_k is None:
+            self.shortlist_k = BUDGET_SHORTLIST_K if self.teacher_budget is not None else DEFAULT_SHORTLIST_K
         self.eval_k = tuple(self.eval_k)
         validate(self)
         if self.teacher_budget is not None:

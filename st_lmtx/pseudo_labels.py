@@ -23,7 +23,6 @@ from datasets import Dataset
 
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, LabelSet
-from st_lmtx.shortlist import Shortlist
 from st_lmtx.teacher.base import Judgment
 
 # A round's answers that suggest a judge teaching little: "yes" for few documents, "yes" to most pairs, or many
@@ -108,11 +107,13 @@ class PseudoLabels:
     docs: list[DocumentPseudoLabels]
 
     @classmethod
-    def from_judgments(cls, shortlist: Shortlist, judgments: Sequence[Sequence[Judgment | None]]) -> PseudoLabels:
-        """The judged shortlists; a pair the teacher did not judge (``None``: a budget stopped it) is left out."""
+    def from_judgments(
+        cls, asked: Sequence[Sequence[int]], judgments: Sequence[Sequence[Judgment | None]]
+    ) -> PseudoLabels:
+        """The judged shortlists from each document's asked label ids (its shortlist, best first) and the
+        teacher's answers; a pair the teacher did not judge (``None``: a budget stopped it) is left out."""
         docs = []
-        for i, row in enumerate(judgments):
-            label_ids = shortlist.for_doc(i)
+        for i, (label_ids, row) in enumerate(zip(asked, judgments)):
             judged = [JudgedLabel(k, j.verdict, j.score) for k, j in zip(label_ids, row) if j is not None]
             docs.append(DocumentPseudoLabels(i, judged))
         return cls(docs)

@@ -8,6 +8,7 @@ from test_trainer import args
 
 from st_lmtx import LMTXTrainer, RunRecord, load_lfxmc
 from st_lmtx.errors import ArgumentsError
+from st_lmtx.pseudo_labels import PseudoLabels
 from st_lmtx.teacher.base import Judgment, Teacher
 from st_lmtx.teacher.budget import TeacherBudget
 
@@ -84,8 +85,58 @@ def test_a_run_never_spends_more_than_its_budget_in_pairs_tokens_or_time(tiny_mo
         limit = TeacherBudget.parse(budget)
         assert 0 < limit.spent(run.teacher_spent) <= limit.amount
         assert teacher.calls_made == run.teacher_spent.pairs - run.teacher_spent.cache_hits <= part
-        assert run.stop_reason.startswith("the teacher budget is spent")
         assert run.trained_rounds  # it trained on what it could pay for
+
+
+def test_a_budget_is_shared_by_the_rounds_and_settled_documents_are_not_asked_again(
+    tiny_model_dir, toy_lfxmc, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, logger="st_lmtx")
+    asked = []  # (desc, candidate label lists, new pairs judged)
+
+    class Recording(CostlyTeacher):
+        def judge(self, documents, candidates, desc="Teacher", stop_at=None):
+            before = self.calls_made
+            result = super().judge(documents, candidates, desc, stop_at=stop_at)
+            asked.append((desc, [list(c) for c in candidates], self.calls_made - before))
+            return result
+
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    teacher = Recording(cache=tmp_path / "cache.sqlite", show_progress_bar=False)
+    budget = 60
+    settings = args(tmp_path / "o", max_rounds=3, teacher_budget=str(budget), shortlist_k=None)
+    assert settings.shortlist_k == 3  # a budget's default; 10 without one
+    assert args(tmp_path, shortlist_k=None).shortlist_k == 10
+    LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=settings).fit(docs)
+    run = RunRecord.read(tmp_path / "o" / "lmtx_run.json")
+
+    # The first dev judging takes at most 15% of the budget: 3 of the 4 dev documents, which stay the sample.
+    desc, _, dev_pairs = asked[0]
+    assert desc.startswith("Teacher (dev") and dev_pairs == 9 <= 0.15 * budget
+    state = RunRecord.read(tmp_path / "o" / "lmtx-work" / "state.json")  # the output's record leaves the samples out
+    assert len(state.dev_documents) == 3 and len(run.rounds[1].dev_values["llm_P@1"]) == 3
+    # Round 1 may spend a third of what is left once a dev judging's cost is kept back.
+    round_1 = next(n for d, _, n in asked if d == "Teacher (round 1)")
+    assert 0 < round_1 <= (budget - dev_pairs - dev_pairs) / 3
+    # Before judging, the round says how many of its new pairs its share pays for.
+    assert any(
+        "Teacher (round 1): 15 pairs to judge (9 from the cache), the budget pays for about 14" in m
+        for m in caplog.messages
+    )
+    assert run.rounds[1].budget_reached  # its share stopped it: later rounds reach more documents
+    # Settled documents (top-1 already a "yes") are asked only what the cache knows: no new pair for them.
+    assert run.rounds[2].settled_documents > 0
+    known = PseudoLabels.load(tmp_path / "o" / "lmtx-work" / "round-01" / "pseudo_labels.jsonl").docs
+    round_2 = next(c for d, c, _ in asked if d == "Teacher (round 2)")  # each list starts with the top-1
+    settled = [i for i, c in enumerate(round_2) if labels.texts.index(c[0]) in {j.label for j in known[i].yes}]
+    assert len(settled) == run.rounds[2].settled_documents > 0
+    for i, candidates in enumerate(round_2):
+        if i in settled:
+            assert {labels.texts.index(c) for c in candidates} <= {j.label for j in known[i].judged}
+        else:
+            assert len(candidates) == 3
+    spent = run.teacher_spent.pairs - run.teacher_spent.cache_hits
+    assert spent == teacher.calls_made <= budget
 
 
 def test_the_plan_is_printed_before_the_first_teacher_call(tiny_model_dir, toy_lfxmc, tmp_path, caplog):
@@ -142,6 +193,9 @@ def test_a_resumed_run_counts_what_it_already_spent(tiny_model_dir, toy_lfxmc, t
 def test_a_budget_smaller_than_one_shortlist_is_a_clear_error(tiny_model_dir, toy_lfxmc, tmp_path):
     labels, docs = load_lfxmc(toy_lfxmc, "trn")
     teacher = CostlyTeacher(cache=None, show_progress_bar=False)
-    with pytest.raises(ArgumentsError, match="smaller than one document's shortlist"):
-        LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(tmp_path, teacher_budget="2")).fit(docs)
+    with pytest.raises(
+        ArgumentsError,
+        match="too small: its dev share .15%. must pay for one document's top-3, so give at least 20 pairs",
+    ):
+        LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(tmp_path, teacher_budget="19")).fit(docs)
     assert teacher.calls_made == 0

@@ -116,6 +116,9 @@ class LLMJudgedEvaluator(BaseEvaluator):
         self.primary_metric = "llm_P@1"
         self.last_usage: TeacherUsage | None = None
         self.last_documents: dict[str, list[float]] = {}
+        self.last_measured: list[int] = []
+        # Where the teacher stops judging (a budget's spending): default, the budget's whole amount.
+        self.stop_at: float | None = None
 
     def __call__(
         self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
@@ -132,14 +135,15 @@ class LLMJudgedEvaluator(BaseEvaluator):
             self.documents.texts,
             candidates,
             desc=f"Teacher (dev top-{self.k})",
-            stop_at=budget.amount if budget is not None else None,
+            stop_at=self.stop_at if self.stop_at is not None else budget.amount if budget is not None else None,
         )
         if result.stopped:
             complete = sum(all(j is not None for j in row) for row in result.judgments)
-            logger.warning(
-                "The teacher budget ran out in the dev judging: %d of %d documents measured", complete, len(candidates)
+            logger.info(
+                "The teacher budget stopped the dev judging: %d of %d documents measured", complete, len(candidates)
             )
         self.last_usage = result.usage
+        self.last_measured = [i for i, row in enumerate(result.judgments) if all(j is not None for j in row)]
         self.last_documents = document_signals(result.judgments)
         metrics = signal_means(self.last_documents)
         logger.info("LLM-judged P@1 on %d documents: %.4f", len(result.judgments), metrics["llm_P@1"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -186,14 +187,15 @@ class Teacher(ABC):
         total_pairs = sum(len(p.positions) for p in pending)
         if total_pairs:
             rate = self.pairs_per_second()
+            # Under a budget's stop, the pairs it should pay for at the cost per pair so far.
+            paid = total_pairs if stop_at is None else min(total_pairs, self.affordable_pairs(stop_at))
             logger.info(
-                "%s: %d pairs to judge (%d from the cache)%s",
+                "%s: %d pairs to judge (%d from the cache)%s%s",
                 desc,
                 total_pairs,
                 hits,
-                f", about {format_seconds(total_pairs / rate)} at the {rate:.1f} pairs/s measured so far"
-                if rate
-                else "",
+                f", the budget pays for about {paid}" if paid < total_pairs else "",
+                f", about {format_seconds(paid / rate)} at the {rate:.1f} pairs/s measured so far" if rate else "",
             )
         bar = tqdm(total=total_pairs, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
 
@@ -279,6 +281,22 @@ class Teacher(ABC):
             spent += time.perf_counter() - self._started if budget.unit == "seconds" else budget.spent(run)
         return spent
 
+    def per_pair(self, run: TeacherUsage | None = None) -> float:
+        """What a new pair has cost of the budget so far, on average (1 for a pair budget; 0 before any)."""
+        budget = self.budget
+        if budget is None or budget.unit == "pairs":
+            return 1.0
+        judged = self.usage.pairs - self.usage.cache_hits + (run.pairs if run is not None else 0)
+        return (self.spent_now(run) - self.spent_before) / judged if judged else 0.0
+
+    def affordable_pairs(self, stop_at: float) -> int:
+        """About how many new pairs fit before the spending reaches ``stop_at`` (all of them before a cost is
+        known)."""
+        per_pair = self.per_pair()
+        if not per_pair:
+            return sys.maxsize
+        return max(0, int((min(stop_at, self.budget.amount) - self.spent_now()) / per_pair))
+
     def check_budget(self, run: TeacherUsage, in_flight: int = 0, next_pairs: int = 1) -> None:
         """Raise `TeacherBudgetExceeded` unless ``next_pairs`` more pairs, with ``in_flight`` pairs asked and not
         answered yet, fit in the budget (and the call's ``stop_at``), at the cost per pair paid so far."""
@@ -287,9 +305,7 @@ class Teacher(ABC):
             return
         limit = budget.amount if self._stop_at is None else min(budget.amount, self._stop_at)
         spent = self.spent_now(run)
-        judged = self.usage.pairs - self.usage.cache_hits + run.pairs
-        per_pair = 1.0 if budget.unit == "pairs" else (spent - self.spent_before) / judged if judged else 0.0
-        if spent >= limit or spent + per_pair * (in_flight + next_pairs) > limit:
+        if spent >= limit or spent + self.per_pair(run) * (in_flight + next_pairs) > limit:
             raise TeacherBudgetExceeded(
                 f"the teacher's budget of {budget} is spent ({budget.format(spent)}, stopping at "
                 f"{budget.format(limit)}); answers so far are cached: run again with a larger budget to go on"

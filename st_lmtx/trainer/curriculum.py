@@ -62,26 +62,30 @@ class CurriculumRound:
         self.work_dir, self.index_config, self.train, self.dev, self.xmc = work_dir, index_config, train, dev, xmc
         self.device = device
 
-    def run(self, r: int, stop_at: float | None = None) -> RoundRecord | None:
+    def run(self, r: int, stop_at: float | None = None, settle: bool = False) -> RoundRecord | None:
         """Round ``r``; with ``stop_at`` (a teacher budget), its judging stops when the spending would pass it,
-        and the documents not reached train on earlier rounds' judgments only. None: the budget stopped it before
-        any "yes"."""
+        and the documents not reached train on earlier rounds' judgments only; with ``settle``, a document whose
+        top-1 the teacher already called relevant is not asked again. None: the budget stopped it before any
+        "yes"."""
         args, folder = self.args, RoundFolder(self.work_dir, r)
         logger.info("LMTX round %d: %d training documents", r, len(self.train_docs))
         started, usage_before = time.perf_counter(), replace(self.teacher.usage)
 
         previous = self.model(r - 1)  # the base model in round 1
         shortlist = self.shortlist(folder, previous)
-        pseudo, stats, unfinished = self.pseudo_labels(folder, shortlist, stop_at)
+        pseudo, stats, unfinished, settled = self.pseudo_labels(folder, shortlist, stop_at, settle)
         stopped = unfinished is not None
         logger.info("Round %d pseudo-labels: %s", r, stats)
-        warnings = teacher_warnings(stats) if not stopped else []
+        # What the answers say about the teacher, from the documents it was asked about.
+        warnings = teacher_warnings(PseudoLabels([d for d in pseudo.docs if d.judged]).stats()) if stats.pairs else []
         for warning in warnings:
             logger.warning("Round %d: %s", r, warning)
+        if settled:
+            logger.info("Round %d: %d settled documents (top-1 already a 'yes') were not asked again", r, settled)
         if stopped:
-            logger.warning(
-                "Round %d: the teacher budget ran out with %d of %d documents' shortlists not judged in full: they "
-                "train on the labels judged so far, or sit the round out",
+            logger.info(
+                "Round %d: its share of the teacher budget is spent, with %d of %d documents' shortlists not judged "
+                "in full: they train on the labels judged so far, or sit the round out",
                 r,
                 unfinished,
                 len(pseudo.docs),
@@ -101,6 +105,7 @@ class CurriculumRound:
             train_seconds=train_seconds,
             warnings=warnings,
             budget_reached=stopped,
+            settled_documents=settled,
         )
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
             record.precision = pseudo_label_precision(pairs, pseudo, self.train_docs)
@@ -133,22 +138,31 @@ class CurriculumRound:
         return shortlist
 
     def pseudo_labels(
-        self, folder: RoundFolder, shortlist: Shortlist, stop_at: float | None = None
-    ) -> tuple[PseudoLabels, PseudoLabelStats, int | None]:
+        self, folder: RoundFolder, shortlist: Shortlist, stop_at: float | None = None, settle: bool = False
+    ) -> tuple[PseudoLabels, PseudoLabelStats, int | None, int]:
         """The teacher judges the pairs it has not seen (its cache answers the rest), up to ``stop_at``; the
         judged shortlists with the earlier rounds' judgments of labels no longer shortlisted
-        (``accumulate_judgments``), their counts, and when the budget stopped the judging, how many documents it left
-        partly or wholly unjudged (else None)."""
+        (``accumulate_judgments``), their counts, when the budget stopped the judging how many documents it left
+        partly or wholly unjudged (else None), and how many settled documents were not asked again (``settle``:
+        from round 2, a document whose top-1 is a known "yes" is asked only what was judged before: the cache)."""
         r = folder.round
-        candidates = [[self.labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(shortlist))]
+        asked = [shortlist.for_doc(i) for i in range(len(shortlist))]
+        settled = 0
+        if settle and r > 1:
+            for i, before in enumerate(self.saved_pseudo_labels(r - 1).docs):
+                if asked[i] and asked[i][0] in {j.label for j in before.yes}:
+                    known = {j.label for j in before.judged}
+                    asked[i] = [label for label in asked[i] if label in known]
+                    settled += 1
+        candidates = [[self.labels.texts[j] for j in ids] for ids in asked]
         judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})", stop_at=stop_at)
-        pseudo = PseudoLabels.from_judgments(shortlist, judged.judgments)
+        pseudo = PseudoLabels.from_judgments(asked, judged.judgments)
         if self.args.accumulate_judgments and r > 1:
             pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
         folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
         stats = pseudo.stats(judged.usage.instruction_like_docs, judged.usage.all_yes_docs)
         unfinished = sum(any(j is None for j in row) for row in judged.judgments) if judged.stopped else None
-        return pseudo, stats, unfinished
+        return pseudo, stats, unfinished, settled
 
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""

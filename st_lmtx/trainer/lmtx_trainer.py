@@ -222,7 +222,19 @@ class LMTXTrainer:
         """Round 0, then rounds until the stop rule, ``max_rounds`` or the teacher budget ends the run."""
         args = self.args
         if not state.rounds:
+            dev = curriculum.dev
+            dev.stop_at = spending.dev_stop_at()
             state.rounds.append(curriculum.zero())
+            dev.stop_at = None
+            if len(dev.last_measured) < len(dev.documents):
+                # The budget's dev share reached these documents: they are the dev sample from now on.
+                logger.info(
+                    "The dev sample: the %d of %d documents the budget's dev share paid for",
+                    len(dev.last_measured),
+                    len(dev.documents),
+                )
+                state.record.dev_documents = [state.record.dev_documents[i] for i in dev.last_measured]
+                dev.documents = dev.documents.subset(dev.last_measured)
             spending.save_into(state.record)
             state.save()
         while not state.record.finished:
@@ -233,13 +245,11 @@ class LMTXTrainer:
             elif spent:
                 state.finish(spent)
             else:
-                record = curriculum.run(r, stop_at)
+                record = curriculum.run(r, stop_at, settle=spending.settles)
                 if record is None:
                     state.finish(spending.spent_reason())
                 else:
                     state.add_round(record, args.patience)
-                    if record.budget_reached and not state.record.finished:
-                        state.finish(spending.spent_reason())
             spending.save_into(state.record)
             state.save()
 

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from st_lmtx.files import atomic_path
 from st_lmtx.teacher.budget import TeacherBudget, format_seconds
 from st_lmtx.trainer.records import RoundRecord, RunRecord
+from st_lmtx.trainer.spending import RULE
 
 MODEL_CARD_TAGS = ["sentence-transformers", "lmtx", "zero-shot", "extreme-classification", "text-classification"]
 PLOT_FILE = "lmtx_metrics.png"
@@ -129,7 +130,7 @@ def _row(r: RoundRecord, record: RunRecord, dev_keys: list[str], eval_keys: list
 
 def _cost_line(record: RunRecord) -> str:
     """What the teacher judged anew, in all and per round (dev judging included), and the budget when there was
-    one: the rule that spent it judges in shortlist order and keeps back the dev judging's cost."""
+    one, with the rule that spent it."""
     total = record.teacher_spent
     per_round = ", ".join(f"{r.teacher_usage.pairs - r.teacher_usage.cache_hits:,}" for r in record.rounds)
     text = (
@@ -139,10 +140,7 @@ def _cost_line(record: RunRecord) -> str:
     budget = record.args.get("teacher_budget")
     if budget:
         spent = TeacherBudget.parse(budget)
-        text += (
-            f"; budget {spent}, {spent.format(spent.spent(total))} spent (each round judges its documents in order "
-            "until what is left pays only for the dev judging)"
-        )
+        text += f"; budget {spent}, {spent.format(spent.spent(total))} spent ({RULE})"
     return text
 
 

@@ -57,8 +57,9 @@ class RoundRecord:
         seconds: the round's wall time.
         warnings: what the round's answers say about the teacher (a strict, lenient or garbled judge).
         averaged_rounds: for the final model: the rounds whose weights it averages.
-        budget_reached: the run's teacher budget stopped the round's judging: the documents it did not reach sat
-            the round out.
+        budget_reached: the round's share of the teacher budget stopped its judging: the documents it did not
+            reach trained on earlier rounds' judgments, or sat the round out.
+        settled_documents: under a budget, the documents whose top-1 was already a "yes", not asked again.
     """
 
     round: int
@@ -76,6 +77,7 @@ class RoundRecord:
     warnings: list[str] = field(default_factory=list)
     averaged_rounds: list[int] | None = None
     budget_reached: bool = False
+    settled_documents: int = 0
 
     def write(self, path: str | Path) -> None:
         """Write the round's record alone (``round-NN/metrics.json``: ``state.json`` holds it too)."""

@@ -2,14 +2,22 @@
 
 The spending is kept in the run's record (`RunRecord.teacher_spent`), saved with it after every round and when
 an invocation fails or is interrupted, so a resumed run counts what it already paid. With a budget
-(`LMTXArguments.teacher_budget`), rounds judge in their shortlists' order until what is left would not also pay
-for the round's dev judging (as much as the last one cost); the documents not reached train on what earlier rounds
-judged, or sit the round out, and the run ends after it with the rounds it could pay for.
+(`LMTXArguments.teacher_budget`) the run spends it by one rule (`RULE`):
+
+1. each document's top-3 labels are judged (`LMTXArguments.shortlist_k` defaults to 3 with a budget);
+2. the first dev judging may take at most `DEV_SHARE` of the budget: the dev documents it reaches are the sample;
+3. what is left, less the last dev judging's cost, is shared evenly by the rounds up to `PLANNED_ROUNDS`;
+4. a round judges its documents in order until its share is spent: the documents an earlier round judged come
+   first, so the next ones join the run as the budget allows, and the rest sit the round out;
+5. from round 2 a settled document (its top-1 is a label the teacher already said "yes" to) is not asked again.
+
+The run ends when what is left cannot pay for one more document's shortlist.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 
 from st_lmtx.arguments import LMTXArguments
@@ -22,6 +30,17 @@ logger = logging.getLogger(__name__)
 
 # How a run that its budget ended says so (`RunRecord.stop_reason`); a rerun with a budget goes on after it.
 BUDGET_SPENT = "the teacher budget is spent"
+# The dev sample measures the rounds, it does not teach: its first judging gets at most this share of a budget.
+DEV_SHARE = 0.15
+# The rounds a budget is shared by: the stop rule ends most runs by the third (BENCHMARKS.md); later rounds, if
+# any, spend what is left.
+PLANNED_ROUNDS = 3
+# How the model card and the plan name the rule.
+RULE = (
+    "top-3 labels a document; the dev sample's first judging at most 15% of the budget; the rest shared by the "
+    "first 3 rounds, each judging documents in order (earlier ones first, then new ones) until its share is spent; "
+    "settled documents (top-1 already a 'yes') not asked again"
+)
 
 
 class RunSpending:
@@ -34,9 +53,11 @@ class RunSpending:
         self.usage_at_start = replace(teacher.usage)
         self.budget = TeacherBudget.parse(args.teacher_budget) if args.teacher_budget else None
         if self.budget is not None:
-            if self.budget.unit == "pairs" and self.budget.amount < args.shortlist_k:
+            least = math.ceil(args.shortlist_k / DEV_SHARE)
+            if self.budget.unit == "pairs" and self.budget.amount < least:
                 raise ArgumentsError(
-                    f"a budget of {self.budget} is smaller than one document's shortlist ({args.shortlist_k} pairs)"
+                    f"a budget of {self.budget} is too small: its dev share ({DEV_SHARE:.0%}) must pay for one "
+                    f"document's top-{args.shortlist_k}, so give at least {least} pairs"
                 )
             teacher.budget = self.budget
             # The teacher counts its own usage: what earlier invocations spent is added to it.
@@ -65,29 +86,38 @@ class RunSpending:
             f"{dev_documents * k:,} pairs a round."
         )
         if self.budget is not None:
-            text += (
-                f" Budget: {self.budget}, {self.budget.format(self.spent())} spent; rounds judge in order until what "
-                "is left pays only for the dev judging, and the run ends after the round the budget ran out in."
-            )
+            text += f" Budget: {self.budget}, {self.budget.format(self.spent())} spent; {RULE}."
         return text
 
+    @property
+    def settles(self) -> bool:
+        """Whether rounds leave settled documents alone (under a budget)."""
+        return self.budget is not None
+
+    def dev_stop_at(self) -> float | None:
+        """Where the first dev judging stops (None: no budget): `DEV_SHARE` of the budget."""
+        if self.budget is None:
+            return None
+        return self.spent() + DEV_SHARE * self.budget.amount
+
     def stop_at(self, rounds: list[RoundRecord]) -> tuple[float | None, str | None]:
-        """The spending at which the next round's judging stops (None: no budget), or why the run cannot pay for
-        another round. What is kept back is the last dev judging's cost, for the round's own; a dev judging the
-        budget cannot pay in full measures the documents it reached."""
+        """The spending at which round ``len(rounds)``'s judging stops (None: no budget), or why the run cannot pay
+        for another round: the round's share of what is left once the last dev judging's cost is kept back for
+        its own (a dev judging the budget cannot pay in full measures the documents it reached)."""
         budget = self.budget
         if budget is None:
             return None, None
         last_dev = rounds[-1].dev_teacher_usage if rounds else None
         reserve = budget.spent(last_dev) if last_dev is not None else 0.0
-        stop_at = budget.amount - reserve
         total = self.total()
         spent = budget.spent(total)
+        left = budget.amount - reserve - spent
         judged = total.pairs - total.cache_hits
         per_pair = 1.0 if budget.unit == "pairs" else (spent / judged if judged else 0.0)
-        if stop_at - spent < per_pair * self.args.shortlist_k:
+        if left < per_pair * self.args.shortlist_k:
             return None, self.spent_reason()
-        return stop_at, None
+        rounds_left = max(1, min(PLANNED_ROUNDS, self.args.max_rounds) - len(rounds) + 1)
+        return spent + left / rounds_left, None
 
     def spent_reason(self) -> str:
         return f"{BUDGET_SPENT} ({self.budget.format(self.spent())} of {self.budget})"
