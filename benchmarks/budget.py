@@ -19,9 +19,12 @@ judging's cost is left, and the run ends after the round the budget ran out in):
 - ``top5-1000``, ``top3-1000``: fewer labels judged a document (dev judging too: the stop signal reads the top-k);
 - ``top3-3000``: more documents at the same budget, fewer labels each.
 
-Teachers: ``oracle`` and ``oracle20`` (free; quality.py's), ``local`` (the 1.5B, from the committed judgments where
-the pairs are the same). Ground truth measures the final model only. The table prints what each run spent (new
-pairs) and its test P@1; ``docs/img/budget-frontier.png`` plots the frontier.
+Teachers: ``oracle`` and ``oracle20`` (free; quality.py's), and ``local``, the 1.5B in process with a cache and
+document memory of the run's own (it pays for every answer), whose budget in the rows is in evaluated tokens
+(``LOCAL_BUDGET_UNIT``). A finished ``local`` run writes its answers to ``benchmarks/judgments/budget-<row>.jsonl.gz``;
+when that file is there, the row is replayed from it (`ReplayTeacher`: each answer costs the tokens it cost), with no
+LLM. Ground truth measures the final model only. The table prints what each run spent (new pairs, tokens) and its
+test P@1; ``docs/img/budget-frontier.png`` plots the frontier.
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from st_lmtx.teacher.base import Judgment
+from st_lmtx.teacher.cache import doc_hash
+from st_lmtx.teacher.judgments import read_judgments
+from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
 from st_lmtx.trainer.records import RoundRecord
 from st_lmtx.trainer.spending import RunSpending
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import BASE_MODEL, REPO, REUTERS, make_teacher  # noqa: E402
+from quality import BASE_MODEL, REPO, REUTERS, local_teacher, make_teacher  # noqa: E402
 
 OUT = REPO / ".cache" / "bench-budget"
 PLOT = REPO / "docs" / "img" / "budget-frontier.png"
@@ -53,6 +60,33 @@ WAYS: dict[str, dict[str, Any]] = {
 BUDGETS = (10_000, 20_000, 40_000)
 TEACHERS = ("oracle20", "oracle")
 COMMON: dict[str, Any] = {"max_rounds": 3, "patience": 3, "seed": 42}
+LOCAL_BUDGET_UNIT = "-tokens"
+JUDGMENTS = REPO / "benchmarks" / "judgments"
+
+
+class ReplayTeacher(LlamaCppTeacher):
+    """The 1.5B teacher of a finished ``local`` row, replayed from its answers file: each pair is answered as it was
+    and costs the tokens it cost then, so the run spends its budget as the original did, with no LLM. A pair the
+    file does not hold is an error (the row has changed: delete the file to measure it again)."""
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _, rows = read_judgments(path)
+        self.path = path
+        self.recorded = {(r[1], r[2]): r for r in rows}
+
+    def _judge_documents(self, pending, emit, run) -> None:
+        for item in pending:
+            self.check_budget(run, next_pairs=len(item.positions))
+            for j in item.positions:
+                row = self.recorded.get((doc_hash(item.doc), item.labels[j]))
+                if row is None:
+                    raise RuntimeError(f"{self.path.name} holds no answer for a pair this run asks: delete it")
+                _, _, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, _ = row
+                run.calls += 1
+                run.prompt_tokens += prompt_tokens
+                run.completion_tokens += completion_tokens
+                emit(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens, completion_tokens)
 
 
 class FixedSpending(RunSpending):
@@ -93,12 +127,19 @@ def run(teacher: str, way: str, budget: int, labels, train, test) -> None:
     result = out / "budget.json"
     if result.exists():
         return
-    args = LMTXArguments(output_dir=str(out), teacher_budget=str(budget), **COMMON, **WAYS[way])
+    unit = LOCAL_BUDGET_UNIT if teacher == "local" else ""
+    args = LMTXArguments(output_dir=str(out), teacher_budget=f"{budget}{unit}", **COMMON, **WAYS[way])
     spending = RunSpending if way.startswith("active") else FixedSpending
-    with make_teacher(teacher, labels, train) as judge, patch("st_lmtx.trainer.lmtx_trainer.RunSpending", spending):
+    answers = JUDGMENTS / f"budget-{out.name}.jsonl.gz"
+    with (
+        judge_for(teacher, out, answers, labels, train) as judge,
+        patch("st_lmtx.trainer.lmtx_trainer.RunSpending", spending),
+    ):
         trainer = LMTXTrainer(BASE_MODEL, labels, teacher=judge, args=args)
         model = trainer.fit(train)
         spent = trainer.spending.total()
+        if teacher == "local" and not isinstance(judge, ReplayTeacher):
+            judge.export_judgments(answers)
     p1 = XMCEvaluator(labels, test, k_values=(1,), name="", write_csv=False, show_progress_bar=False)(model)["P@1"]
     result.write_text(
         json.dumps(
@@ -110,6 +151,16 @@ def run(teacher: str, way: str, budget: int, labels, train, test) -> None:
             }
         )
     )
+
+
+def judge_for(teacher: str, out: Path, answers: Path, labels, train):
+    """The row's teacher: an oracle; the 1.5B replayed from the row's answers file; or the 1.5B itself, on a cache
+    and a document memory of the row's own, so that it pays for every answer."""
+    if teacher != "local":
+        return make_teacher(teacher, labels, train)
+    if answers.exists():
+        return ReplayTeacher(answers, cache=None)
+    return local_teacher("local", out / "teacher.sqlite", memory_dir=out / "teacher-memory")
 
 
 def table(teachers, budgets) -> list[dict[str, Any]]:
@@ -131,13 +182,15 @@ def table(teachers, budgets) -> list[dict[str, Any]]:
                     | {"trained documents": "/".join(map(str, documents))}
                 )
     print(
-        "| teacher | way | budget (pairs) | new pairs spent | rounds | documents with a 'yes' per round | test P@1 |"
+        "| teacher | way | budget | new pairs spent | tokens spent | rounds | documents with a 'yes' per round "
+        "| test P@1 |"
     )
-    print("|---|---|---:|---:|---:|---|---:|")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
+        unit = " tokens" if r["teacher"] == "local" else " pairs"
         print(
-            f"| {r['teacher']} | {r['way']} | {r['budget']:,} | {r['pairs']:,} | {r['rounds']} | "
-            f"{r['trained documents']} | {100 * r['P@1']:.2f} |"
+            f"| {r['teacher']} | {r['way']} | {r['budget']:,}{unit} | {r['pairs']:,} | {r['tokens']:,} | "
+            f"{r['rounds']} | {r['trained documents']} | {100 * r['P@1']:.2f} |"
         )
     return rows
 
@@ -149,7 +202,7 @@ def plot(rows: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4), dpi=110)
-    for teacher in dict.fromkeys(r["teacher"] for r in rows):
+    for teacher in dict.fromkeys(r["teacher"] for r in rows if r["teacher"] != "local"):  # the LLM's are tokens
         for way in WAYS:
             points = sorted((r["pairs"], 100 * r["P@1"]) for r in rows if r["teacher"] == teacher and r["way"] == way)
             if points:

@@ -118,6 +118,9 @@ def test_a_budget_is_shared_by_the_rounds_and_settled_documents_are_not_asked_ag
     # Round 1 may spend a third of what is left once a dev judging's cost is kept back.
     round_1 = next(n for d, _, n in asked if d == "Teacher (round 1)")
     assert 0 < round_1 <= (budget - dev_pairs - dev_pairs) / 3
+    # After the first dev judging the run estimates the rest of the budget's time from the rate so far.
+    estimate = next(m for m in caplog.messages if m.startswith("Teacher budget: "))
+    assert estimate.startswith("Teacher budget: 9 pairs spent in ") and "the rest, 51 pairs, should take" in estimate
     # Before judging, the round says how many of its new pairs its share pays for.
     assert any(
         "Teacher (round 1): 15 pairs to judge (9 from the cache), the budget pays for about 14" in m

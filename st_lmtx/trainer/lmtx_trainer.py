@@ -237,6 +237,9 @@ class LMTXTrainer:
                 dev.documents = dev.documents.subset(dev.last_measured)
             spending.save_into(state.record)
             state.save()
+            estimate = spending.estimate()
+            if estimate:
+                logger.info("Teacher budget: %s", estimate)
         while not state.record.finished:
             r = state.next_round
             stop_at, spent = spending.stop_at(state.rounds)

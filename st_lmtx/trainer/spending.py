@@ -119,6 +119,19 @@ class RunSpending:
         rounds_left = max(1, min(PLANNED_ROUNDS, self.args.max_rounds) - len(rounds) + 1)
         return spent + left / rounds_left, None
 
+    def estimate(self) -> str | None:
+        """How long the rest of the budget should take the teacher, at the rate it has spent so far (None: no
+        budget, or nothing spent yet)."""
+        budget, total = self.budget, self.total()
+        spent = self.spent()
+        if budget is None or not spent or total.seconds <= 0:
+            return None
+        left = max(0.0, budget.amount - spent)
+        return (
+            f"{budget.format(spent)} spent in {format_seconds(total.seconds)} of judging; the rest, "
+            f"{budget.format(left)}, should take about {format_seconds(left * total.seconds / spent)} more"
+        )
+
     def spent_reason(self) -> str:
         return f"{BUDGET_SPENT} ({self.budget.format(self.spent())} of {self.budget})"
 
