@@ -162,7 +162,7 @@ def test_an_output_folder_of_another_run(toy_lfxmc, tiny_model_dir, tmp_path, ca
     capsys.readouterr()
     assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--seed", "7") == 2
     line = one_error_line(capsys)
-    assert "holds a run with different args (seed)" in line and "another output folder" in line
+    assert "holds a run with different args (seed: 42 there, 7 now)" in line and "another output folder" in line
 
 
 def test_a_broken_run_file(toy_lfxmc, tiny_model_dir, tmp_path, capsys):

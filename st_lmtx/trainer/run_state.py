@@ -133,10 +133,15 @@ class RunState:
         if stored != fingerprint:
             changed = [k for k in fingerprint if k != "args" and stored.get(k) != fingerprint[k]]
             stored_args = stored.get("args", {})
-            changed += [f"args ({n})" for n, v in fingerprint["args"].items() if stored_args.get(n) != v]
+            # With the values: a default that differs (shortlist_k under a budget) can then be given explicitly.
+            changed += [
+                f"args ({n}: {stored_args.get(n)!r} there, {v!r} now)"
+                for n, v in fingerprint["args"].items()
+                if stored_args.get(n) != v
+            ]
             raise RunMismatchError(
                 f"{self.path.parent.parent} holds a run with different {', '.join(changed) or 'settings'}: use "
-                "another output folder, or delete this one to start over"
+                "another output folder, give the same settings, or delete this one to start over"
             )
 
     def _drop_rounds_without_model(self, work_dir: Path) -> None:
