@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import replace
 
-from st_lmtx.arguments import LMTXArguments
+from st_lmtx.arguments import BUDGET_SHORTLIST_K, LMTXArguments
 from st_lmtx.errors import ArgumentsError
 from st_lmtx.teacher.base import Teacher, TeacherUsage
 from st_lmtx.teacher.budget import TeacherBudget, format_seconds
@@ -37,9 +37,9 @@ DEV_SHARE = 0.15
 PLANNED_ROUNDS = 3
 # How the model card and the plan name the rule.
 RULE = (
-    "top-3 labels a document; the dev sample's first judging at most 15% of the budget; the rest shared by the "
-    "first 3 rounds, each judging documents in order (earlier ones first, then new ones) until its share is spent; "
-    "settled documents (top-1 already a 'yes') not asked again"
+    f"top-{BUDGET_SHORTLIST_K} labels a document; the dev sample's first judging at most {DEV_SHARE:.0%} of the "
+    f"budget; the rest shared by the first {PLANNED_ROUNDS} rounds, each judging documents in order (earlier ones "
+    "first, then new ones) until its share is spent; settled documents (top-1 already a 'yes') not asked again"
 )
 
 
