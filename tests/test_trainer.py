@@ -167,7 +167,7 @@ def test_interrupted_fit_resumes_without_repeating_calls(tiny_model_dir, toy_lfx
     assert (work / "round-03" / "metrics.json").exists()
     assert max(asked(fake_server).values()) == 1  # no pair was asked twice across the two runs
     # a run with other settings does not silently reuse the folder
-    with pytest.raises(RunMismatchError, match=r"different args \(margin\)"):
+    with pytest.raises(RunMismatchError, match=r"different args \(margin: 0.3 there, 0.5 now\)"):
         LMTXTrainer(
             tiny_model_dir, labels, teacher=endpoint_teacher(fake_server, out), args=args(out, margin=0.5)
         ).fit(docs)
@@ -255,7 +255,7 @@ def test_resume_refuses_another_run_defining_setting_and_takes_the_others(tiny_m
     fit(max_rounds=1)
     state_path = out / "lmtx-work" / "state.json"
     assert RunRecord.read(state_path).stop_reason == "reached max_rounds=1"
-    with pytest.raises(RunMismatchError, match=r"args \(min_steps_per_round\)"):
+    with pytest.raises(RunMismatchError, match=r"args \(min_steps_per_round: 8 there, 0 now\)"):
         fit(max_rounds=1, min_steps_per_round=0)
     # max_rounds and patience do not define the run: a larger max_rounds goes on after round 1
     fit(max_rounds=2, patience=6)
