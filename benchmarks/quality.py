@@ -51,8 +51,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "reference": {"recipe": "reference", "warmup_steps": 0.1, "softmax_weighting": True},
     # The package's default recipe.
     "best": {"recipe": "best"},
-    # The default recipe with the student's first "yes" as the positive from round 2 (issue 28).
-    "student": {"recipe": "best", "positives": "student-yes"},
 }
 # local05: the smaller Qwen2.5-Coder-0.5B teacher (st-lmtx fetch-model --model qwen2.5-coder-0.5b), its own cache.
 TEACHERS = {

@@ -160,11 +160,10 @@ class LMTXArguments:
     )
     positives: str | None = setting(
         None,
-        "(recipe) the positive a document trains on: the teacher's highest-scored 'yes' (top-yes); that in "
-        "round 1, then the 'yes' the round's shortlisting model ranks first (student-yes); or a random 'yes' "
-        "each time the document is used (random-yes, the reference)",
+        "(recipe) the positive a document trains on: the teacher's highest-scored 'yes' (top-yes), or a "
+        "random 'yes' each time the document is used (random-yes, the reference)",
         group="training",
-        choices=("top-yes", "student-yes", "random-yes"),
+        choices=("top-yes", "random-yes"),
         recipe=True,
         run=True,
     )

@@ -4,9 +4,6 @@ A document's positive (``positives``):
 
 - ``"top-yes"`` (the default recipe): the "yes" label the teacher scores highest (with a graded teacher, its
   most confident choice; with yes/no answers, the first "yes" in shortlist order).
-- ``"student-yes"``: round 1's as ``top-yes``; from round 2, the "yes" label the round's shortlisting model (the
-  student) ranks first. After a round of training the student orders a document's "yes" labels better than a weak
-  judge's scores do (BENCHMARKS.md); with yes/no answers it is ``top-yes``.
 - ``"random-yes"`` (the reference code): every "yes" label is a candidate; one is drawn at random each time the
   document is used.
 
@@ -169,28 +166,23 @@ class PseudoLabels:
         return cls(docs)
 
 
-POSITIVES = ("top-yes", "student-yes", "random-yes")
+POSITIVES = ("top-yes", "random-yes")
 
 
-def candidate_positives(d: DocumentPseudoLabels, positives: str, round_number: int = 1) -> list[JudgedLabel]:
-    """The labels a document may be trained on in round ``round_number``: its top-scored "yes" (``top-yes``, and
-    ``student-yes`` in round 1; the first in shortlist order on a tie), its first "yes" in shortlist order
-    (``student-yes`` from round 2), or every "yes" (``random-yes``, one drawn per use)."""
+def candidate_positives(d: DocumentPseudoLabels, positives: str) -> list[JudgedLabel]:
+    """The labels a document may be trained on: its top-scored "yes" (``top-yes``; the first on a tie), or
+    every "yes" (``random-yes``, one drawn per use)."""
     if positives not in POSITIVES:
         raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
     yes = d.yes
-    if not yes or positives == "random-yes":
-        return yes
-    if positives == "student-yes" and round_number > 1:
-        return yes[:1]
-    return [max(yes, key=lambda j: j.score)]
+    if positives == "top-yes" and yes:
+        return [max(yes, key=lambda j: j.score)]
+    return yes
 
 
-def usable_documents(
-    pseudo: PseudoLabels, positives: str, round_number: int = 1
-) -> list[tuple[DocumentPseudoLabels, list[JudgedLabel]]]:
+def usable_documents(pseudo: PseudoLabels, positives: str) -> list[tuple[DocumentPseudoLabels, list[JudgedLabel]]]:
     """The documents a round trains on (those with a "yes"), each with its candidate positives."""
-    usable = [(d, candidate_positives(d, positives, round_number)) for d in pseudo.docs]
+    usable = [(d, candidate_positives(d, positives)) for d in pseudo.docs]
     return [(d, pos) for d, pos in usable if pos]
 
 
@@ -205,12 +197,12 @@ class TrainingPair:
 
 
 def select_pairs(
-    pseudo: PseudoLabels, positives: str = "top-yes", epochs: int = 1, seed: int = 42, round_number: int = 1
+    pseudo: PseudoLabels, positives: str = "top-yes", epochs: int = 1, seed: int = 42
 ) -> list[TrainingPair]:
     """One pair per document with a "yes" and per epoch; random draws use a generator seeded with ``seed``, so a
     round is reproducible."""
     rng = random.Random(seed)
-    usable = usable_documents(pseudo, positives, round_number)
+    usable = usable_documents(pseudo, positives)
     pairs = []
     for _ in range(epochs):
         for d, candidates in usable:

@@ -55,23 +55,6 @@ def test_top_yes_is_the_highest_scored_yes_and_the_first_on_a_tie():
     assert [p.positive for p in select_pairs(PseudoLabels([binary]), "top-yes")] == [1]
 
 
-def test_student_yes_is_the_teachers_choice_in_round_1_then_the_students_first_yes():
-    # Shortlist order (the student's): Gold, Wheat, Coffee; the teacher scores Wheat highest.
-    graded = PseudoLabels(
-        [DocumentPseudoLabels(0, [JudgedLabel(1, "yes", 0.6), JudgedLabel(0, "yes", 0.9), JudgedLabel(2, "no", 0.3)])]
-    )
-    assert [p.positive for p in select_pairs(graded, "student-yes", round_number=1)] == [0]  # the teacher's
-    (pair,) = select_pairs(graded, "student-yes", round_number=2)
-    assert pair.positive == 1 and sorted(pair.known) == [0, 1]  # the student's first "yes"; Wheat not a negative
-    # with yes/no answers (every "yes" 1.0) it is top-yes in every round: the first "yes" in shortlist order
-    binary = PseudoLabels(
-        [DocumentPseudoLabels(0, [JudgedLabel(2, "no", 0.0), JudgedLabel(1, "yes", 1.0), JudgedLabel(0, "yes", 1.0)])]
-    )
-    for r in (1, 2, 3):
-        assert [p.positive for p in select_pairs(binary, "student-yes", round_number=r)] == [1]
-        assert select_pairs(binary, "student-yes", round_number=r) == select_pairs(binary, "top-yes")
-
-
 def test_dataset_columns_and_label_ids():
     ds = pairs_to_dataset(select_pairs(PSEUDO, "top-yes"), DOCS, LABELS)
     assert ds.column_names == ["anchor", "positive", "label"]

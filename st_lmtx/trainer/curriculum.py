@@ -90,7 +90,7 @@ class CurriculumRound:
                 unfinished,
                 len(pseudo.docs),
             )
-            if not usable_documents(pseudo, args.positives, r):
+            if not usable_documents(pseudo, args.positives):
                 return None
         pairs, dataset, schedule = self.training_pairs(r, pseudo)
         model = self.model(0) if args.restart_from_base or r == 1 else previous
@@ -175,7 +175,7 @@ class CurriculumRound:
     def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule]:
         """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass)."""
         a = self.args
-        usable = len(usable_documents(pseudo, a.positives, r))
+        usable = len(usable_documents(pseudo, a.positives))
         if usable == 0:
             raise NothingToTrainError(
                 f"round {r}: the teacher said yes to no shortlisted label, so there is nothing to train on. Read "
@@ -193,7 +193,7 @@ class CurriculumRound:
                 schedule.steps,
                 a.min_steps_per_round,
             )
-        pairs = select_pairs(pseudo, a.positives, epochs=schedule.epochs, seed=a.seed + r, round_number=r)
+        pairs = select_pairs(pseudo, a.positives, epochs=schedule.epochs, seed=a.seed + r)
         return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule
 
     def measure(self, record: RoundRecord, model: SentenceTransformer, last: bool = False) -> None:
