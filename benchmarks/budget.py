@@ -66,8 +66,10 @@ JUDGMENTS = REPO / "benchmarks" / "judgments"
 
 class ReplayTeacher(LlamaCppTeacher):
     """The 1.5B teacher of a finished ``local`` row, replayed from its answers file: each pair is answered as it was
-    and costs the tokens it cost then, so the run spends its budget as the original did, with no LLM. A pair the
-    file does not hold is an error (the row has changed: delete the file to measure it again)."""
+    and the run is charged as the in-process teacher charged it (the prompt's head once, then each answer's
+    evaluated tokens, the budget checked before each pack), so it spends its budget as the original did, with the
+    model's vocabulary loaded and no LLM run. A pair the file does not hold is an error (the row has changed:
+    delete the file to measure it again)."""
 
     def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -75,18 +77,25 @@ class ReplayTeacher(LlamaCppTeacher):
         self.path = path
         self.recorded = {(r[1], r[2]): r for r in rows}
 
-    def _judge_documents(self, pending, emit, run) -> None:
-        for item in pending:
-            self.check_budget(run, next_pairs=len(item.positions))
+    def _load(self) -> None:
+        if self._model is None:
+            self._load_vocabulary(vocab_only=True)  # the packs and the head as the original cut them
+
+    def _judge_pack(self, pack, emit, run) -> None:
+        self.check_budget(run, next_pairs=sum(len(d.suffixes) for d in pack))
+        if not self._head_ready:
+            run.prompt_tokens += len(self._head_tokens)
+            self._head_ready = True
+        for doc in pack:
+            item = doc.item
             for j in item.positions:
                 row = self.recorded.get((doc_hash(item.doc), item.labels[j]))
                 if row is None:
                     raise RuntimeError(f"{self.path.name} holds no answer for a pair this run asks: delete it")
-                _, _, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, _ = row
+                _, _, label, verdict, score, graded, answer, prompt_tokens, _, _ = row
                 run.calls += 1
-                run.prompt_tokens += prompt_tokens
-                run.completion_tokens += completion_tokens
-                emit(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens, completion_tokens)
+                run.prompt_tokens += prompt_tokens  # no completion: the teacher reads the next token's logits
+                emit(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens, 1)
 
 
 class FixedSpending(RunSpending):

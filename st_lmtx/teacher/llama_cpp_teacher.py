@@ -184,23 +184,11 @@ class LlamaCppTeacher(Teacher):
         if self._model is not None:
             return
         import llama_cpp
-        from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
-        from llama_cpp._logger import set_verbose
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        from llama_cpp._internals import LlamaBatch, LlamaContext
 
-        set_verbose(False)  # llama.cpp's load and context logs, as Llama(verbose=False) does
-        params = llama_cpp.llama_model_default_params()
-        self._model = LlamaModel(path_model=str(self.model_path), params=params, verbose=False)
-        template = self._model.metadata().get("tokenizer.chat_template")
-        if not template:
-            raise ValueError(f"{self.model_path.name} carries no chat template")
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")
-        self._n_vocab = self._model.n_vocab()
+        self._load_vocabulary()
         self._yes_ids = self._first_token_ids(_YES)
         self._no_ids = self._first_token_ids(_NO)
-        # Sequence 0 holds the head; each packed document takes one sequence and each of its labels one more.
-        # The last sequence is scratch space for the document memory.
-        self._n_seq = min(llama_cpp.llama_max_parallel_sequences(), 2 + self.docs_per_batch * 64)
         self._scratch = self._n_seq - 1
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = self.n_ctx
@@ -215,9 +203,6 @@ class LlamaCppTeacher(Teacher):
         )
         self._ctx = LlamaContext(model=self._model, params=ctx_params, verbose=False)
         self._batch = LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
-        self._parts = self._render_parts()  # head, middle, tail: fixed for the teacher's life
-        self._head_tokens = self._tokens(self._parts[0], first=True)
-        self._head_ready = False
         if self.memory_dir is not None:
             # States hold the document's cells at positions after the head, computed by this model file.
             stat = self.model_path.stat()
@@ -225,6 +210,29 @@ class LlamaCppTeacher(Teacher):
             ident += np.asarray(self._head_tokens, dtype=np.int32).tobytes()
             digest = hashlib.blake2b(ident, digest_size=8).hexdigest()
             self._disk_folder = self.memory_dir / f"{self.model_path.stem}-{digest}"
+
+    def _load_vocabulary(self, vocab_only: bool = False) -> None:
+        """The model (its vocabulary alone with ``vocab_only``), the prompt's parts and how documents are cut."""
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        set_verbose(False)  # llama.cpp's load and context logs, as Llama(verbose=False) does
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = vocab_only
+        self._model = LlamaModel(path_model=str(self.model_path), params=params, verbose=False)
+        template = self._model.metadata().get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{self.model_path.name} carries no chat template")
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")
+        self._n_vocab = self._model.n_vocab()
+        # Sequence 0 holds the head; each packed document takes one sequence and each of its labels one more.
+        # The last sequence is scratch space for the document memory.
+        self._n_seq = min(llama_cpp.llama_max_parallel_sequences(), 2 + self.docs_per_batch * 64)
+        self._parts = self._render_parts()  # head, middle, tail: fixed for the teacher's life
+        self._head_tokens = self._tokens(self._parts[0], first=True)
+        self._head_ready = False
 
     def _first_token_ids(self, words: tuple[str, ...]) -> np.ndarray:
         ids = {self._model.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
