@@ -6,7 +6,8 @@ pairs (and tokens), for ways of spending the same budget.
     python benchmarks/budget.py --table                          # the table and plot from finished runs only
 
 Rows (teacher x way x budget), each an ``LMTXTrainer`` run of the default recipe with ``--teacher-budget`` in
-pairs, 3 rounds at most, its folder under ``.cache/bench-budget/`` (it resumes):
+pairs, 3 rounds at most, seed 42 (``--seed``: another training seed), its folder under ``.cache/bench-budget/`` (it
+resumes):
 
 - ``active``: the budget's rule (`st_lmtx.trainer.spending`), no other setting: top-3, the budget shared by the
   rounds, documents joining in order as a round's share allows, settled documents not asked again;
@@ -59,7 +60,8 @@ WAYS: dict[str, dict[str, Any]] = {
 }
 BUDGETS = (10_000, 20_000, 40_000)
 TEACHERS = ("oracle20", "oracle")
-COMMON: dict[str, Any] = {"max_rounds": 3, "patience": 3, "seed": 42}
+COMMON: dict[str, Any] = {"max_rounds": 3, "patience": 3}
+SEED = 42
 LOCAL_BUDGET_UNIT = "-tokens"
 JUDGMENTS = REPO / "benchmarks" / "judgments"
 
@@ -125,19 +127,19 @@ class FixedSpending(RunSpending):
         return stop_at, None
 
 
-def folder(teacher: str, way: str, budget: int) -> Path:
-    return OUT / f"{teacher}-{way}-{budget}"
+def folder(teacher: str, way: str, budget: int, seed: int = SEED) -> Path:
+    return OUT / f"{teacher}-{way}-{budget}" if seed == SEED else OUT / f"{teacher}-{way}-{budget}-seed{seed}"
 
 
-def run(teacher: str, way: str, budget: int, labels, train, test) -> None:
+def run(teacher: str, way: str, budget: int, labels, train, test, seed: int = SEED) -> None:
     from st_lmtx import LMTXArguments, LMTXTrainer, XMCEvaluator
 
-    out = folder(teacher, way, budget)
+    out = folder(teacher, way, budget, seed)
     result = out / "budget.json"
     if result.exists():
         return
     unit = LOCAL_BUDGET_UNIT if teacher == "local" else ""
-    args = LMTXArguments(output_dir=str(out), teacher_budget=f"{budget}{unit}", **COMMON, **WAYS[way])
+    args = LMTXArguments(output_dir=str(out), teacher_budget=f"{budget}{unit}", seed=seed, **COMMON, **WAYS[way])
     spending = RunSpending if way.startswith("active") else FixedSpending
     answers = JUDGMENTS / f"budget-{out.name}.jsonl.gz"
     with (
@@ -172,14 +174,14 @@ def judge_for(teacher: str, out: Path, answers: Path, labels, train):
     return local_teacher("local", out / "teacher.sqlite", memory_dir=out / "teacher-memory")
 
 
-def table(teachers, budgets) -> list[dict[str, Any]]:
+def table(teachers, budgets, seed: int = SEED) -> list[dict[str, Any]]:
     from st_lmtx.trainer.records import RunRecord
 
     rows = []
     for teacher in teachers:
         for way in WAYS:
             for budget in budgets:
-                path = folder(teacher, way, budget)
+                path = folder(teacher, way, budget, seed)
                 if not (path / "budget.json").exists():
                     continue
                 measured = json.loads((path / "budget.json").read_text())
@@ -232,6 +234,7 @@ def main() -> None:
     p.add_argument("--teachers", default=",".join(TEACHERS))
     p.add_argument("--ways", default=",".join(WAYS))
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    p.add_argument("--seed", type=int, default=SEED, help="the training seed (another seed: runs and table, no plot)")
     p.add_argument("--table", action="store_true", help="only print the table and plot of finished runs")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -245,9 +248,9 @@ def main() -> None:
         for teacher in teachers:
             for budget in budgets:
                 for way in ways:
-                    run(teacher, way, budget, labels, train, test)
-    rows = table(teachers, budgets)
-    if rows:
+                    run(teacher, way, budget, labels, train, test, a.seed)
+    rows = table(teachers, budgets, a.seed)
+    if rows and a.seed == SEED:
         plot(rows)
 
 
