@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(LMTX_DATA),../shared/data/reuters21578)
 DEMO_OUT ?= runs/reuters-demo
-LINT_PATHS := st_lmtx tests benchmarks examples
+LINT_PATHS := st_lmtx tests benchmarks examples scripts
 # llama-cpp-python compiles from source: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 

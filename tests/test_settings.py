@@ -150,10 +150,25 @@ def test_parsed_flags_build_the_same_arguments_as_python():
 
 
 def test_the_options_page_documents_every_setting():
+    """docs/options.md's tables are generated (scripts/mkdocs_hooks.py): every field, flag, default and help text,
+    and no marker left over."""
+    import importlib.util
     from pathlib import Path
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "options.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", root / "scripts" / "mkdocs_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = hooks.render((root / "docs" / "options.md").read_text())
+    assert "<!-- settings" not in page
+    first_cells = {line.split(" | ")[0]: line for line in page.splitlines() if line.startswith("| `")}
     for cls in (LMTXArguments, TeacherArguments):
         for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
-            assert f"`{f.name}`" in page or (f.metadata["cli"] and flag in page), f.name
+            kebab = f.name.replace("_", "-")
+            names = [f"| `--{kebab}`", f"| `--[no-]{kebab}`"] if f.metadata["cli"] else [f"| `{f.name}`"]
+            rows = [row for cell, row in first_cells.items() if cell in names or cell.startswith(f"| `--{kebab} ")]
+            assert len(rows) == 1, f.name
+            assert f.metadata["help"].removeprefix("(recipe) ") in rows[0], f.name
+    assert "| `--[no-]held-out-dev` | *recipe* |" in page
+    assert "| `--seed` | 42 | seeds the samples, the positive draws and training; *run* |" in page
+    assert "| `hnsw_threshold` | 100,000 |" in page
