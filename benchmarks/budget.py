@@ -97,7 +97,7 @@ class ReplayTeacher(LlamaCppTeacher):
                 _, _, label, verdict, score, graded, answer, prompt_tokens, _, _ = row
                 run.calls += 1
                 run.prompt_tokens += prompt_tokens  # no completion: the teacher reads the next token's logits
-                emit(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens, 1)
+                emit(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens, 0)
 
 
 class FixedSpending(RunSpending):

@@ -59,6 +59,7 @@ def test_in_process_teacher_scores_p_yes(model_path, tmp_path):
     with LlamaCppTeacher(model_path, cache=tmp_path / "c.sqlite", show_progress_bar=False) as teacher:
         result = teacher.judge(DOCS, CANDIDATES)
         again = teacher.judge(DOCS, CANDIDATES)
+        rows = teacher.cache.rows()
     scores = [[j.score for j in row] for row in result.judgments]
     assert scores[0][0] > 0.7 and scores[0][1] < 0.3
     assert scores[1][0] > 0.7 and scores[1][1] < 0.3
@@ -66,6 +67,11 @@ def test_in_process_teacher_scores_p_yes(model_path, tmp_path):
     assert all(j.graded for row in result.judgments for j in row)
     assert {j.answer for row in result.judgments for j in row} <= {"yes", "Yes", "no", "No"}  # the token, no padding
     assert again.usage.calls == 0 and again.usage.cache_hits == 4
+    # The stored answers cost what the run was charged: no completion (the next token's logits are read), and
+    # every evaluated token but the prompt's head, which is charged once and booked on no pair.
+    assert len(rows) == 4 and sum(r[8] for r in rows) == result.usage.completion_tokens == 0
+    head = result.usage.prompt_tokens - sum(r[7] for r in rows)
+    assert 10 < head < 100
 
 
 def test_packed_documents_score_what_one_document_a_decode_does(model_path):

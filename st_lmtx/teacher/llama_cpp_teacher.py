@@ -383,7 +383,7 @@ class LlamaCppTeacher(Teacher):
                 evaluated = len(tokens) + (len(doc.doc_tokens) if n == 0 and not doc.restored else 0)
                 run.calls += 1
                 run.prompt_tokens += evaluated
-                emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)), evaluated, 1)
+                emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)), evaluated, 0)
         finally:
             for s in range(_ROOT + 1, seq):  # drop the pack's sequences; the head stays
                 mem.kv_cache_seq_rm(s, -1, -1)
