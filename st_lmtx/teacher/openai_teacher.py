@@ -319,12 +319,14 @@ class OpenAITeacher(Teacher):
             requests = [self._request(client, slots, item, u, emit, run, in_flight) for u in units]
             try:
                 await requests[0]
-                rest = [asyncio.ensure_future(r) for r in requests[1:]]
-            except TeacherBudgetExceeded as e:
+            except BaseException as e:  # spent, failed or cancelled: the others were never started
                 for r in requests[1:]:
                     r.close()
+                if not isinstance(e, TeacherBudgetExceeded):
+                    raise
                 spent.append(e)
                 return
+            rest = [asyncio.ensure_future(r) for r in requests[1:]]
             try:
                 outcomes = await asyncio.gather(*rest, return_exceptions=True)
             finally:
