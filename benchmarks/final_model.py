@@ -4,13 +4,8 @@ the rounds (0.2's final model) and the trainer's rule (`RunState.rounds_to_avera
 the rounds the dev sample cannot tell apart from it, within two standard errors), with the dev sample drawn from
 the training documents (in-sample, 0.2) or held out of training (``held_out_dev``, the default after 0.2).
 
-    python benchmarks/quality.py --only oracle-best,oracle20-best,oracle40yes-best
-    python benchmarks/keep_share.py --shares 1 --seeds 42   # local-keep1
+    python benchmarks/quality.py --only oracle-best,oracle20-best,oracle40yes-best,local-best
     python benchmarks/final_model.py                 # the table, from those runs' folders
-
-The 1.5B teacher's row is ``local-keep1``: the default recipe as it was when this was measured, every document
-with a "yes" trained (``keep_share=1``); today's ``local-best`` (0.5) is not replayed here, as its in-sample dev
-judging would need the LLM. The oracles' answers all score 1.0, so ``keep_share`` changes nothing for them.
 
 It trains nothing: every round's model is on disk. It asks each run's judge about both dev samples under every
 round's model and under each average a rule picks (free for the oracles; the 1.5B teacher's answers are cached
@@ -32,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import OUT, REUTERS, make_teacher  # noqa: E402
 
-RUNS = ("oracle-best", "oracle20-best", "oracle40yes-best", "local-keep1")
+RUNS = ("oracle-best", "oracle20-best", "oracle40yes-best", "local-best")
 SOURCES = {"in-sample": False, "held-out": True}  # dev sample -> held_out_dev
 COLUMNS = (
     "best round (hindsight)",

@@ -1,21 +1,19 @@
-"""Does a judge err less when two phrasings of the question agree? Round 1 of ``keep_share.py``'s local-keep1 run
-(the default recipe as it was when this was measured: every document with a "yes" trains), retrained on positives
-chosen from two prompt layouts' answers to the same pairs: the compact prompt (the default) and the prefilled
-layout of 0.1, whose answers are at commit 2b488b3 (``git show``, no LLM).
+"""Does a judge err less when two phrasings of the question agree? Round 1 of ``quality.py``'s local-best run,
+retrained on positives chosen from two prompt layouts' answers to the same pairs: the compact prompt (the default)
+and the prefilled layout of 0.1, whose answers are at commit 2b488b3 (``git show``, no LLM).
 
     python benchmarks/phrasings.py                   # every rule below, then the table
     python benchmarks/phrasings.py --only compact,both-top
 
 Rules (the positive a document trains on; the dev sample, held out of training, is judged by the compact prompt):
 
-- ``compact``: the compact prompt's top-scored "yes" (local-keep1's round 1, as recorded);
+- ``compact``: the default, the compact prompt's top-scored "yes" (local-best's round 1, as recorded);
 - ``mean``: the compact prompt's "yes" labels, ranked by the mean log-odds of both layouts;
 - ``both-top``: the compact prompt's top "yes" only where it is the prefilled layout's top "yes" too; the other
   documents are not trained.
 
 Each rule is a replay (`budget.ReplayTeacher`: the committed answers, the scores changed as the rule says) and one
-round of the default recipe with ``keep_share=1``, 1,000 training documents as in quality.py, in
-``.cache/bench-phrasings/<rule>``.
+round of the default recipe, 1,000 training documents as in quality.py, in ``.cache/bench-phrasings/<rule>``.
 Ground truth measures the trained positives and the test split only.
 """
 
@@ -103,7 +101,7 @@ def run(rule: str, other, labels, train, test) -> dict[str, Any]:
     out = OUT / rule
     if not (out / "lmtx_run.json").exists():
         args = LMTXArguments(
-            output_dir=str(out), eval_k=(1, 3, 5, 10), **{**COMMON, "max_rounds": 1}, **RECIPES["best"], keep_share=1.0
+            output_dir=str(out), eval_k=(1, 3, 5, 10), **{**COMMON, "max_rounds": 1}, **RECIPES["best"]
         )
         with TwoPhrasings(rule, other) as teacher:
             LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)

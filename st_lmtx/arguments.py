@@ -23,7 +23,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the average of the rounds that sample cannot tell apart from the best one as the final model.
     "best": {
         "positives": "top-yes",
-        "keep_share": 0.5,
         "accumulate_judgments": True,
         "restart_from_base": False,
         "softmax_weighting": True,
@@ -43,7 +42,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     # P@1 and keep that round.
     "reference": {
         "positives": "random-yes",
-        "keep_share": 1.0,
         "accumulate_judgments": False,
         "restart_from_base": True,
         "softmax_weighting": False,
@@ -78,13 +76,12 @@ def setting(
     run: bool = False,
     cli: bool = True,
     minimum: float | None = None,
-    maximum: float | None = None,
     metavar: str | None = None,
     default_factory: Any = MISSING,
 ) -> Any:
     """A dataclass field with what the command line and the checks need: its help text, its group, its choices,
     whether a recipe fills it (``recipe``), whether it defines the run (``run``), whether it is a flag (``cli``;
-    Python-only otherwise) and its allowed range (``minimum``, ``maximum``)."""
+    Python-only otherwise) and its smallest allowed value (``minimum``)."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
     metadata = {
@@ -95,7 +92,6 @@ def setting(
         "run": run,
         "cli": cli,
         "minimum": minimum,
-        "maximum": maximum,
         "metavar": metavar,
     }
     if default_factory is not MISSING:
@@ -111,11 +107,9 @@ def validate(instance: Any) -> None:
             continue
         if meta.get("choices") and value not in meta["choices"]:
             raise ArgumentsError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
-        minimum, maximum = meta.get("minimum"), meta.get("maximum")
+        minimum = meta.get("minimum")
         if minimum is not None and value < minimum:
             raise ArgumentsError(f"{f.name} must be >= {minimum}; got {value!r}")
-        if maximum is not None and value > maximum:
-            raise ArgumentsError(f"{f.name} must be <= {maximum}; got {value!r}")
 
 
 def settings_table(cls: type, group: str | None = None, cli: bool = True) -> str:
@@ -206,19 +200,6 @@ class LMTXArguments:
         choices=("top-yes", "random-yes"),
         recipe=True,
         run=True,
-    )
-    keep_share: float | None = setting(
-        None,
-        "(recipe) the share of each label's documents a round trains on, those the teacher judged most "
-        "confidently (at least one a label): the others sit the round out; 1: every document with a 'yes'. Only a "
-        "graded teacher's scores tell its documents apart (a yes/no teacher's all train). Default with a "
-        "teacher_budget: 1",
-        group="training",
-        recipe=True,
-        run=True,
-        minimum=0,
-        maximum=1,
-        metavar="SHARE",
     )
     accumulate_judgments: bool | None = setting(
         None,
@@ -348,8 +329,6 @@ class LMTXArguments:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ArgumentsError(f"recipe must be one of {', '.join(RECIPES)}; got {self.recipe!r}")
-        if self.keep_share is None and self.teacher_budget is not None:
-            self.keep_share = 1.0  # under a budget every judged document is paid for; its rule was measured so
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

@@ -7,17 +7,13 @@ A document's positive (``positives``):
 - ``"random-yes"`` (the reference code): every "yes" label is a candidate; one is drawn at random each time the
   document is used.
 
-Documents with no "yes" are left out of the round. With a graded teacher, ``keep_share`` below 1 trains each label
-on its most confidently judged documents only: a document whose top-scored "yes" is not among the top share of that
-label's documents by score sits the round out (a label keeps at least one document; ties are kept, so a yes/no
-teacher, whose every "yes" scores 1.0, keeps them all). Every "yes" label of a document is a known positive: the
-loss never uses it as that document's in-batch negative.
+Documents with no "yes" are left out of the round. Every "yes" label of a document is a known positive: the loss
+never uses it as that document's in-batch negative.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 from collections.abc import Sequence
@@ -184,23 +180,10 @@ def candidate_positives(d: DocumentPseudoLabels, positives: str) -> list[JudgedL
     return yes
 
 
-def usable_documents(
-    pseudo: PseudoLabels, positives: str, keep_share: float = 1.0
-) -> list[tuple[DocumentPseudoLabels, list[JudgedLabel]]]:
-    """The documents a round trains on, each with its candidate positives: those with a "yes", and with
-    ``keep_share`` below 1 only those whose top-scored "yes" is in the top ``keep_share`` of its label's documents
-    by score (at least one a label, ties kept). The cut is made within each label: a global one would drop every
-    document of a label the teacher is less sure of."""
+def usable_documents(pseudo: PseudoLabels, positives: str) -> list[tuple[DocumentPseudoLabels, list[JudgedLabel]]]:
+    """The documents a round trains on (those with a "yes"), each with its candidate positives."""
     usable = [(d, candidate_positives(d, positives)) for d in pseudo.docs]
-    usable = [(d, pos) for d, pos in usable if pos]
-    if keep_share >= 1:
-        return usable
-    tops = [max(d.yes, key=lambda j: j.score) for d, _ in usable]
-    scores: dict[int, list[float]] = {}
-    for top in tops:
-        scores.setdefault(top.label, []).append(top.score)
-    cut = {label: sorted(s, reverse=True)[max(1, math.ceil(keep_share * len(s))) - 1] for label, s in scores.items()}
-    return [(d, pos) for (d, pos), top in zip(usable, tops) if top.score >= cut[top.label]]
+    return [(d, pos) for d, pos in usable if pos]
 
 
 @dataclass
@@ -214,12 +197,12 @@ class TrainingPair:
 
 
 def select_pairs(
-    pseudo: PseudoLabels, positives: str = "top-yes", epochs: int = 1, seed: int = 42, keep_share: float = 1.0
+    pseudo: PseudoLabels, positives: str = "top-yes", epochs: int = 1, seed: int = 42
 ) -> list[TrainingPair]:
-    """One pair per usable document (`usable_documents`) and per epoch; random draws use a generator seeded
-    with ``seed``, so a round is reproducible."""
+    """One pair per document with a "yes" and per epoch; random draws use a generator seeded with ``seed``, so a
+    round is reproducible."""
     rng = random.Random(seed)
-    usable = usable_documents(pseudo, positives, keep_share)
+    usable = usable_documents(pseudo, positives)
     pairs = []
     for _ in range(epochs):
         for d, candidates in usable:

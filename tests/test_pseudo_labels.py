@@ -1,4 +1,3 @@
-import random
 from collections import Counter
 
 import pytest
@@ -12,7 +11,6 @@ from st_lmtx.pseudo_labels import (
     pairs_to_dataset,
     select_pairs,
     teacher_warnings,
-    usable_documents,
 )
 
 LABELS = load_labels(["Wheat", "Gold", "Coffee", "Oil"])
@@ -55,63 +53,6 @@ def test_top_yes_is_the_highest_scored_yes_and_the_first_on_a_tie():
         0, [JudgedLabel(2, "no", 0.0), JudgedLabel(1, "yes", 1.0), JudgedLabel(0, "yes", 1.0)]
     )
     assert [p.positive for p in select_pairs(PseudoLabels([binary]), "top-yes")] == [1]
-
-
-def _top_yes(label: int, score: float, other: int | None = None) -> list[JudgedLabel]:
-    judged = [JudgedLabel(label, "yes", score)]
-    return judged + ([JudgedLabel(other, "yes", score / 2)] if other is not None else [])
-
-
-def test_keep_share_trains_each_labels_most_confident_documents():
-    # Label 0: four documents at 0.9 / 0.8 / 0.7 / 0.6; label 1: one, at 0.3 (less sure than any of label 0's);
-    # label 2: 0.95 and two tied at 0.4; document 8 has no "yes".
-    docs = [(0, 0.9), (0, 0.6), (0, 0.8), (0, 0.7), (1, 0.3), (2, 0.4), (2, 0.95), (2, 0.4)]
-    pseudo = PseudoLabels(
-        [DocumentPseudoLabels(i, _top_yes(label, score, other=3)) for i, (label, score) in enumerate(docs)]
-        + [DocumentPseudoLabels(8, [JudgedLabel(0, "no", 0.45)])]
-    )
-
-    def kept(share, positives="top-yes"):
-        return [d.doc for d, _ in usable_documents(pseudo, positives, share)]
-
-    assert kept(1.0) == list(range(8))  # every document with a "yes": the default of select_pairs
-    # Half of each label, cut within the label: label 1's only document stays although it scores under every
-    # dropped one; label 2's two documents tied at its cut both stay.
-    assert kept(0.5) == [0, 2, 4, 5, 6, 7]
-    assert kept(0.25) == [0, 4, 6]  # ceil(0.25 * 4) = 1 of label 0, at least one a label
-    assert kept(0.0) == [0, 4, 6]  # one a label
-    assert kept(0.5, "random-yes") == kept(0.5)  # ranked by the top-scored "yes" whatever the draw
-    pairs = select_pairs(pseudo, "top-yes", keep_share=0.5)
-    assert [(p.doc, p.positive, p.known) for p in pairs][:2] == [(0, 0, [0, 3]), (2, 0, [0, 3])]
-    # A yes/no teacher: every "yes" scores 1.0, so nothing tells its documents apart and all train.
-    binary = PseudoLabels([DocumentPseudoLabels(i, _top_yes(label, 1.0)) for i, (label, _) in enumerate(docs)])
-    assert len(usable_documents(binary, "top-yes", 0.5)) == 8
-
-
-def test_keep_share_raises_the_precision_of_a_judge_surer_when_right():
-    # A simulated lenient judge: it says "yes" to a document's true label when shortlisted, p(yes) around 0.8, and
-    # to a wrong label in 40% of documents, p(yes) around 0.65: its top "yes" is right for about 82% of the
-    # documents with one (the 1.5B's on Reuters: 79%).
-    rng = random.Random(0)
-    truth, docs = [], []
-    for i in range(2000):
-        label = rng.randrange(20)
-        judged = []
-        if rng.random() < 0.75:
-            judged.append(JudgedLabel(label, "yes", min(1.0, rng.gauss(0.8, 0.1))))
-        if rng.random() < 0.4:
-            judged.append(JudgedLabel((label + 1 + rng.randrange(19)) % 20, "yes", min(1.0, rng.gauss(0.65, 0.1))))
-        truth.append(label)
-        docs.append(DocumentPseudoLabels(i, judged))
-    pseudo = PseudoLabels(docs)
-
-    def precision(share):
-        pairs = select_pairs(pseudo, "top-yes", keep_share=share)
-        return len(pairs), sum(p.positive == truth[p.doc] for p in pairs) / len(pairs)
-
-    (n_all, p_all), (n_half, p_half) = precision(1.0), precision(0.5)
-    assert 1650 < n_all < 1750 and 0.78 < p_all < 0.86
-    assert abs(n_half - n_all / 2) < 30 and p_half > 0.90
 
 
 def test_dataset_columns_and_label_ids():

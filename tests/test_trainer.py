@@ -20,9 +20,7 @@ from st_lmtx import (
     load_lfxmc,
 )
 from st_lmtx.errors import ArgumentsError, RunFileError
-from st_lmtx.pseudo_labels import PseudoLabels, usable_documents
 from st_lmtx.shortlist import IndexConfig
-from st_lmtx.teacher.base import Judgment
 from st_lmtx.tagger import files_to_upload
 
 SECRET = "sk-trainer-secret-0987654321"
@@ -316,10 +314,7 @@ def test_recipes_fill_only_the_settings_left_unset():
         best.min_steps_per_round,
         best.average_rounds,
     ) == ("top-yes", True, False, True, 0.1, 8, True)
-    assert (best.stop_metric, best.patience, best.keep_share) == ("llm_top1_margin", 1, 0.5)
-    # Under a budget every judged document trains unless keep_share is given.
-    assert LMTXArguments(teacher_budget="5k").keep_share == 1.0
-    assert LMTXArguments(teacher_budget="5k", keep_share=0.5).keep_share == 0.5
+    assert (best.stop_metric, best.patience) == ("llm_top1_margin", 1)
     ref = LMTXArguments(recipe="reference")
     assert (
         ref.positives,
@@ -332,15 +327,12 @@ def test_recipes_fill_only_the_settings_left_unset():
         ref.max_rounds,
         ref.average_rounds,
     ) == ("random-yes", False, True, False, 100, 0, 800, 6, False)
-    assert ref.keep_share == 1.0
     mixed = LMTXArguments(recipe="reference", positives="top-yes", restart_from_base=False)
     assert (mixed.positives, mixed.restart_from_base, mixed.warmup_steps) == ("top-yes", False, 100)
     # The recipe's name is not part of a run's identity: the settings it filled in are.
     assert "recipe" not in best.run_defining() and mixed.run_defining()["positives"] == "top-yes"
     with pytest.raises(ArgumentsError, match="recipe must be one of best, reference; got 'fast'"):
         LMTXArguments(recipe="fast")
-    with pytest.raises(ArgumentsError, match="keep_share must be <= 1; got 1.5"):
-        LMTXArguments(keep_share=1.5)
 
 
 @pytest.mark.parametrize(
@@ -379,41 +371,6 @@ def test_fit_trains_a_small_round_on_its_schedule(tiny_model_dir, toy_lfxmc, tmp
     fewest_passes = next(e for e in range(1, 100) if -(-usable * e // 11) >= 8)
     assert one.schedule == RoundSchedule(batch_size=11, epochs=fewest_passes, steps=-(-usable * fewest_passes // 11))
     assert one.training_pairs == usable * one.schedule.epochs and one.schedule.steps >= 8
-
-
-class SurerWhenRight(OracleTeacher):
-    """A graded, lenient judge: "yes" to every label, p(yes) 0.9 for a true label and 0.6 for a wrong one, less
-    a hundredth per document so that no two documents tie."""
-
-    @property
-    def graded(self) -> bool:
-        return True
-
-    def _judge_documents(self, pending, emit, run):
-        for item in pending:
-            order = [t for t, *_ in TOY_DOCS].index(item.doc.split("\n")[0])
-            for j in item.positions:
-                label = item.labels[j]
-                score = (0.9 if label in self._truth[item.doc] else 0.6) - order / 100
-                emit(item, j, Judgment(label, "yes", score, True, None), 0, 0)
-
-
-def test_keep_share_trains_each_labels_most_confident_documents_only(tiny_model_dir, toy_lfxmc, tmp_path):
-    labels, docs = load_lfxmc(toy_lfxmc, "trn")
-    kept = {}
-    for share in (1.0, 0.5):
-        out = tmp_path / f"keep{share}"
-        a = args(out, max_rounds=1, keep_share=share, min_steps_per_round=0)
-        LMTXTrainer(tiny_model_dir, labels, teacher=SurerWhenRight(labels, docs), args=a).fit(docs)
-        one = RunRecord.read(out / "lmtx_run.json").rounds[1]
-        pseudo = PseudoLabels.load(out / "lmtx-work" / "round-01" / "pseudo_labels.jsonl")
-        kept[share] = usable_documents(pseudo, "top-yes", share)
-        assert one.training_pairs == len(kept[share]) and one.pseudo_labels.documents_with_yes == len(docs)
-        assert ("most confidently judged 0.5 of its documents" in (out / "README.md").read_text()) == (share < 1)
-    assert len(kept[1.0]) == len(docs)
-    # 8 documents on at most 6 labels: a label with two documents or more trains its surer half only.
-    assert 0 < len(kept[0.5]) < len(docs)
-    assert {d.doc for d, _ in kept[0.5]} < {d.doc for d, _ in kept[1.0]}
 
 
 def test_the_stop_metric_picks_the_kept_round(tmp_path):
