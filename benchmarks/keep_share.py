@@ -17,8 +17,8 @@ least one a label, ties kept (share 1: the default). The cut is made within each
 training alone. Folders under ``.cache/bench-quality/``: ``local-best`` (share 1, seed 42: quality.py's run),
 ``local-keep<share>``, then ``-seed<N>`` for another seed. Their new answers go to the teacher's cache
 (``quality.py --export-judgments`` commits them, so the rows re-run with no LLM). The table adds the test P@1 of
-the uniform average of each run's rounds (0.2's final model), measured once and kept in ``uniform_average.json``
-beside the run.
+the uniform average of each run's rounds (0.2's final model): the trainer's final model when it averages them all,
+else measured once and kept in ``uniform_average.json`` beside the run.
 """
 
 from __future__ import annotations
@@ -120,7 +120,11 @@ def table(shares: list[float], seeds: list[int], labels, test) -> None:
             p1 = " / ".join(f"{100 * r.eval['P@1']:.2f}" for r in run.rounds)
             final = run.final_record
             averaged = ",".join(map(str, final.averaged_rounds or [final.round]))
-            uniform = uniform_average(out, [r.round for r in rounds], labels, test)
+            every = [r.round for r in rounds]
+            # A final model that already averages every round was measured by the trainer.
+            uniform = (
+                final.eval["P@1"] if final.averaged_rounds == every else uniform_average(out, every, labels, test)
+            )
             print(
                 f"| {out.name} | {share:g} | {seed} | {trained} | {precision} | {p1} | "
                 f"{100 * final.eval['P@1']:.2f} ({averaged}) | {100 * uniform:.2f} |"
