@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from budget import ReplayTeacher  # noqa: E402
+from phrasings import RoundOneReplay  # noqa: E402
 from quality import BASE_MODEL, COMMON, JUDGMENTS, RECIPES, REPO, REUTERS  # noqa: E402
 
 from st_lmtx.teacher.cache import doc_hash  # noqa: E402
@@ -207,7 +207,7 @@ def precision_table(pairs, labels, train, answers, judged) -> dict[str, dict[str
     return out
 
 
-class RuleReplay(ReplayTeacher):
+class RuleReplay(RoundOneReplay):
     """The committed pointwise answers, with each asked document's scores and verdicts set so that the default
     recipe's positive (the top-scored "yes") is the one ``rule`` picks."""
 
@@ -230,16 +230,6 @@ class RuleReplay(ReplayTeacher):
                 # The chosen positive above every other "yes"; the others keep their order below it.
                 score = 1.0 if i == k else min(p_yes[i], 0.999)
                 self.recorded[key] = (*self.recorded[key][:3], verdict, score, *self.recorded[key][5:])
-
-    def _judge_pack(self, pack, emit, run) -> None:
-        # The retrained model's dev top-10 holds pairs nobody asked before: "no". One round is trained, so the dev
-        # signal decides nothing here.
-        for doc in pack:
-            for j in doc.item.positions:
-                key = (doc_hash(doc.item.doc), doc.item.labels[j])
-                if key not in self.recorded:
-                    self.recorded[key] = ("", *key, "no", 0.0, True, "no", 0, 0, 0.0)
-        super()._judge_pack(pack, emit, run)
 
 
 def train_round(rule: str, answers, judged, labels, train, test) -> None:

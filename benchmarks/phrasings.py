@@ -57,7 +57,21 @@ def prefilled_answers() -> dict[tuple[str, str], tuple[str, float]]:
     return answers
 
 
-class TwoPhrasings(ReplayTeacher):
+class RoundOneReplay(ReplayTeacher):
+    """A replay for runs of one round: a pair the committed answers lack is answered "no"."""
+
+    def _judge_pack(self, pack, emit, run) -> None:
+        # The retrained model's dev top-10 holds pairs nobody asked before: "no". One round is trained, so the dev
+        # signal decides nothing here.
+        for doc in pack:
+            for j in doc.item.positions:
+                key = (doc_hash(doc.item.doc), doc.item.labels[j])
+                if key not in self.recorded:
+                    self.recorded[key] = ("", *key, "no", 0.0, True, "no", 0, 0, 0.0)
+        super()._judge_pack(pack, emit, run)
+
+
+class TwoPhrasings(RoundOneReplay):
     """The compact prompt's recorded answers, with the scores (``mean``) or verdicts (``both-top``) of the pairs
     the prefilled layout answered too changed by ``rule``."""
 
@@ -82,16 +96,6 @@ class TwoPhrasings(ReplayTeacher):
 
     def _score(self, key: tuple[str, str]) -> float:
         return self.recorded[key][4]
-
-    def _judge_pack(self, pack, emit, run) -> None:
-        # The retrained model's dev top-10 holds pairs nobody asked before: "no". One round is trained, so the dev
-        # signal decides nothing here.
-        for doc in pack:
-            for j in doc.item.positions:
-                key = (doc_hash(doc.item.doc), doc.item.labels[j])
-                if key not in self.recorded:
-                    self.recorded[key] = ("", *key, "no", 0.0, True, "no", 0, 0, 0.0)
-        super()._judge_pack(pack, emit, run)
 
 
 def run(rule: str, other, labels, train, test) -> dict[str, Any]:
