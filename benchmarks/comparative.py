@@ -159,7 +159,7 @@ def pointwise() -> dict[tuple[str, str], tuple[str, float]]:
     return {(r[1], r[2]): (r[3], r[4]) for r in rows}
 
 
-def positive(rule: str, labels: list[str], verdicts: list[str], p_yes: list[float], best: list[float]) -> int | None:
+def positive(rule: str, verdicts: list[str], p_yes: list[float], best: list[float]) -> int | None:
     """The position of the label ``rule`` trains the document on, None for no positive."""
     yes = [i for i, v in enumerate(verdicts) if v == "yes"]
     first = int(np.argmax(best))
@@ -188,16 +188,16 @@ def precision_table(pairs, labels, train, answers, judged) -> dict[str, dict[str
     out = {rule: {"documents": 0, "right": 0} for rule in RULES}
     asked = 0
     for i, text, ls in pairs:
-        row = answers.get((doc_hash(text), tuple(ls)))
+        h = doc_hash(text)
+        row = answers.get((h, tuple(ls)))
         if row is None:
             continue
         asked += 1
-        h = doc_hash(text)
         verdicts = [judged[h, label][0] for label in ls]
         p_yes = [judged[h, label][1] for label in ls]
         best = [(a + b) / 2 for a, b in zip(row["forward"], row["backward"])]
         for rule in RULES:
-            k = positive(rule, ls, verdicts, p_yes, best)
+            k = positive(rule, verdicts, p_yes, best)
             if k is not None:
                 out[rule]["documents"] += 1
                 out[rule]["right"] += text_index[ls[k]] in train.targets[i]
@@ -220,7 +220,7 @@ class RuleReplay(RoundOneReplay):
             verdicts = [judged[k][0] for k in keys]
             p_yes = [judged[k][1] for k in keys]
             best = [(a + b) / 2 for a, b in zip(row["forward"], row["backward"])]
-            k = positive(rule, list(ls), verdicts, p_yes, best)
+            k = positive(rule, verdicts, p_yes, best)
             for i, key in enumerate(keys):
                 verdict = verdicts[i]
                 if k is None:
