@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phrasings import RoundOneReplay  # noqa: E402
+from phrasings import RoundOneReplay, train_round_one  # noqa: E402
 from quality import BASE_MODEL, COMMON, JUDGMENTS, RECIPES, REPO, REUTERS  # noqa: E402
 
 from st_lmtx.teacher.cache import doc_hash  # noqa: E402
@@ -213,7 +213,9 @@ class RuleReplay(RoundOneReplay):
 
     def __init__(self, rule: str, answers, judged, **kwargs: Any) -> None:
         super().__init__(JUDGMENTS, cache=None, **kwargs)
-        for (h, ls), row in answers.items() if rule != "compact" else ():
+        if rule == "compact":  # the recorded answers as they are
+            return
+        for (h, ls), row in answers.items():
             keys = [(h, label) for label in ls]
             if any(k not in self.recorded for k in keys):
                 continue
@@ -230,18 +232,6 @@ class RuleReplay(RoundOneReplay):
                 # The chosen positive above every other "yes"; the others keep their order below it.
                 score = 1.0 if i == k else min(p_yes[i], 0.999)
                 self.recorded[key] = (*self.recorded[key][:3], verdict, score, *self.recorded[key][5:])
-
-
-def train_round(rule: str, answers, judged, labels, train, test) -> None:
-    from st_lmtx import LMTXArguments, LMTXTrainer
-
-    out = OUT / rule
-    if not (out / "lmtx_run.json").exists():
-        args = LMTXArguments(
-            output_dir=str(out), eval_k=(1, 3, 5, 10), **{**COMMON, "max_rounds": 1}, **RECIPES["best"]
-        )
-        with RuleReplay(rule, answers, judged) as teacher:
-            LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)
 
 
 def trained_p1(rule: str) -> float | None:
@@ -291,7 +281,7 @@ def main() -> None:
         if table["compact"]["asked"] < len(pairs):
             raise SystemExit(f"--train needs every document asked: --ask {len(pairs)}")
         for rule in args.only.split(","):
-            train_round(rule, answers, judged, labels, train, test)
+            train_round_one(OUT / rule, lambda: RuleReplay(rule, answers, judged), labels, train, test)
     print(f"documents asked: {table['compact']['asked']}")
     print("| rule | documents with a positive | trained-positive precision | round-1 test P@1 |")
     print("|---|---:|---:|---:|")

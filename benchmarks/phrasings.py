@@ -12,8 +12,9 @@ Rules (the positive a document trains on; the dev sample, held out of training, 
 - ``both-top``: the compact prompt's top "yes" only where it is the prefilled layout's top "yes" too; the other
   documents are not trained.
 
-Each rule is a replay (`budget.ReplayTeacher`: the committed answers, the scores changed as the rule says) and one
-round of the default recipe, 1,000 training documents as in quality.py, in ``.cache/bench-phrasings/<rule>``.
+Each rule is a replay (`RoundOneReplay`, a `budget.ReplayTeacher`: the committed answers, the scores changed as the
+rule says) and one round of the default recipe, 1,000 training documents as in quality.py, in
+``.cache/bench-phrasings/<rule>``.
 Ground truth measures the trained positives and the test split only.
 """
 
@@ -28,6 +29,7 @@ import logging
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +100,24 @@ class TwoPhrasings(RoundOneReplay):
         return self.recorded[key][4]
 
 
-def run(rule: str, other, labels, train, test) -> dict[str, Any]:
+def train_round_one(out: Path, make_replay: Callable[[], RoundOneReplay], labels, train, test) -> None:
+    """Round 1 of the default recipe (quality.py's 1,000 training documents) in ``out`` on the replay
+    ``make_replay()`` makes; a finished run is not trained again."""
     from st_lmtx import LMTXArguments, LMTXTrainer
-    from st_lmtx.trainer.records import RunRecord
 
-    out = OUT / rule
     if not (out / "lmtx_run.json").exists():
         args = LMTXArguments(
             output_dir=str(out), eval_k=(1, 3, 5, 10), **{**COMMON, "max_rounds": 1}, **RECIPES["best"]
         )
-        with TwoPhrasings(rule, other) as teacher:
+        with make_replay() as teacher:
             LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)
+
+
+def run(rule: str, other, labels, train, test) -> dict[str, Any]:
+    from st_lmtx.trainer.records import RunRecord
+
+    out = OUT / rule
+    train_round_one(out, lambda: TwoPhrasings(rule, other), labels, train, test)
     (round1,) = RunRecord.read(out / "lmtx_run.json").trained_rounds
     return {
         "documents": round1.pseudo_labels.documents_with_yes,
