@@ -39,6 +39,18 @@ class CostlyTeacher(Teacher):
                 emit(item, j, Judgment(item.labels[j], "yes" if yes else "no", float(yes)), TOKENS_PER_PAIR, 0)
 
 
+def test_a_pair_asked_twice_in_one_call_is_paid_once():
+    teacher = CostlyTeacher()
+    docs = ["Wheat exports rose", "Gold fell", "Wheat exports rose"]
+    result = teacher.judge(docs, [["wheat", "gold"], ["gold"], ["gold", "wheat"]])
+    assert teacher.calls_made == 3  # the repeated document's two pairs are not asked again
+    first, _, repeat = result.judgments
+    assert [(j.label, j.verdict, j.cached) for j in repeat] == [("gold", "no", True), ("wheat", "yes", True)]
+    assert [(j.verdict, j.cached) for j in first] == [("yes", False), ("no", False)]
+    assert (result.usage.pairs, result.usage.cache_hits, result.usage.prompt_tokens) == (5, 2, 3 * TOKENS_PER_PAIR)
+    assert result.usage.cached_seconds >= 2 * SECONDS_PER_PAIR  # the repeats carry what their answers cost
+
+
 @pytest.mark.parametrize(
     "text, amount, unit",
     [

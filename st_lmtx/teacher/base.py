@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -170,6 +170,10 @@ class Teacher(ABC):
         hits = 0
         results: list[list[Judgment | None]] = [[None] * len(c) for c in candidates]
         pending: list[PendingDocument] = []
+        # A pair asked twice in one call (a repeated document, a repeated candidate) is paid once: the repeats
+        # take the first one's answer, as a cache hit.
+        first: dict[tuple[str, str], tuple[int, int]] = {}
+        repeats: list[tuple[int, int, int, int]] = []
         for i, (raw, labels) in enumerate(zip(documents, candidates)):
             doc = self.document_view(raw)
             positions = []
@@ -179,7 +183,10 @@ class Teacher(ABC):
                     results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
                     hits += 1
                     run.cached_seconds += hit.seconds
+                elif (doc, label) in first:
+                    repeats.append((i, j, *first[doc, label]))
                 else:
+                    first[doc, label] = (i, j)
                     positions.append(j)
             if positions:
                 pending.append(PendingDocument(i, doc, list(labels), positions))
@@ -193,12 +200,13 @@ class Teacher(ABC):
                 "%s: %d pairs to judge (%d from the cache)%s%s",
                 desc,
                 total_pairs,
-                hits,
+                hits + len(repeats),
                 f", the budget pays for about {paid}" if paid < total_pairs else "",
                 f", about {format_seconds(paid / rate)} at the {rate:.1f} pairs/s measured so far" if rate else "",
             )
         bar = tqdm(total=total_pairs, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
 
+        paid: dict[tuple[int, int], float] = {}  # the seconds booked to each answer, for its repeats
         clock = {"last": time.perf_counter()}
         clock_lock = threading.Lock()
 
@@ -224,6 +232,7 @@ class Teacher(ABC):
                 seconds,
             )
             results[item.index][j] = judgment
+            paid[item.index, j] = seconds
             run.pairs += 1  # cache hits are added at the end: until then, pairs are what the budget paid for
             bar.update(1)
             if self.budget is not None:
@@ -243,6 +252,11 @@ class Teacher(ABC):
         finally:
             self._stop_at = None
             bar.close()
+            for i, j, fi, fj in repeats:
+                if results[fi][fj] is not None:
+                    results[i][j] = replace(results[fi][fj], cached=True)
+                    hits += 1
+                    run.cached_seconds += paid[fi, fj]
             run.seconds = time.perf_counter() - start
             run.pairs += hits
             run.cache_hits += hits
