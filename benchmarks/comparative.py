@@ -30,7 +30,6 @@ are kept in ``.cache/bench-comparative/answers.jsonl`` as they come and committe
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import logging
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phrasings import RoundOneReplay, train_round_one  # noqa: E402
+from phrasings import RoundOneReplay, round_one_options, round_one_p1, train_round_one  # noqa: E402
 from quality import BASE_MODEL, COMMON, JUDGMENTS, RECIPES, REPO, REUTERS  # noqa: E402
 
 from st_lmtx.teacher.cache import doc_hash  # noqa: E402
@@ -234,17 +233,6 @@ class RuleReplay(RoundOneReplay):
                 self.recorded[key] = (*self.recorded[key][:3], verdict, score, *self.recorded[key][5:])
 
 
-def trained_p1(rule: str) -> float | None:
-    """The round-1 test P@1 of ``rule``'s finished run, None before it has run."""
-    from st_lmtx.trainer.records import RunRecord
-
-    path = OUT / rule / "lmtx_run.json"
-    if not path.exists():
-        return None
-    rounds = RunRecord.read(path).trained_rounds
-    return 100 * rounds[0].eval["P@1"] if rounds else None
-
-
 def export() -> None:
     rows = read_answers()
     with gzip.open(COMMITTED, "wt", encoding="utf-8") as f:
@@ -254,13 +242,7 @@ def export() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ask", type=int, default=0, help="ask the first N training documents (resumes)")
-    parser.add_argument("--train", action="store_true", help="one round per --only rule (every document asked)")
-    parser.add_argument("--only", default=",".join(RULES), help=f"comma-separated subset of: {', '.join(RULES)}")
-    parser.add_argument("--export", action="store_true", help=f"write the answers to {COMMITTED.name} and exit")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = round_one_options(__doc__, RULES, COMMITTED)
     if args.export:
         export()
         return
@@ -286,7 +268,7 @@ def main() -> None:
     print("| rule | documents with a positive | trained-positive precision | round-1 test P@1 |")
     print("|---|---:|---:|---:|")
     for rule in RULES:
-        r, p1 = table[rule], trained_p1(rule)
+        r, p1 = table[rule], round_one_p1(OUT / rule)
         print(f"| {rule} | {r['documents']:,} | {r['precision']:.3f} | {'-' if p1 is None else f'{p1:.2f}'} |")
 
 

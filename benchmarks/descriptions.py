@@ -28,7 +28,6 @@ re-runs with no LLM.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -39,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comparative import pointwise, round1_pairs  # noqa: E402
-from phrasings import RoundOneReplay, log_odds, train_round_one  # noqa: E402
+from phrasings import RoundOneReplay, log_odds, round_one_options, round_one_p1, train_round_one  # noqa: E402
 from quality import JUDGMENTS, REPO, REUTERS  # noqa: E402
 
 from st_lmtx.teacher.cache import doc_hash  # noqa: E402
@@ -165,24 +164,8 @@ class DescribedReplay(RoundOneReplay):
                 self.recorded[key] = (*row[:3], verdict, score, *row[5:])
 
 
-def trained_p1(rule: str) -> float | None:
-    from st_lmtx.trainer.records import RunRecord
-
-    path = OUT / rule / "lmtx_run.json"
-    if not path.exists():
-        return None
-    rounds = RunRecord.read(path).trained_rounds
-    return 100 * rounds[0].eval["P@1"] if rounds else None
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ask", type=int, default=0, help="ask the first N training documents (resumes)")
-    parser.add_argument("--train", action="store_true", help="one round per --only rule (every document asked)")
-    parser.add_argument("--only", default=",".join(RULES), help=f"comma-separated subset of: {', '.join(RULES)}")
-    parser.add_argument("--export", action="store_true", help=f"write the answers to {COMMITTED.name} and exit")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = round_one_options(__doc__, RULES, COMMITTED)
     if args.export:
         with teacher() as t:
             print(f"{t.export_judgments(COMMITTED)} described answers -> {COMMITTED}")
@@ -210,7 +193,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|")
     for rule in RULES:
-        r, p1 = table[rule], trained_p1(rule)
+        r, p1 = table[rule], round_one_p1(OUT / rule)
         print(
             f"| {rule} | {r['yes']:,} | {r['yes_precision']:.3f} | {r['documents']:,} | {r['precision']:.3f} "
             f"| {'-' if p1 is None else f'{p1:.2f}'} |"

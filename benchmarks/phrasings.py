@@ -113,6 +113,30 @@ def train_round_one(out: Path, make_replay: Callable[[], RoundOneReplay], labels
             LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=args).fit(train, eval_data=test)
 
 
+def round_one_options(doc: str, rules: tuple[str, ...], committed: Path) -> argparse.Namespace:
+    """The command line of a one-round benchmark whose answers the LLM gives (comparative.py, descriptions.py),
+    logging set up."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ask", type=int, default=0, help="ask the first N training documents (resumes)")
+    parser.add_argument("--train", action="store_true", help="one round per --only rule (every document asked)")
+    parser.add_argument("--only", default=",".join(rules), help=f"comma-separated subset of: {', '.join(rules)}")
+    parser.add_argument("--export", action="store_true", help=f"write the answers to {committed.name} and exit")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    return args
+
+
+def round_one_p1(out: Path) -> float | None:
+    """The round-1 test P@1 of the finished run in ``out``, None before it has run."""
+    from st_lmtx.trainer.records import RunRecord
+
+    path = out / "lmtx_run.json"
+    if not path.exists():
+        return None
+    rounds = RunRecord.read(path).trained_rounds
+    return 100 * rounds[0].eval["P@1"] if rounds else None
+
+
 def run(rule: str, other, labels, train, test) -> dict[str, Any]:
     from st_lmtx.trainer.records import RunRecord
 
