@@ -4,9 +4,8 @@ with a description under each label's title.
 
 Reuters' labels are titles only, so the descriptions are the teacher's own: the 1.5B is shown the whole tag set and
 asked to define one tag (``DESCRIBE``, greedy, once a label), and its sentence is kept with the boilerplate opening
-cut. This measures what a user whose
-labels have no descriptions could get for 90 short generations, and what a description of the teacher's quality
-buys; a taxonomy's own definitions may do better (the held-out domain).
+cut. This measures what a user whose labels have no descriptions could get for 90 short generations, and what a
+description of the teacher's quality buys; a taxonomy's own definitions may do better (the held-out domain).
 
     python benchmarks/descriptions.py                # the table, from the committed answers and finished rounds
     python benchmarks/descriptions.py --ask 1000     # describe the labels, ask the first N documents (LLM; resumes)
@@ -30,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -124,7 +124,7 @@ def answers_for(rule: str, compact: tuple[str, float], other: tuple[str, float])
     if rule == "described":
         return other
     verdict = "yes" if compact[0] == other[0] == "yes" else "no"
-    return verdict, 1 / (1 + 2.718281828459045 ** (-(log_odds(compact[1]) + log_odds(other[1])) / 2))
+    return verdict, 1 / (1 + math.exp(-(log_odds(compact[1]) + log_odds(other[1])) / 2))
 
 
 def precision_table(pairs, labels, train, judged, other) -> dict[str, dict[str, Any]]:
