@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comparative import pointwise, round1_pairs  # noqa: E402
-from phrasings import RoundOneReplay, log_odds, round_one_options, round_one_p1, train_round_one  # noqa: E402
+from phrasings import RoundOneReplay, mean_log_odds, round_one_options, round_one_p1, train_round_one  # noqa: E402
 from quality import JUDGMENTS, REPO, REUTERS  # noqa: E402
 
 from st_lmtx.teacher.cache import doc_hash  # noqa: E402
@@ -124,7 +123,7 @@ def answers_for(rule: str, compact: tuple[str, float], other: tuple[str, float])
     if rule == "described":
         return other
     verdict = "yes" if compact[0] == other[0] == "yes" else "no"
-    return verdict, 1 / (1 + math.exp(-(log_odds(compact[1]) + log_odds(other[1])) / 2))
+    return verdict, mean_log_odds(compact[1], other[1])
 
 
 def precision_table(pairs, labels, train, judged, other) -> dict[str, dict[str, Any]]:

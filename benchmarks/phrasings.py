@@ -44,9 +44,14 @@ PREFILLED = ("2b488b3", "benchmarks/judgments/reuters-localpf.jsonl.gz")
 RULES = ("compact", "mean", "both-top")
 
 
-def log_odds(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))
+def mean_log_odds(p: float, q: float) -> float:
+    """The probability whose log-odds are the mean of ``p``'s and ``q``'s."""
+
+    def log_odds(x: float) -> float:
+        x = min(max(x, 1e-9), 1 - 1e-9)
+        return math.log(x / (1 - x))
+
+    return 1 / (1 + math.exp(-(log_odds(p) + log_odds(q)) / 2))
 
 
 def prefilled_answers() -> dict[tuple[str, str], tuple[str, float]]:
@@ -87,7 +92,7 @@ class TwoPhrasings(RoundOneReplay):
             if rule == "mean":
                 for key in keys:
                     row = list(self.recorded[key])
-                    row[4] = 1 / (1 + math.exp(-(log_odds(row[4]) + log_odds(other[key][1])) / 2))
+                    row[4] = mean_log_odds(row[4], other[key][1])
                     self.recorded[key] = tuple(row)
             elif rule == "both-top":
                 mine = [k for k in keys if self.recorded[k][3] == "yes"]
