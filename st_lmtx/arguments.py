@@ -9,6 +9,7 @@ without loading torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -107,6 +108,8 @@ def validate(instance: Any) -> None:
             continue
         if meta.get("choices") and value not in meta["choices"]:
             raise ArgumentsError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ArgumentsError(f"{f.name} must be a finite number; got {value!r}")
         minimum = meta.get("minimum")
         if minimum is not None and value < minimum:
             raise ArgumentsError(f"{f.name} must be >= {minimum}; got {value!r}")
@@ -187,7 +190,7 @@ class LMTXArguments:
     shortlist_k: int | None = setting(
         None,
         "labels shortlisted per document and judged by the teacher (default: 10, the paper's; 3 with a "
-        "teacher_budget, whose first labels hold most of the teacher's right answers)",
+        "teacher budget, whose first labels hold most of the teacher's right answers)",
         group="training",
         run=True,
         minimum=1,
@@ -357,7 +360,8 @@ class TeacherArguments:
         "an OpenAI-compatible base URL (comma-separate several), 'local' (in-process llama.cpp), "
         "'local-server' (llama.cpp's server, started for you), 'local:NAME' / 'local-server:NAME' (a fetched "
         "model), a .gguf path, or 'oracle' / 'oracle:0.2' / 'oracle:0.4:yes' (ground truth, for evaluation only; "
-        "that share of answers flipped). Default: $LMTX_TEACHER_URL, else the fetched local model",
+        "that share of answers flipped). Default: $LMTX_TEACHER_URL, else $OPENAI_BASE_URL (the openai client's: "
+        "documents go to that endpoint), else the fetched local model",
         group="teacher",
         metavar="SPEC",
     )

@@ -16,12 +16,13 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import typing
 from pathlib import Path
 from typing import Any
 
 from st_lmtx.arguments import GROUPS, RECIPES, LMTXArguments, TeacherArguments
-from st_lmtx.errors import ArgumentsError, InputError, LMTXError
+from st_lmtx.errors import ArgumentsError, InputError, JudgmentsFileError, LMTXError
 
 DATA_ENV = "LMTX_DATA"
 
@@ -36,6 +37,16 @@ def _ks(text: str) -> list[int]:
     if not ks or ks[0] < 1:
         raise argparse.ArgumentTypeError("k values must be positive")
     return ks
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -136,13 +147,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     path = Path(args.input)
     if not path.is_file():
-        raise InputError(f"{path} does not exist")
-    if path.suffix in (".json", ".jsonl"):
+        raise InputError(f"{path} is not a file" if path.exists() else f"{path} does not exist")
+    if path.name.lower().removesuffix(".gz").endswith((".json", ".jsonl")):
         docs = load_documents(path)
     else:
-        docs = load_documents(
-            [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        )
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{path}: not UTF-8 text ({e}); give one document a line, or a .json/.jsonl file"
+            ) from None
+        docs = load_documents([line for line in lines if line.strip()])
     tagger = LMTXTagger.load(args.model, show_progress_bar=not args.quiet)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
@@ -160,11 +175,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_settings(
-    parser: argparse.ArgumentParser, cls: type, groups: dict[str, Any], only: tuple[str, ...] | None = None
+    parser: argparse.ArgumentParser,
+    cls: type,
+    groups: dict[str, Any],
+    only: tuple[str, ...] | None = None,
+    helps: dict[str, str] | None = None,
 ) -> None:
     """One flag per field of the settings dataclass ``cls`` (but those marked Python-only; only those named in
-    ``only`` when given): the field's name in kebab-case, its default, its help and choices, in
-    the argparse group of its ``group``."""
+    ``only`` when given): the field's name in kebab-case, its default, its help (or the one ``helps`` gives for
+    this command) and choices, in the argparse group of its ``group``."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -174,7 +193,7 @@ def add_settings(
             groups[meta["group"]] = parser.add_argument_group(meta["group"])
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         kind = _base_type(hints[f.name])
-        options: dict[str, Any] = {"dest": f.name, "default": default, "help": meta["help"]}
+        options: dict[str, Any] = {"dest": f.name, "default": default, "help": (helps or {}).get(f.name, meta["help"])}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction if default is None else "store_true"
         elif kind is list:
@@ -225,15 +244,18 @@ def cmd_judge(args: argparse.Namespace) -> int:
         index, num_shards = args.shard
         docs = docs.shard(num_shards, index - 1)
         logger.info("Shard %d/%d: %d documents", index, num_shards, len(docs))
-    model = load_model(args.model)
-    shortlist = ShortlistMiner(model, labels, show_progress_bar=not args.quiet).mine(docs.texts, k=args.shortlist_k)
-    candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+    budget = None
+    if args.teacher_budget:  # a bad budget or teacher is refused before the documents are encoded
+        from st_lmtx.teacher.budget import TeacherBudget
+
+        budget = TeacherBudget.parse(args.teacher_budget)
     cache = Path(args.cache) / "teacher_cache.sqlite" if args.cache else None
     with _teacher(args, cache, labels, docs) as teacher:
-        if args.teacher_budget:
-            from st_lmtx.teacher.budget import TeacherBudget
-
-            teacher.budget = TeacherBudget.parse(args.teacher_budget)
+        teacher.budget = budget
+        model = load_model(args.model)
+        miner = ShortlistMiner(model, labels, show_progress_bar=not args.quiet)
+        shortlist = miner.mine(docs.texts, k=args.shortlist_k)
+        candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
         result = teacher.judge(docs.texts, candidates)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -363,6 +385,8 @@ def cmd_judgments(args: argparse.Namespace) -> int:
             n = export_judgments(cache, args.file, namespace=args.namespace)
         print(f"{n:,} judgments from {cache_path} -> {args.file} ({Path(args.file).stat().st_size:,} bytes)")
         return 0
+    if not Path(args.file).is_file():  # before the cache is opened, which creates it
+        raise JudgmentsFileError(f"{args.file} does not exist; nothing was imported")
     with JudgmentCache(cache_path) as cache:
         report = import_judgments(cache, args.file)
     print(
@@ -393,21 +417,43 @@ COMMAND_INPUTS = {
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, with a flag's default after its help when it has one and the help does not give it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        if default == [] or "default" in text.lower():
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown})".replace("%", "%%") if text else f"default: {shown}".replace("%", "%%")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="st-lmtx", description=__doc__)
+    parser = _Parser(
+        prog="st-lmtx",
+        description="LMTX for sentence-transformers: an LLM teacher judges (document, label) pairs and a bi-encoder "
+        "learns to tag from its answers. An error is one line on stderr and exit code 2 (bad input: fix the command "
+        "or the files) or 1 (the teacher or the run failed: run again, every answer is cached).",
+    )
     general = argparse.ArgumentParser(add_help=False)
     # Accepted before or after the command; SUPPRESS keeps one given before it.
     general.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
     )
-    general.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show the traceback of an error st-lmtx reports in one line",
-    )
+    debug = "with an error's one-line message, show its traceback"
+    general.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error st-lmtx reports")
+    parser.add_argument("--debug", action="store_true", help=debug)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -440,10 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("judge", parents=[general], help="shortlist with a model and let the teacher judge the pairs")
     p.add_argument("--data", metavar="DIR", help=f"LF-XMC folder; default ${DATA_ENV}")
-    p.add_argument("--split", default="trn")
+    p.add_argument("--split", default="trn", help="the documents: SPLIT.json in the folder")
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="the shortlisting encoder")
-    p.add_argument("--shortlist-k", type=int, default=10, help="labels shortlisted per document")
-    p.add_argument("--limit", type=int, default=None, help="only the first N documents")
+    p.add_argument("--shortlist-k", type=_positive, default=10, metavar="N", help="labels shortlisted per document")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N", help="only the first N documents")
     p.add_argument(
         "--shard",
         type=_shard,
@@ -452,28 +498,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge part I of N (1..N; every N-th document from the I-th): N processes or machines "
         "split a job; one shared --cache folder, or `judgments export/import`, merges their answers",
     )
-    p.add_argument("--cache", default=None, help="folder of the teacher's answer cache")
-    p.add_argument("--out", default=None, help="write each document's judged shortlist as JSON lines")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--cache", default=None, metavar="DIR", help="folder of the teacher's answer cache")
+    p.add_argument("--out", default=None, metavar="FILE", help="write each document's judged shortlist as JSON lines")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     groups = {}
     add_settings(p, TeacherArguments, groups)
-    add_settings(p, LMTXArguments, groups, only=("teacher_budget",))
+    add_settings(
+        p,
+        LMTXArguments,
+        groups,
+        only=("teacher_budget",),
+        helps={
+            "teacher_budget": "the most the teacher may spend: new judged pairs (20000, 20k), evaluated tokens "
+            "(3M-tokens) or judging time (2h, 45m). When it is spent the command stops with exit 1 and every "
+            "answer cached; the same command with a larger budget goes on"
+        },
+    )
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("evaluate", parents=[general], help="P@k, R@k, nDCG@k, PSP@k of a model on an LF-XMC split")
     p.add_argument("--data", help=f"LF-XMC folder (lbl.json, trn.json, tst.json); default ${DATA_ENV}")
     p.add_argument("--model", required=True, help="a folder or a Hub name")
-    p.add_argument("--split", default="tst")
+    p.add_argument("--split", default="tst", help="the documents: SPLIT.json in the folder, with ground truth")
     p.add_argument("--k", type=_ks, default=[1, 3, 5, 10], help="cut-offs, e.g. 1,3,5,10")
-    p.add_argument("--limit", type=int, default=None, help="only the first N documents")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=_positive, default=None, metavar="N", help="only the first N documents")
+    p.add_argument("--batch-size", type=_positive, default=64, metavar="N", help="documents encoded at once")
     p.add_argument("--json", action="store_true", help="print one JSON object (metrics in %%)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", parents=[general], help="tag documents with a trained (or any saved) LMTX tagger")
     p.add_argument("--model", required=True, help="a folder written by `train` or LMTXTagger.save, or a Hub id")
-    p.add_argument("--input", required=True, help="a .json/.jsonl file (text, or title+content) or one text a line")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument(
+        "--input",
+        required=True,
+        help="a .json/.jsonl file, gzip-compressed or not (text, or title+content), or any other: one text a line",
+    )
+    p.add_argument("--top-k", type=_positive, default=5, metavar="N", help="tags a document")
     p.add_argument("--output", default=None, help="default: stdout")
     p.set_defaults(func=cmd_predict)
 
@@ -482,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[general],
         help="export or import the teacher's answers (gzip JSON lines, a datasets file)",
     )
-    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("action", choices=["export", "import"], help="export the cache to the file, or import the file")
     p.add_argument("file", help="the judgments file (.jsonl.gz or .jsonl)")
     p.add_argument(
         "--cache", required=True, help="a teacher cache file, a `train` output folder or a `judge --cache` folder"
@@ -503,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="which teacher model (default: the default teacher; use the 0.5B with --teacher local:NAME)",
     )
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="fetch it again even if it is there")
     p.set_defaults(func=cmd_fetch_model)
     return parser
 
@@ -548,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except LMTXError as e:
         if args.debug:
-            raise
+            traceback.print_exc()
         message = " ".join(str(e).split())  # one line, whatever the message's own line breaks
         print(f"st-lmtx: error: {message}", file=sys.stderr)
         return e.exit_code

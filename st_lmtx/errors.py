@@ -22,6 +22,10 @@ class ArgumentsError(LMTXError, ValueError):
     """An `LMTXArguments` setting is out of range or not one of its choices."""
 
 
+class ModelLoadError(LMTXError, OSError):
+    """A model that is neither a local folder nor given by the Hub; the message names it and what to pass."""
+
+
 class TeacherConfigError(LMTXError, ValueError):
     """A teacher specification that cannot be turned into a teacher; the message says what to give."""
 

@@ -116,7 +116,12 @@ class DocumentSet:
             return
         for i, target in enumerate(self.targets):
             for t in target:
-                if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < num_labels:
+                if not isinstance(t, int) or isinstance(t, bool):
+                    raise InputError(
+                        f"document {i} (id {self.ids[i]!r}): target_ind {t!r} is a {type(t).__name__}, not a label "
+                        "index (an integer)"
+                    )
+                if not 0 <= t < num_labels:
                     raise InputError(
                         f"document {i} (id {self.ids[i]!r}): target_ind {t!r} is out of range for {num_labels} labels"
                     )
@@ -139,6 +144,11 @@ def load_labels(source: Any) -> LabelSet:
         ids, texts = [], []
         for line_no, record in read_jsonl(path):
             text = _field(record, LABEL_TEXT_FIELDS, path, line_no)
+            if not isinstance(text, str) or not text.strip():  # here, where the file and line are known
+                problem = (
+                    "empty label text" if isinstance(text, str) else f"text is {type(text).__name__}, not a string"
+                )
+                raise InputError(f"{path}:{line_no}: {problem}")
             label_id = _optional_field(record, LABEL_ID_FIELDS)
             ids.append(str(label_id) if label_id is not None else str(len(ids)))
             texts.append(text)
@@ -194,7 +204,8 @@ def load_lfxmc(folder: str | os.PathLike, split: str = "trn") -> tuple[LabelSet,
     labels = load_labels(folder / "lbl.json")
     path = folder / f"{split}.json"
     if not path.exists():
-        raise InputError(f"{path} does not exist (splits here: {sorted(p.stem for p in folder.glob('*.json'))})")
+        splits = sorted(p.stem for p in folder.glob("*.json") if p.stem != "lbl")
+        raise InputError(f"{path} does not exist (splits here: {', '.join(splits) or 'none'})")
     return labels, load_documents(path, num_labels=len(labels))
 
 
@@ -252,6 +263,8 @@ def read_jsonl(path: Path, error: type[Exception] = InputError) -> Iterable[tupl
                     record = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise error(f"{path}:{line_no}: malformed JSON ({e.msg} at column {e.colno})") from None
+                except RecursionError:
+                    raise error(f"{path}:{line_no}: malformed JSON (nested too deeply)") from None
                 if not isinstance(record, dict):
                     raise error(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
                 yield line_no, record

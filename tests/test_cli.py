@@ -192,3 +192,18 @@ def test_train_recipe_flag_and_explicit_flags_over_it(toy_lfxmc, tiny_model_dir,
         ref["softmax_weighting"],
     ) == ("reference", "random-yes", 100, False, True)
     assert (tmp_path / "best" / "README.md").read_text().count("Recipe: `best`") == 1
+
+
+def test_help_shows_each_flags_default_and_judges_own_budget_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    train = " ".join(capsys.readouterr().out.split())
+    assert "--seed N seeds the samples, the positive draws and training (default: 42)" in train
+    assert "(default: lmtx-output)" in train
+    assert "(default: sentence-transformers/all-MiniLM-L6-v2)" in train
+    assert "$OPENAI_BASE_URL" in train
+    with pytest.raises(SystemExit):
+        main(["judge", "--help"])
+    judge = " ".join(capsys.readouterr().out.split())
+    assert "--teacher-budget BUDGET the most the teacher may spend: new judged pairs" in judge
+    assert "dev judging" not in judge and "(default: 10)" in judge

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -105,7 +106,75 @@ def test_a_missing_input_file(toy_lfxmc, tmp_path, tiny_model_dir, capsys):
 def test_a_setting_out_of_range(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--max-docs", "0") == 2
     assert "max_docs must be >= 1; got 0" in one_error_line(capsys)
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--learning-rate", "nan") == 2
+    assert "learning_rate must be a finite number; got nan" in one_error_line(capsys)
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "--model", "m", "--input", "f", "--top-k", "0"],
+        ["judge", "--shortlist-k", "-1"],
+        ["evaluate", "--model", "m", "--batch-size", "0"],
+    ],
+)
+def test_a_count_that_must_be_positive(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_a_model_that_is_not_there(toy_lfxmc, tmp_path, capsys):
+    assert main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", str(tmp_path / "nope")]) == 2
+    assert "nope does not exist: give a SentenceTransformer folder or a Hub name" in one_error_line(capsys)
+    assert main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", str(toy_lfxmc / "lbl.json")]) == 2
+    assert "lbl.json is a file, not a model folder" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("http://127.0.0.1:99999/v1", "Port out of range"),
+        ("http://user:sk-secret@[::1/v1", "Invalid IPv6 URL"),
+        ("http://", "no host"),
+        ("http://127.0.0.1:8000/v1,https://exa mple.com/v1", "no host, or a space"),
+    ],
+)
+def test_a_malformed_teacher_url(url, why, toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--teacher", url) == 2
+    line = one_error_line(capsys)
+    assert f"a teacher URL is malformed ({why}" in line and "sk-secret" not in line  # a URL may hold a key
+
+
+def test_an_endpoint_that_cannot_be_reached(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", f"http://127.0.0.1:{port}/v1") == 1
+    line = one_error_line(capsys)
+    assert f"cannot be reached (GET http://127.0.0.1:{port}/v1/models" in line and "server running" in line
+
+
+def test_an_endpoint_that_refuses_the_key(toy_lfxmc, tiny_model_dir, fake_server, tmp_path, capsys):
+    fake_server.models_status = 401
+    assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", fake_server.url) == 2
+    line = one_error_line(capsys)
+    assert "refused the key" in line and "HTTP 401" in line and "OPENAI_API_KEY" in line
+
+
+def test_judge_refuses_a_bad_budget_or_teacher_before_reading_the_model(
+    toy_lfxmc, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("st_lmtx.models.load_model", no_model)
+    assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", "oracle", "--teacher-budget", "lots") == 2
+    assert "cannot read the budget 'lots'" in one_error_line(capsys)
+    assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", "bogus") == 2
+    assert "unknown teacher 'bogus'" in one_error_line(capsys)
 
 
 def test_a_bad_teacher_specification(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
@@ -123,6 +192,13 @@ def test_no_teacher_configured(toy_lfxmc, tiny_model_dir, tmp_path, capsys, monk
     assert code == 2
     line = one_error_line(capsys)
     assert "No teacher" in line and "st-lmtx fetch-model" in line and "LMTX_TEACHER_URL" in line
+
+
+def test_importing_a_missing_judgments_file_creates_no_cache(tmp_path, capsys):
+    code = main(["-q", "judgments", "import", str(tmp_path / "none.jsonl.gz"), "--cache", str(tmp_path / "cache")])
+    assert code == 2
+    assert "none.jsonl.gz does not exist; nothing was imported" in one_error_line(capsys)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_malformed_judgments_file(tmp_path, capsys):
@@ -195,9 +271,11 @@ def test_a_plain_model_is_not_a_tagger(tiny_model_dir, tmp_path, capsys):
     assert "not an LMTX tagger" in one_error_line(capsys)
 
 
-def test_debug_shows_the_traceback(toy_lfxmc, tiny_model_dir, tmp_path):
-    with pytest.raises(ArgumentsError, match="max_docs"):
-        main(["--debug", *train_argv(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--max-docs", "0")])
+def test_debug_adds_the_traceback_and_keeps_the_exit_code(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    assert main(["--debug", *train_argv(toy_lfxmc, tiny_model_dir, tmp_path / "out", "--max-docs", "0")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ArgumentsError: max_docs must be >= 1" in err
+    assert err.strip().splitlines()[-1] == "st-lmtx: error: max_docs must be >= 1; got 0"
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):

@@ -47,9 +47,12 @@ def test_missing_field(tmp_path):
         load_documents(docs)
 
 
-def test_empty_label_text():
+def test_empty_label_text(tmp_path):
     with pytest.raises(InputError, match=r"label 1 \(id 'b'\): empty label text"):
         load_labels({"a": "Wheat", "b": "  "})
+    path = write_jsonl(tmp_path / "lbl.json", [{"uid": "a", "title": "Wheat"}, {"uid": "b", "title": " "}])
+    with pytest.raises(InputError, match=r"lbl\.json:2: empty label text"):
+        load_labels(path)
 
 
 def test_duplicate_label_id(tmp_path):
@@ -67,11 +70,14 @@ def test_duplicate_label_texts_warn_by_name(caplog):
     assert "'Wheat'" in caplog.text and "identical embeddings" in caplog.text
 
 
-def test_non_string_text():
+def test_non_string_text(tmp_path):
     with pytest.raises(InputError, match=r"document 1: text is int, not a string"):
         load_documents(["fine", 3])
     with pytest.raises(InputError, match=r"label 0: text is NoneType"):
         load_labels([None])
+    path = write_jsonl(tmp_path / "lbl.json", [{"uid": "a", "title": 3}])
+    with pytest.raises(InputError, match=r"lbl\.json:1: text is int, not a string"):
+        load_labels(path)
     with pytest.raises(InputError, match=r"field 'content' is int"):
         load_documents(Dataset.from_dict({"title": ["a"], "content": [5]}))
 
@@ -87,6 +93,10 @@ def test_target_out_of_range(tmp_path, toy_lfxmc):
     write_jsonl(toy_lfxmc / "trn.json", records)
     with pytest.raises(InputError, match=r"document 3 \(id 'd3'\): target_ind 6 is out of range for 6 labels"):
         load_lfxmc(toy_lfxmc, "trn")
+    records[3]["target_ind"] = ["0"]
+    write_jsonl(toy_lfxmc / "trn.json", records)
+    with pytest.raises(InputError, match=r"target_ind '0' is a str, not a label index"):
+        load_lfxmc(toy_lfxmc, "trn")
 
 
 def test_empty_document_list(tmp_path):
@@ -100,8 +110,14 @@ def test_empty_document_list(tmp_path):
 def test_missing_file_and_split(tmp_path, toy_lfxmc):
     with pytest.raises(InputError, match="does not exist"):
         load_documents(tmp_path / "nope.json")
-    with pytest.raises(InputError, match="dev.json does not exist"):
+    with pytest.raises(InputError, match=r"dev\.json does not exist \(splits here: trn, tst\)"):
         load_lfxmc(toy_lfxmc, "dev")
+
+
+def test_json_nested_too_deeply(tmp_path):
+    (tmp_path / "lbl.json").write_text('{"title": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(InputError, match=r"lbl\.json:1: malformed JSON \(nested too deeply\)"):
+        load_labels(tmp_path / "lbl.json")
 
 
 def test_subset_keeps_alignment(toy_lfxmc):

@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import numpy as np
@@ -77,6 +78,24 @@ def test_xmc_evaluator_matches_metrics(tiny_model, toy_lfxmc):
     assert results == {f"toy_{k}": pytest.approx(v) for k, v in expected.items()}
     with pytest.raises(ValueError, match="ground truth"):
         XMCEvaluator(labels, docs.subset([0]).__class__(texts=["x"]))
+
+
+def test_cli_predict_reads_compressed_json_lines_and_refuses_text_that_is_not_utf8(
+    tiny_model_dir, toy_lfxmc, tmp_path, capsys
+):
+    from sentence_transformers import SentenceTransformer
+
+    labels, _ = load_lfxmc(toy_lfxmc, "tst")
+    LMTXTagger(SentenceTransformer(tiny_model_dir), labels).save(tmp_path / "tagger")
+    docs, out = tmp_path / "docs.JSONL.gz", tmp_path / "out.jsonl"
+    with gzip.open(docs, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "a", "text": "Wheat exports rose."}) + "\n")
+    predict = ["-q", "predict", "--model", str(tmp_path / "tagger"), "--output", str(out), "--input"]
+    assert cli_main([*predict, str(docs)]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a"]
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9 prices rose.\n".encode("latin-1"))
+    assert cli_main([*predict, str(tmp_path / "latin1.txt")]) == 2
+    assert "latin1.txt: not UTF-8 text" in capsys.readouterr().err
 
 
 def test_cli_evaluate_and_predict(tiny_model_dir, toy_lfxmc, tmp_path, capsys):

@@ -1,4 +1,5 @@
 import json
+import logging
 import sqlite3
 from collections import Counter
 
@@ -206,6 +207,18 @@ def test_default_teacher_from_environment(tiny_model_dir, toy_lfxmc, fake_server
     LMTXTrainer(tiny_model_dir, labels, args=args(tmp_path / "o", max_rounds=1)).fit(docs)
     assert len(asked(fake_server)) >= len(docs) * 3
     assert (tmp_path / "o" / "lmtx-work" / "teacher_cache.sqlite").exists()
+
+
+def test_default_teacher_says_which_variable_gave_its_endpoint(fake_server, monkeypatch, caplog):
+    from st_lmtx.teacher.factory import default_teacher
+
+    monkeypatch.delenv("LMTX_TEACHER_URL", raising=False)
+    monkeypatch.delenv("LMTX_TEACHER_MODEL", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_server.url)
+    with caplog.at_level(logging.INFO, logger="st_lmtx.teacher.factory"):
+        teacher = default_teacher()
+    assert teacher.model_name == "fake" and teacher.base_urls == [fake_server.url]
+    assert "No teacher given: the endpoint in $OPENAI_BASE_URL" in caplog.text
 
 
 def test_fit_closes_the_teacher_it_built_and_only_that(tiny_model_dir, toy_lfxmc, fake_server, tmp_path, monkeypatch):

@@ -49,11 +49,13 @@ def make_teacher(
     needs ``labels`` and ``documents`` with ground truth)."""
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher
-    from st_lmtx.teacher.openai_teacher import OpenAITeacher
+    from st_lmtx.teacher.openai_teacher import OpenAITeacher, check_url
     from st_lmtx.teacher.oracle import OracleTeacher
 
     if spec.startswith(("http://", "https://")):
         urls = [u.strip() for u in spec.split(",") if u.strip()]
+        for url in urls:
+            check_url(url)
         name = model or os.environ.get(TEACHER_MODEL_ENV) or _discover_model(urls[0], kwargs.get("api_key"))
         kwargs = {k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY}
         return OpenAITeacher(name, base_url=urls, **kwargs)
@@ -152,9 +154,10 @@ def default_teacher(**kwargs: Any) -> Teacher:
     """The teacher used when none is given: an endpoint from the environment (``LMTX_TEACHER_URL``, else the
     openai client's ``OPENAI_BASE_URL``), else the embedded local model when it is present, else an error
     that says how to give one."""
-    url = os.environ.get(TEACHER_URL_ENV) or os.environ.get("OPENAI_BASE_URL")
-    if url:
-        return make_teacher(url, **kwargs)
+    for env in (TEACHER_URL_ENV, "OPENAI_BASE_URL"):
+        if url := os.environ.get(env):
+            logger.info("No teacher given: the endpoint in $%s", env)
+            return make_teacher(url, **kwargs)
     if find_default_model() is not None:
         try:
             import llama_cpp  # noqa: F401

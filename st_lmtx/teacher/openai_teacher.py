@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from st_lmtx.errors import TeacherBudgetExceeded
+from st_lmtx.errors import TeacherBudgetExceeded, TeacherConfigError
 from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_verdict
 from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens
@@ -88,6 +88,18 @@ class _RetryAfterOrBackoff:
         return min(after, self.max_retry_after) if after is not None else self.backoff(state)
 
 
+def check_url(url: str) -> None:
+    """A `TeacherConfigError` unless ``url`` is an http(s) URL with a host (and a port in range, if any)."""
+    usage = "give http(s)://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8000/v1"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port out of range)
+    except ValueError as e:  # the URL is not echoed: it may hold a key
+        raise TeacherConfigError(f"a teacher URL is malformed ({e}): {usage}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise TeacherConfigError(f"a teacher URL is malformed (no host, or a space in it): {usage}")
+
+
 def _is_loopback(url: str | None) -> bool:
     return bool(url) and urlsplit(url).hostname in _LOOPBACK
 
@@ -109,13 +121,21 @@ def _resolve_api_key(api_key: str | None, base_url: str | None) -> str | None:
 
 def served_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
     """The model ids an OpenAI-compatible endpoint lists at ``GET /models`` (vLLM and llama.cpp servers list the
-    one they serve), or None when it has no such route or cannot be reached."""
+    one they serve), or None when it has no such route. A `TeacherError` when it cannot be reached, a
+    `TeacherConfigError` when it refuses the key."""
+    where = f"{redact_url(base_url)}/models"
     try:
         key = _resolve_api_key(api_key, base_url)
         with openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=1) as client:
             return [m.id for m in client.models.list()]
-    except openai.OpenAIError as e:  # no route, unreachable, or no key for a remote endpoint
-        logger.debug("GET %s/models failed: %s", redact_url(base_url), e)
+    except openai.APIConnectionError as e:
+        raise TeacherError(f"the teacher endpoint cannot be reached (GET {where}: {e}): is its server running?") from e
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+        raise TeacherConfigError(
+            f"the teacher endpoint refused the key (GET {where}: HTTP {e.status_code}): set OPENAI_API_KEY"
+        ) from e
+    except openai.OpenAIError as e:  # no such route (404), or no key at all for a remote endpoint
+        logger.debug("GET %s failed: %s", where, e)
         return None
 
 
@@ -187,6 +207,9 @@ class OpenAITeacher(Teacher):
         self._model = model
         urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
         self.base_urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [None]
+        for url in self.base_urls:
+            if url:
+                check_url(url)
         self._api_key = api_key
         self.prompt = as_prompt(prompt)
         self.logprobs = logprobs
