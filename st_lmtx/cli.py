@@ -427,7 +427,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         if default == [] or "default" in text.lower():
             return text
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
-        return f"{text} (default: {shown})".replace("%", "%%") if text else f"default: {shown}".replace("%", "%%")
+        shown = shown.replace("%", "%%")  # the help is a %-format string; the text is one already
+        return f"{text} (default: {shown})" if text else f"default: {shown}"
 
 
 class _Parser(argparse.ArgumentParser):
