@@ -30,6 +30,9 @@ def test_judge_with_the_oracle_reports_perfect_precision(toy_lfxmc, tiny_model_d
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0]["id"] == "d0" and len(rows[0]["shortlist"]) == 3
     assert {"label_id", "label", "cosine", "verdict", "score"} <= set(rows[0]["shortlist"][0])
+    # the oracle's top-scored label is its first "yes" (a true label); a document with none has a wrong top label
+    with_a_yes = sum(any(x["verdict"] == "yes" for x in r["shortlist"]) for r in rows)
+    assert summary["top_score_precision"] == round(with_a_yes / 8, 4)
 
 
 def test_train_command_writes_a_loadable_model(toy_lfxmc, tiny_model_dir, tmp_path, capsys):

@@ -124,4 +124,5 @@ def test_subset_keeps_alignment(toy_lfxmc):
     docs = load_documents(toy_lfxmc / "trn.json")
     sub = docs.subset([6, 1])
     assert sub.ids == ["d6", "d1"] and sub.targets == [[0, 5], [1]]
-    assert isinstance(load_labels(LabelSet(["a"], ["A"])), LabelSet)
+    labels = LabelSet(["a"], ["A"])
+    assert load_labels(labels) is labels

@@ -53,6 +53,9 @@ def imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if id(node) in checking:
             continue
+        assert not (isinstance(node, ast.ImportFrom) and node.level), (
+            f"{path}: a relative import, which this reads not"
+        )
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("st_lmtx"):
             found.add(node.module)
         elif isinstance(node, ast.Import):

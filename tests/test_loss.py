@@ -90,8 +90,12 @@ def test_config_citation_and_bad_arguments(loss_fn):
         "deduplicate_labels": True,
     }
     assert "2406.09288" in loss.citation and "Zhang" in loss.citation
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_negatives must be >= 1"):
         loss_fn(num_negatives=0)
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        loss_fn(margin=-0.1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        loss_fn(temperature=0)
     with pytest.raises(ValueError, match=r"labels must be"):
         loss.compute_loss_from_embeddings([ANCHORS, POSITIVES, POSITIVES], torch.tensor([[1], [2], [3]]))
 

@@ -52,6 +52,10 @@ def test_propensities_and_psp_by_hand():
 def test_xmc_metrics_keys_and_empty_truth():
     out = xmc_metrics(RANKED, TRUTH, (1, 3), inverse_propensities(TRUTH, 8))
     assert list(out) == ["P@1", "P@3", "R@1", "R@3", "nDCG@1", "nDCG@3", "PSP@1", "PSP@3"]
+    inv = inverse_propensities(TRUTH, 8)
+    assert out["P@3"] == precision_at_k(RANKED, TRUTH, 3) and out["R@3"] == recall_at_k(RANKED, TRUTH, 3)
+    assert out["nDCG@3"] == ndcg_at_k(RANKED, TRUTH, 3) and out["PSP@3"] == psp_at_k(RANKED, TRUTH, 3, inv)
+    assert out["nDCG@3"] != out["R@3"]  # the values above tell the metrics apart
     # a document with no true label counts for precision (0) but not for recall
     assert recall_at_k(np.array([[1], [2]]), [{1}, set()], 1) == 1.0
     assert precision_at_k(np.array([[1], [2]]), [{1}, set()], 1) == 0.5

@@ -238,7 +238,8 @@ def test_local_name_specs_errors(cache):
 
 
 def test_local_name_spec_selects_the_file_and_its_own_namespace(cache):
-    pytest.importorskip("llama_cpp")
+    if os.environ.get("LMTX_REQUIRE_LOCAL_TEACHER") != "1":  # CI: llama-cpp-python missing is a failure
+        pytest.importorskip("llama_cpp")
     from st_lmtx.teacher import LlamaCppTeacher
 
     models = cache / "models"
