@@ -214,3 +214,17 @@ def test_a_budget_smaller_than_one_shortlist_is_a_clear_error(tiny_model_dir, to
     ):
         LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(tmp_path, teacher_budget="19")).fit(docs)
     assert teacher.calls_made == 0
+
+
+def test_dev_judging_a_budget_stops_reports_the_documents_it_measured(tiny_model, toy_lfxmc, caplog):
+    from st_lmtx import LLMJudgedEvaluator, OracleTeacher
+
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    teacher = OracleTeacher(labels, docs, budget=TeacherBudget.parse("6"), show_progress_bar=False)
+    evaluator = LLMJudgedEvaluator(labels, docs, teacher, k=3)
+    with caplog.at_level(logging.INFO, logger="st_lmtx.evaluation.llm_judged_evaluator"):
+        metrics = evaluator(tiny_model)
+    measured = len(evaluator.last_measured)
+    assert 0 < measured < len(docs) and teacher.usage.pairs <= 6
+    assert f"{measured} of {len(docs)} documents measured" in caplog.text
+    assert f"LLM-judged P@1 on {measured} documents: {metrics['llm_P@1']:.4f}" in caplog.text

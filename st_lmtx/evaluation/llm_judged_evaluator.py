@@ -146,7 +146,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
         self.last_measured = [i for i, row in enumerate(result.judgments) if all(j is not None for j in row)]
         self.last_documents = document_signals(result.judgments)
         metrics = signal_means(self.last_documents)
-        logger.info("LLM-judged P@1 on %d documents: %.4f", len(result.judgments), metrics["llm_P@1"])
+        logger.info("LLM-judged P@1 on %d documents: %.4f", len(self.last_measured), metrics["llm_P@1"])
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
