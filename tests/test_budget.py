@@ -228,3 +228,22 @@ def test_dev_judging_a_budget_stops_reports_the_documents_it_measured(tiny_model
     assert 0 < measured < len(docs) and teacher.usage.pairs <= 6
     assert f"{measured} of {len(docs)} documents measured" in caplog.text
     assert f"LLM-judged P@1 on {measured} documents: {metrics['llm_P@1']:.4f}" in caplog.text
+
+
+def test_under_a_budget_the_progress_bar_counts_to_the_pairs_it_pays_for(monkeypatch):
+    import st_lmtx.teacher.base as base
+
+    totals = []
+
+    def recording_tqdm(*args, **kwargs):
+        totals.append(kwargs["total"])
+        return real_tqdm(*args, **kwargs)
+
+    real_tqdm = base.tqdm
+    monkeypatch.setattr(base, "tqdm", recording_tqdm)
+    teacher = CostlyTeacher(budget=TeacherBudget.parse("70-tokens"), show_progress_bar=True)
+    teacher.judge(["Wheat rose", "Gold fell"], [["wheat"], ["gold"]], stop_at=70)  # the cost a pair: 7 tokens
+    docs = [f"Wheat cargo {i}" for i in range(20)]
+    result = teacher.judge(docs, [["wheat"]] * 20, stop_at=70)
+    # 14 tokens spent, 56 left: 8 pairs, not the 20 asked (the bar's time left is that of 8)
+    assert totals == [2, 8] and result.stopped and result.usage.pairs == 8

@@ -192,19 +192,22 @@ class Teacher(ABC):
                 pending.append(PendingDocument(i, doc, list(labels), positions))
 
         total_pairs = sum(len(p.positions) for p in pending)
+        # Under a budget's stop, the pairs it should pay for at the cost per pair so far: the bar counts to them, so
+        # that the time it says is left is the budget's, not that of pairs the budget will never ask.
+        affordable = total_pairs if stop_at is None else min(total_pairs, self.affordable_pairs(stop_at))
         if total_pairs:
             rate = self.pairs_per_second()
-            # Under a budget's stop, the pairs it should pay for at the cost per pair so far.
-            paid = total_pairs if stop_at is None else min(total_pairs, self.affordable_pairs(stop_at))
             logger.info(
                 "%s: %d pairs to judge (%d from the cache)%s%s",
                 desc,
                 total_pairs,
                 hits + len(repeats),
-                f", the budget pays for about {paid}" if paid < total_pairs else "",
-                f", about {format_seconds(paid / rate)} at the {rate:.1f} pairs/s measured so far" if rate else "",
+                f", the budget pays for about {affordable}" if affordable < total_pairs else "",
+                f", about {format_seconds(affordable / rate)} at the {rate:.1f} pairs/s measured so far"
+                if rate
+                else "",
             )
-        bar = tqdm(total=total_pairs, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
+        bar = tqdm(total=affordable, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
 
         paid: dict[tuple[int, int], float] = {}  # the seconds booked to each answer, for its repeats
         clock = {"last": time.perf_counter()}
@@ -234,6 +237,8 @@ class Teacher(ABC):
             results[item.index][j] = judgment
             paid[item.index, j] = seconds
             run.pairs += 1  # cache hits are added at the end: until then, pairs are what the budget paid for
+            if bar.n >= bar.total:  # the budget paid for more than estimated
+                bar.total = min(total_pairs, bar.n + 1)
             bar.update(1)
             if self.budget is not None:
                 spent = self.spent_now(run)
