@@ -10,6 +10,7 @@ without loading torch.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -338,6 +339,7 @@ class LMTXArguments:
         if self.shortlist_k is None:
             self.shortlist_k = BUDGET_SHORTLIST_K if self.teacher_budget is not None else DEFAULT_SHORTLIST_K
         self.eval_k = tuple(self.eval_k)
+        self.output_dir = os.path.expanduser(self.output_dir)  # as transformers' TrainingArguments does
         validate(self)
         if self.teacher_budget is not None:
             self.teacher_budget = str(self.teacher_budget)  # read by TeacherBudget.parse when the trainer starts

@@ -289,6 +289,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from st_lmtx.inputs import load_documents, load_labels, load_lfxmc
+    from st_lmtx.models import check_model_name
     from st_lmtx.tagger import WORK_DIR
     from st_lmtx.trainer.final_folder import RUN_FILE
     from st_lmtx.trainer.lmtx_trainer import CACHE_FILE, LMTXTrainer
@@ -310,6 +311,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.eval and not eval_path.exists():
         raise InputError(f"{eval_path} does not exist")
     eval_docs = load_documents(eval_path, num_labels=len(labels)) if eval_path and eval_path.exists() else None
+    check_model_name(args.model)  # before the teacher's cache is made in the output folder
     cache = Path(lmtx_args.output_dir) / WORK_DIR / CACHE_FILE
     started = time.perf_counter()
     with _teacher(args, cache, labels, docs) as teacher:

@@ -138,7 +138,7 @@ def load_labels(source: Any) -> LabelSet:
     if isinstance(source, LabelSet):
         return source
     if isinstance(source, (str, os.PathLike)) and _looks_like_path(source):
-        path = Path(source)
+        path = Path(source).expanduser()
         if path.is_dir():
             path = path / "lbl.json"
         ids, texts = [], []
@@ -179,7 +179,8 @@ def load_documents(source: Any, num_labels: int | None = None) -> DocumentSet:
     if isinstance(source, DocumentSet):
         docs = source
     elif isinstance(source, (str, os.PathLike)) and _looks_like_path(source):
-        docs = _documents_from_records(read_jsonl(Path(source)), Path(source))
+        path = Path(source).expanduser()
+        docs = _documents_from_records(read_jsonl(path), path)
     elif isinstance(source, str):
         raise InputError(f"documents: {source!r} is not a file; pass a list of texts to use a string as a document")
     elif _is_dataset(source):
@@ -198,7 +199,7 @@ def load_documents(source: Any, num_labels: int | None = None) -> DocumentSet:
 
 def load_lfxmc(folder: str | os.PathLike, split: str = "trn") -> tuple[LabelSet, DocumentSet]:
     """Read an LF-XMC folder: its labels and one split (``trn`` or ``tst``), ground truth checked."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder (expected lbl.json, trn.json, tst.json)")
     labels = load_labels(folder / "lbl.json")
@@ -304,7 +305,7 @@ def _is_dataset(obj: Any) -> bool:
 def _looks_like_path(source: str | os.PathLike) -> bool:
     if isinstance(source, os.PathLike):
         return True
-    return os.path.exists(source) or source.endswith((".json", ".jsonl"))
+    return os.path.exists(os.path.expanduser(source)) or source.endswith((".json", ".jsonl"))
 
 
 def _preview(items: Sequence[Any], n: int = 10) -> str:

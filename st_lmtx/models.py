@@ -29,6 +29,8 @@ def minilm_path() -> str | None:
 def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     """A local folder as is; the MiniLM Hub name as its PyPI copy when installed; any other name as is."""
     name = str(name_or_path)
+    if name.startswith("~"):
+        name = str(Path(name).expanduser())
     if Path(name).is_dir():
         return name
     if name in _MINILM_NAMES and (local := minilm_path()):
@@ -46,14 +48,21 @@ def canonical_name(name_or_path: str) -> str:
     return name
 
 
+def check_model_name(name_or_path: str | os.PathLike) -> str:
+    """The path `load_model` would load (`resolve_model_path`); a `ModelLoadError` at once when it names a local
+    path that is not a folder, before a run spends anything on it. A Hub name is only checked by loading it."""
+    path = resolve_model_path(name_or_path)
+    if not Path(path).is_dir() and _is_path(path):  # a Hub id is NAME or OWNER/NAME
+        problem = "is a file, not a model folder" if Path(path).exists() else "does not exist"
+        raise ModelLoadError(f"{path} {problem}: give a SentenceTransformer folder or a Hub name")
+    return path
+
+
 def load_model(model: SentenceTransformer | str | os.PathLike, **kwargs) -> SentenceTransformer:
     """A SentenceTransformer from an instance (returned as is), a local folder or a Hub name."""
     if isinstance(model, SentenceTransformer):
         return model
-    path = resolve_model_path(model)
-    if not Path(path).is_dir() and _is_path(path):  # a Hub id is NAME or OWNER/NAME
-        problem = "is a file, not a model folder" if Path(path).exists() else "does not exist"
-        raise ModelLoadError(f"{path} {problem}: give a SentenceTransformer folder or a Hub name")
+    path = check_model_name(model)
     try:
         return SentenceTransformer(path, **kwargs)
     except OSError as e:

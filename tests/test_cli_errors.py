@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,6 +132,21 @@ def test_a_model_that_is_not_there(toy_lfxmc, tmp_path, capsys):
     assert "nope does not exist: give a SentenceTransformer folder or a Hub name" in one_error_line(capsys)
     assert main(["-q", "evaluate", "--data", str(toy_lfxmc), "--model", str(toy_lfxmc / "lbl.json")]) == 2
     assert "lbl.json is a file, not a model folder" in one_error_line(capsys)
+    out = tmp_path / "run"
+    argv = ["-q", "train", "--data", str(toy_lfxmc), "--model", str(tmp_path / "nope"), "--output-dir", str(out)]
+    assert main([*argv, "--teacher", "oracle"]) == 2
+    assert "nope does not exist" in one_error_line(capsys)
+    assert not out.exists()  # refused before the teacher's cache was made there
+
+
+def test_a_model_path_under_the_home_folder(tiny_model_dir, monkeypatch):
+    from st_lmtx.models import load_model
+
+    monkeypatch.setenv("HOME", str(Path(tiny_model_dir).parent))
+    assert load_model(f"~/{Path(tiny_model_dir).name}").get_embedding_dimension() == 32
+    from st_lmtx import LMTXArguments
+
+    assert LMTXArguments(output_dir="~/run").output_dir == str(Path(tiny_model_dir).parent / "run")
 
 
 @pytest.mark.parametrize(

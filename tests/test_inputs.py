@@ -20,6 +20,14 @@ def test_label_forms_agree(toy_lfxmc):
     assert (ds.ids, ds.texts) == (["x", "y"], ["Wheat", "Gold"])
 
 
+def test_paths_under_the_home_folder(toy_lfxmc, monkeypatch):
+    monkeypatch.setenv("HOME", str(toy_lfxmc.parent))
+    assert load_labels("~/toy/lbl.json").texts == load_labels("~/toy").texts == TOY_LABELS
+    assert load_documents("~/toy/trn.json").ids == load_documents(toy_lfxmc / "trn.json").ids
+    labels, docs = load_lfxmc("~/toy", "tst")
+    assert (len(labels), len(docs)) == (len(TOY_LABELS), 5)
+
+
 def test_document_forms_agree(toy_lfxmc):
     docs = load_documents(toy_lfxmc / "trn.json", num_labels=len(TOY_LABELS))
     assert docs.texts[0] == "Wheat harvest up\nFarmers reported a strong wheat harvest and wheat exports rose."

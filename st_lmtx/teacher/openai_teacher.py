@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import email.utils
+import functools
+import ipaddress
 import json
 import logging
 import os
@@ -101,7 +103,13 @@ def check_url(url: str) -> None:
 
 
 def _is_loopback(url: str | None) -> bool:
-    return bool(url) and urlsplit(url).hostname in _LOOPBACK
+    host = urlsplit(url).hostname if url else None
+    if host in _LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback  # 127.0.0.0/8, ::1
+    except ValueError:
+        return False
 
 
 def redact_url(url: str) -> str:
@@ -116,7 +124,21 @@ def _resolve_api_key(api_key: str | None, base_url: str | None) -> str | None:
     """The key given, else ``OPENAI_API_KEY``; a loopback server gets a placeholder (it ignores the key, the
     client insists on one)."""
     key = api_key or os.environ.get("OPENAI_API_KEY")
-    return "no-key" if not key and _is_loopback(base_url) else key
+    if not key:
+        return "no-key" if _is_loopback(base_url) else None
+    if base_url and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
+        _warn_clear_text(urlsplit(base_url).hostname or "")
+    return key
+
+
+@functools.cache
+def _warn_clear_text(host: str) -> None:
+    # Once a host: the openai client sends the key in every request's Authorization header, readable on the way.
+    logger.warning(
+        "The API key is sent unencrypted to %s (the teacher URL is http, not https): use https, or unset "
+        "OPENAI_API_KEY if that server needs no key.",
+        host,
+    )
 
 
 def served_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
