@@ -173,12 +173,13 @@ def test_the_plan_is_printed_before_the_first_teacher_call(tiny_model_dir, toy_l
     try:
         labels, docs = load_lfxmc(toy_lfxmc, "trn")
         teacher = Recording(cache=tmp_path / "cache.sqlite", show_progress_bar=False)
-        LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=args(tmp_path / "o", teacher_budget="60")).fit(docs)
+        settings = args(tmp_path / "o", teacher_budget="60", shortlist_k=5)
+        LMTXTrainer(tiny_model_dir, labels, teacher=teacher, args=settings).fit(docs)
     finally:
         logging.getLogger("st_lmtx").removeHandler(handler)
     plan = order[0]
-    assert order[1] == "judge" and "Plan: 8 training documents" in plan and "at most 24 pairs" in plan
-    assert "Budget: 60 pairs, 0 pairs spent" in plan
+    assert order[1] == "judge" and "Plan: 8 training documents" in plan and "at most 40 pairs" in plan
+    assert "Budget: 60 pairs, 0 pairs spent; top-5 labels a document;" in plan  # the run's top-k, not the default's
 
 
 def test_a_resumed_run_counts_what_it_already_spent(tiny_model_dir, toy_lfxmc, tmp_path):

@@ -584,6 +584,7 @@ def test_the_model_card_says_what_the_teacher_cost_and_of_what_budget():
             "restart_from_base": False,
             "dev_size": 300,
             "teacher_budget": "20k",
+            "shortlist_k": 5,
         },
         stop_metric="llm_top1_margin",
         best_round=1,
@@ -598,7 +599,7 @@ def test_the_model_card_says_what_the_teacher_cost_and_of_what_budget():
     card = render_model_card(record, loss_config={}, citation="@misc{x}", has_plot=False, eval_keys=[])
     assert (
         "- Teacher cost: 9,000 pairs judged anew (rounds 0-2: 3,000, 4,000, 2,000), 63,000 tokens, 1h15m of judging; "
-        "budget 20,000 pairs, 9,000 pairs spent" in card
+        "budget 20,000 pairs, 9,000 pairs spent (top-5 labels a document;" in card
     )
 
 

@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from st_lmtx.files import atomic_path
 from st_lmtx.teacher.budget import TeacherBudget, format_seconds
 from st_lmtx.trainer.records import RoundRecord, RunRecord
-from st_lmtx.trainer.spending import RULE
+from st_lmtx.trainer.spending import spending_rule
 
 MODEL_CARD_TAGS = ["sentence-transformers", "lmtx", "zero-shot", "extreme-classification", "text-classification"]
 PLOT_FILE = "lmtx_metrics.png"
@@ -140,7 +140,8 @@ def _cost_line(record: RunRecord) -> str:
     budget = record.args.get("teacher_budget")
     if budget:
         spent = TeacherBudget.parse(budget)
-        text += f"; budget {spent}, {spent.format(spent.spent(total))} spent ({RULE})"
+        rule = spending_rule(record.args["shortlist_k"])
+        text += f"; budget {spent}, {spent.format(spent.spent(total))} spent ({rule})"
     return text
 
 

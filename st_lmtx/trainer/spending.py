@@ -35,12 +35,16 @@ DEV_SHARE = 0.15
 # The rounds a budget is shared by: the stop rule ends most runs by the third (BENCHMARKS.md); later rounds, if
 # any, spend what is left.
 PLANNED_ROUNDS = 3
-# How the model card and the plan name the rule.
-RULE = (
-    f"top-{BUDGET_SHORTLIST_K} labels a document; the dev sample's first judging at most {DEV_SHARE:.0%} of the "
-    f"budget; the rest shared by the first {PLANNED_ROUNDS} rounds, each judging documents in order (earlier ones "
-    "first, then new ones) until its share is spent; settled documents (top-1 already a 'yes') not asked again"
-)
+
+
+def spending_rule(shortlist_k: int = BUDGET_SHORTLIST_K) -> str:
+    """The budget's rule in a sentence, for the plan and the model card (``shortlist_k``: the run's own)."""
+    return (
+        f"top-{shortlist_k} labels a document; the dev sample's first judging at most {DEV_SHARE:.0%} of the "
+        f"budget; the rest shared by the first {PLANNED_ROUNDS} rounds, each judging documents in order (earlier "
+        "ones first, then new ones) until its share is spent; settled documents (top-1 already a 'yes') not asked "
+        "again"
+    )
 
 
 class RunSpending:
@@ -86,7 +90,7 @@ class RunSpending:
             f"{dev_documents * k:,} pairs a round."
         )
         if self.budget is not None:
-            text += f" Budget: {self.budget}, {self.budget.format(self.spent())} spent; {RULE}."
+            text += f" Budget: {self.budget}, {self.budget.format(self.spent())} spent; {spending_rule(k)}."
         return text
 
     @property
