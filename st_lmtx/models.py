@@ -28,9 +28,7 @@ def minilm_path() -> str | None:
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     """A local folder as is; the MiniLM Hub name as its PyPI copy when installed; any other name as is."""
-    name = str(name_or_path)
-    if name.startswith("~"):
-        name = str(Path(name).expanduser())
+    name = os.path.expanduser(name_or_path)
     if Path(name).is_dir():
         return name
     if name in _MINILM_NAMES and (local := minilm_path()):

@@ -140,12 +140,11 @@ def test_a_model_that_is_not_there(toy_lfxmc, tmp_path, capsys):
 
 
 def test_a_model_path_under_the_home_folder(tiny_model_dir, monkeypatch):
+    from st_lmtx import LMTXArguments
     from st_lmtx.models import load_model
 
     monkeypatch.setenv("HOME", str(Path(tiny_model_dir).parent))
     assert load_model(f"~/{Path(tiny_model_dir).name}").get_embedding_dimension() == 32
-    from st_lmtx import LMTXArguments
-
     assert LMTXArguments(output_dir="~/run").output_dir == str(Path(tiny_model_dir).parent / "run")
 
 

@@ -127,7 +127,7 @@ def _resolve_api_key(api_key: str | None, base_url: str | None) -> str | None:
     if not key:
         return "no-key" if _is_loopback(base_url) else None
     if base_url and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
-        _warn_clear_text(urlsplit(base_url).hostname or "")
+        _warn_clear_text(urlsplit(base_url).hostname)
     return key
 
 

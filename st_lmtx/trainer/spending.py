@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import replace
 
-from st_lmtx.arguments import BUDGET_SHORTLIST_K, LMTXArguments
+from st_lmtx.arguments import LMTXArguments
 from st_lmtx.errors import ArgumentsError
 from st_lmtx.teacher.base import Teacher, TeacherUsage
 from st_lmtx.teacher.budget import TeacherBudget, format_seconds
@@ -37,7 +37,7 @@ DEV_SHARE = 0.15
 PLANNED_ROUNDS = 3
 
 
-def spending_rule(shortlist_k: int = BUDGET_SHORTLIST_K) -> str:
+def spending_rule(shortlist_k: int) -> str:
     """The budget's rule in a sentence, for the plan and the model card (``shortlist_k``: the run's own)."""
     return (
         f"top-{shortlist_k} labels a document; the dev sample's first judging at most {DEV_SHARE:.0%} of the "
