@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
-from st_lmtx.teacher.base import Judgment
+from st_lmtx.teacher.base import Answered, Judgment
 from st_lmtx.teacher.cache import doc_hash
 from st_lmtx.teacher.judgments import read_judgments
 from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
@@ -97,7 +97,7 @@ class ReplayTeacher(LlamaCppTeacher):
                 _, _, label, verdict, score, graded, answer, prompt_tokens, _, _ = row
                 run.calls += 1
                 run.prompt_tokens += prompt_tokens  # no completion: the teacher reads the next token's logits
-                emit(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens, 0)
+                emit([Answered(item, j, Judgment(label, verdict, score, graded, answer), prompt_tokens)])
 
 
 class FixedSpending(RunSpending):

@@ -1,9 +1,8 @@
-"""Teacher throughput and answer quality on Reuters-21578: the in-process scorers, prompt layouts, server modes
-and endpoint concurrency.
+"""Teacher throughput and answer quality on Reuters-21578: the in-process scorers, prompt layouts and server modes
+(the endpoint teacher as a client: benchmarks/endpoint.py).
 
     python benchmarks/teacher.py                         # the two in-process rows
     python benchmarks/teacher.py --modes batched-compact,server-pointwise
-    python benchmarks/teacher.py --endpoint              # pairs/s against the loopback test server (1 minute)
     python benchmarks/teacher.py --later 3               # a later round's pairs, document memory on / off (20 minutes)
     python benchmarks/teacher.py --modes batched-reference --model qwen2.5-coder-0.5b   # another in-process model
 
@@ -28,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,35 +180,6 @@ def later_round(args) -> None:
     print(f"\nmemory on vs off: {same:.3f} of verdicts equal, |p(yes) difference| mean {mean:.5f}, max {worst:.5f}")
 
 
-def endpoint(args) -> None:
-    """Pairs/s of ``OpenAITeacher`` against the loopback test server, which answers each request after a fixed
-    delay standing in for the model (and serves requests in parallel, as vLLM does)."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from fake_openai_server import FakeOpenAIServer
-
-    from st_lmtx.teacher import OpenAITeacher
-
-    docs = [f"Document {i} about wheat exports, crude oil and interest rates." for i in range(args.endpoint_docs)]
-    candidates = [
-        ["Wheat", "Crude Oil", "Gold", "Coffee", "Interest Rates", "Shipping", "Sugar", "Copper", "Cotton", "Trade"]
-        for _ in docs
-    ]
-    pairs = sum(len(c) for c in candidates)
-    print(
-        f"\nOpenAITeacher against the loopback test server ({args.delay * 1000:.0f} ms a request, served in "
-        f"parallel), {pairs} pairs, one URL\n"
-    )
-    print("| concurrency | seconds | pairs / s | requests in flight at most |")
-    print("|---:|---:|---:|---:|")
-    for concurrency in (1, 8, 32):
-        with FakeOpenAIServer(delay=args.delay) as server:
-            teacher = OpenAITeacher("fake", base_url=server.url, concurrency=concurrency, show_progress_bar=False)
-            started = time.perf_counter()
-            teacher.judge(docs, candidates)
-            seconds = time.perf_counter() - started
-            print(f"| {concurrency} | {seconds:.1f} | {pairs / seconds:.1f} | {server.max_in_flight} |", flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=100)
@@ -219,16 +187,11 @@ def main() -> None:
     parser.add_argument("--model", help="an in-process model by name (e.g. qwen2.5-coder-0.5b); default: the 1.5B")
     parser.add_argument("--modes", default=",".join(IN_PROCESS))
     parser.add_argument("--keep-cache", action="store_true", help="reuse earlier answers (no fresh first run)")
-    parser.add_argument("--endpoint", action="store_true", help="only the endpoint concurrency table")
     parser.add_argument(
         "--later", type=int, default=0, help="only the later-round table, with N new labels a document"
     )
-    parser.add_argument("--endpoint-docs", type=int, default=50)
-    parser.add_argument("--delay", type=float, default=0.05, help="the test server's seconds per request")
     args = parser.parse_args()
-    if args.endpoint:
-        endpoint(args)
-    elif args.later:
+    if args.later:
         later_round(args)
     else:
         in_process(args)

@@ -1,25 +1,27 @@
 """A vLLM or llama.cpp server as the teacher: LMTX on Reuters-21578 with the LLM behind an OpenAI-compatible URL.
 
 What it shows: `make_teacher(URL)` (an OpenAITeacher; the model name is taken from the server's GET /models
-when it serves one model), requests kept in flight to match the server's parallel slots (--concurrency), p(yes)
-scores from logprobs (--logprobs), and the server's usage (calls, tokens, seconds) after the run.
+when it serves one model), requests in flight sized to the server (--concurrency auto, or a number), graded
+p(yes) scores from logprobs (--no-logprobs for yes/no only), and the server's usage (calls, tokens, seconds) after
+the run. On vLLM and llama.cpp's server many pairs go in one request; llama-cpp-python's server takes a pair a
+request.
 
 Start one server, then point --base-url at it:
 
     # llama-cpp-python's server (installed by st-lmtx[local]; the model `st-lmtx fetch-model` fetched). It answers
-    # one request at a time, so --concurrency 1; on a CPU keep the run small (--max-docs 10: 100 pairs).
+    # one request at a time, so --concurrency 1; on a CPU keep the run small (--max-docs 10: 100 pairs). Its logprobs
+    # need --logits_all True.
     python -m llama_cpp.server --model ~/.cache/st-lmtx/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
-        --host 127.0.0.1 --port 8080 --n_ctx 4096
-    python examples/02_server_teacher.py --base-url http://127.0.0.1:8080/v1 --concurrency 1 --logprobs --max-docs 10
+        --host 127.0.0.1 --port 8080 --n_ctx 4096 --logits_all True
+    python examples/02_server_teacher.py --base-url http://127.0.0.1:8080/v1 --concurrency 1 --max-docs 10
 
     # llama.cpp's own server (a llama.cpp build), 4 slots of 4,096 tokens each:
     llama-server -m ~/.cache/st-lmtx/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --port 8080 --parallel 4 -c 16384
-    python examples/02_server_teacher.py --base-url http://127.0.0.1:8080/v1 --concurrency 4
+    python examples/02_server_teacher.py --base-url http://127.0.0.1:8080/v1
 
     # vLLM on a GPU (prefix caching is on by default in recent vLLM):
     vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000
-    python examples/02_server_teacher.py --base-url http://127.0.0.1:8000/v1 --concurrency 64 --logprobs \
-        --max-docs 1000 --rounds 3
+    python examples/02_server_teacher.py --base-url http://127.0.0.1:8000/v1 --max-docs 1000 --rounds 3
 
 Time on this 2-core CPU: the llama-cpp-python pair above took 15 minutes, measured while a benchmark kept both
 cores busy: the server judged the 100 pairs in 13 minutes (7.9 s a pair, where the in-process teacher of 01 took
@@ -33,6 +35,7 @@ import os
 from pathlib import Path
 
 from st_lmtx import LMTXArguments, LMTXTrainer, RunRecord, load_lfxmc
+from st_lmtx.arguments import in_flight
 from st_lmtx.teacher import make_teacher
 
 
@@ -40,8 +43,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="LMTX with a vLLM / llama.cpp server as the teacher")
     p.add_argument("--base-url", default="http://127.0.0.1:8080/v1", help="comma-separate several servers")
     p.add_argument("--teacher-model", default=None, help="default: the one model the server lists")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight per server")
-    p.add_argument("--logprobs", action="store_true", help="score p(yes) from the answer's logprobs")
+    p.add_argument("--concurrency", default="auto", help="requests in flight per server: auto or a number")
+    p.add_argument(
+        "--logprobs", action=argparse.BooleanOptionalAction, default=True, help="score p(yes) from the logprobs"
+    )
     p.add_argument("--data", default=os.environ.get("LMTX_DATA", "../shared/data/reuters21578"))
     p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     p.add_argument("--max-docs", type=int, default=40)
@@ -56,7 +61,11 @@ def main(argv=None):
 
     cache = Path(args.output) / "lmtx-work" / "teacher_cache.sqlite"
     with make_teacher(
-        args.base_url, model=args.teacher_model, cache=cache, concurrency=args.concurrency, logprobs=args.logprobs
+        args.base_url,
+        model=args.teacher_model,
+        cache=cache,
+        concurrency=in_flight(args.concurrency),
+        logprobs=args.logprobs,
     ) as teacher:
         print(f"Teacher: {teacher.model_name} at {args.base_url}")
         lmtx_args = LMTXArguments(

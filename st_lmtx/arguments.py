@@ -80,10 +80,12 @@ def setting(
     minimum: float | None = None,
     metavar: str | None = None,
     default_factory: Any = MISSING,
+    parse: Any = None,
 ) -> Any:
     """A dataclass field with what the command line and the checks need: its help text, its group, its choices,
     whether a recipe fills it (``recipe``), whether it defines the run (``run``), whether it is a flag (``cli``;
-    Python-only otherwise) and its smallest allowed value (``minimum``)."""
+    Python-only otherwise), its smallest allowed value (``minimum``) and the function that reads and checks its
+    value (``parse``: the flag's type, and applied in Python too)."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
     metadata = {
@@ -95,6 +97,7 @@ def setting(
         "cli": cli,
         "minimum": minimum,
         "metavar": metavar,
+        "parse": parse,
     }
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=metadata)
@@ -102,11 +105,15 @@ def setting(
 
 
 def validate(instance: Any) -> None:
-    """Check every field of a settings dataclass against its choices and minimum: one place for every check."""
+    """Check every field of a settings dataclass against its choices and minimum, and read the fields that have a
+    ``parse``: one place for every check."""
     for f in fields(instance):
         value, meta = getattr(instance, f.name), f.metadata
         if value is None:
             continue
+        if meta.get("parse"):
+            value = meta["parse"](value)
+            setattr(instance, f.name, value)
         if meta.get("choices") and value not in meta["choices"]:
             raise ArgumentsError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -114,6 +121,19 @@ def validate(instance: Any) -> None:
         minimum = meta.get("minimum")
         if minimum is not None and value < minimum:
             raise ArgumentsError(f"{f.name} must be >= {minimum}; got {value!r}")
+
+
+def in_flight(value: str | int | None) -> str | int | None:
+    """A concurrency setting: ``"auto"``, a positive integer (given as text on the command line) or None."""
+    if value is None or value == "auto":
+        return value
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or isinstance(value, float | bool):
+        raise ArgumentsError(f"concurrency must be 'auto' or an integer >= 1; got {value!r}")
+    return number
 
 
 def settings_table(cls: type, group: str | None = None, cli: bool = True) -> str:
@@ -380,12 +400,19 @@ class TeacherArguments:
         group="teacher",
         choices=("compact", "reference"),
     )
-    logprobs: bool = setting(False, "endpoint teachers: graded p(yes) from the answer's logprobs", group="teacher")
-    concurrency: int | None = setting(
-        None,
-        "endpoint teachers: requests in flight per URL (default 8; local-server 1); size it to the server",
+    logprobs: bool = setting(
+        True,
+        "endpoint teachers: graded p(yes) from the answer's logprobs (--no-logprobs: yes/no only; a server that gives "
+        "none is detected and warned about)",
         group="teacher",
-        minimum=1,
+    )
+    concurrency: str | None = setting(
+        None,
+        "endpoint teachers: requests in flight per URL, 'auto' (the default: sized to the server, backing off on "
+        "429s, 5xx and timeouts) or a number (a hosted API: what its rate limit allows)",
+        group="teacher",
+        metavar="N|auto",
+        parse=in_flight,
     )
     rpm: int | None = setting(
         None,

@@ -195,15 +195,29 @@ def add_settings(
         kind = _base_type(hints[f.name])
         options: dict[str, Any] = {"dest": f.name, "default": default, "help": (helps or {}).get(f.name, meta["help"])}
         if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction if default is None else "store_true"
+            # A flag that is on by default is turned off with --no-NAME.
+            options["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
         elif kind is list:
             options.update(action="append", metavar=meta.get("metavar"))
         else:
             metavar = meta.get("metavar") or (
                 None if meta.get("choices") else {int: "N", float: "X"}.get(kind, "TEXT")
             )
-            options.update(type=kind, choices=meta.get("choices"), metavar=metavar)
+            parse = _flag_type(meta["parse"]) if meta.get("parse") else kind
+            options.update(type=parse, choices=meta.get("choices"), metavar=metavar)
         groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def _flag_type(parse: Any) -> Any:
+    """A setting's ``parse`` as an argparse type: a bad value is a usage error that says what to give."""
+
+    def flag_type(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return flag_type
 
 
 def _base_type(hint: Any) -> type:
@@ -280,6 +294,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
                     + "\n"
                 )
     summary = judge_summary(result, shortlist, docs)
+    summary["graded"] = teacher.graded
+    if teacher.ungraded_reason:
+        summary["ungraded"] = teacher.ungraded_reason
     print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in summary.items()))
     return 0
 

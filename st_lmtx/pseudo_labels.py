@@ -32,11 +32,18 @@ LENIENT_YES_RATE = 0.5
 UNPARSEABLE_SHARE = 0.02
 
 
-def teacher_warnings(stats: PseudoLabelStats) -> list[str]:
+def teacher_warnings(stats: PseudoLabelStats, ungraded: str | None = None) -> list[str]:
     """What a round's pseudo-label statistics (`PseudoLabels.stats`) say about the teacher that a user
-    should hear: a judge that accepts a label for few documents, one that says "yes" to most pairs, or one whose
-    answers are often neither yes nor no. Empty when none applies."""
+    should hear: a judge that accepts a label for few documents, one that says "yes" to most pairs, one whose
+    answers are often neither yes nor no, or one whose scores are not probabilities although asked to be
+    (``ungraded``: the teacher's reason). Empty when none applies."""
     warnings = []
+    if ungraded:
+        warnings.append(
+            f"the teacher's answers carry no p(yes) ({ungraded}): each \"yes\" scores 1.0, so a document's first "
+            '"yes" in shortlist order is its positive, not the one the teacher is surest of. Serve the model where '
+            "logprobs are returned (vLLM, llama.cpp's server) for graded answers."
+        )
     docs, pairs = stats.documents, stats.pairs
     with_yes, rate, unparseable = stats.documents_with_yes, stats.yes_rate, stats.unparseable
     if docs and with_yes / docs < STRICT_DOCUMENT_SHARE:

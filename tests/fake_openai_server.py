@@ -5,17 +5,35 @@ It answers the pointwise prompts (paper and compact layouts) with "Yes" when any
 occurs in the document, else "No"; p(yes) is 0.9 / 0.1 in the logprobs. Faults are consumed one per request, in
 order: ``"429"`` (with Retry-After), ``"500"``, ``"400"``, ``"hang"`` (sleeps past the client's timeout), ``"drop"``
 (closes the connection without answering), ``"malformed"`` (200 with a body that is not JSON),
-``"nonsense"`` (a 200 answer that is neither yes nor no), ``None`` (answer normally).
+``"nonsense"`` (a 200 answer that is neither yes nor no, unless a ``logit_bias`` forces yes or no), ``None``
+(answer normally).
+
+``kind`` is the server it behaves like: ``"vllm"`` (the default: ``/tokenize`` and ``/detokenize`` with chat
+messages, a list of prompts in ``/v1/completions``, ``logit_bias``), ``"llama.cpp"`` (``/apply-template``,
+``/tokenize``, llama.cpp's logprobs layout) or ``"plain"`` (the chat and completions endpoints only, as a hosted
+API). Its chat template is Qwen's; its tokenizer is a toy (the answer words are one token
+each, any other text a token a character). ``logprobs``: ``"yes"``, ``"ignore"`` (answers without them) or
+``"refuse"`` (a 400 for a request that asks for them).
+
+Capacity: by default every request takes ``delay`` seconds, however many are in flight. ``slots=1`` serves one
+request at a time (llama-cpp-python's server). ``batch=N`` is a continuous-batching engine (vLLM): a step every
+``delay`` seconds runs up to N waiting sequences (a prompt each), a request returns once all its prompts ran, and
+a request that would make more than ``queue_limit`` sequences wait is refused with a 429.
+
+``python tests/fake_openai_server.py --delay 0.05 [--batch 256 | --slots 1]`` serves until stdin closes, after
+printing its URL: the server in a process of its own, as benchmarks measure a client.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
 import sys
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The paper's prompt and the compact layout (question first, then the document, then the tag).
@@ -24,6 +42,87 @@ POINTWISE_RES = (
     re.compile(r'Document: """(.*)"""\nTag: "(.*?)"', re.S),
     re.compile(r'<document>\n(.*)\n</document>\nTag: "(.*?)"', re.S),
 )
+
+
+# Qwen's chat template, as a chat endpoint renders a system and a user turn.
+SYSTEM_TURN = "<|im_start|>system\n{}<|im_end|>\n"
+USER_TURN = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+DEFAULT_SYSTEM = "You are a helpful assistant."
+# The toy tokenizer's one-token words; any other character is a token of its own (2000 + its code point).
+WORDS = {w: 1000 + i for i, w in enumerate(("Yes", "yes", " Yes", " yes", "YES", "No", "no", " No", " no", "NO"))}
+YES_IDS = {i for w, i in WORDS.items() if w.strip().lower() == "yes"}
+NO_IDS = {i for w, i in WORDS.items() if w.strip().lower() == "no"}
+
+
+def render_chat(messages: list[dict]) -> str:
+    system = next((m["content"] for m in messages if m["role"] == "system"), DEFAULT_SYSTEM)
+    user = [m["content"] for m in messages if m["role"] == "user"][-1]
+    return SYSTEM_TURN.format(system) + USER_TURN.format(user)
+
+
+def user_turn(prompt: str) -> str:
+    """The user's turn of a rendered chat prompt; a prompt that is not one, as it is."""
+    match = re.fullmatch(
+        r"<\|im_start\|>system\n.*?<\|im_end\|>\n<\|im_start\|>user\n(.*)<\|im_end\|>\n"
+        r"<\|im_start\|>assistant\n",
+        prompt,
+        re.S,
+    )
+    return match.group(1) if match else prompt
+
+
+def tokenize(text: str) -> list[int]:
+    return [WORDS[text]] if text in WORDS else [2000 + ord(c) for c in text]
+
+
+def detokenize(tokens: list[int]) -> str:
+    words = {i: w for w, i in WORDS.items()}
+    return "".join(words[t] if t in words else chr(t - 2000) for t in tokens)
+
+
+class _Engine:
+    """A continuous-batching engine: every ``step`` seconds, up to ``batch`` waiting sequences run."""
+
+    def __init__(self, batch: int, step: float, queue_limit: int) -> None:
+        self.batch, self.step, self.queue_limit = batch, step, queue_limit
+        self.waiting: deque = deque()  # [remaining sequences, event, scheduled] a request, first come first served
+        self.lock = threading.Lock()
+        self.steps = self.sequences = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def submit(self, sequences: int) -> threading.Event | None:
+        """An event set when the request's sequences ran; None when the queue is full (a 429)."""
+        with self.lock:
+            if sum(r[0] - r[2] for r in self.waiting) + sequences > self.queue_limit:
+                return None
+            request = [sequences, threading.Event(), 0]  # to run, done, running in this step
+            self.waiting.append(request)
+            return request[1]
+
+    def _run(self) -> None:
+        # A step schedules up to `batch` waiting sequences at its start and finishes them at its end; what arrives
+        # meanwhile waits for the next step, as in vLLM's scheduler.
+        while True:
+            started = time.monotonic()
+            with self.lock:
+                room, scheduled = self.batch, []
+                for request in self.waiting:
+                    taken = min(room, request[0] - request[2])
+                    request[2] += taken
+                    room -= taken
+                    scheduled.append((request, taken))
+                    if not room:
+                        break
+            time.sleep(max(0.0, started + self.step - time.monotonic()))
+            with self.lock:
+                for request, taken in scheduled:
+                    request[0] -= taken
+                    request[2] -= taken
+                    self.sequences += taken
+                    if request[0] == 0:
+                        self.waiting.remove(request)
+                        request[1].set()
+                self.steps += bool(scheduled) and room < self.batch
 
 
 class _Server(ThreadingHTTPServer):
@@ -49,7 +148,18 @@ class FakeOpenAIServer:
         hang_seconds: float = 3.0,
         retry_after: str = "1",
         models: tuple[str, ...] = ("fake",),
+        kind: str = "vllm",
+        logprobs: str = "yes",
+        slots: int | None = None,
+        batch: int | None = None,
+        queue_limit: int = 8192,
+        port: int = 0,
     ) -> None:
+        assert kind in ("vllm", "llama.cpp", "plain") and logprobs in ("yes", "ignore", "refuse")
+        self.kind, self.logprobs = kind, logprobs
+        self.slots = threading.Semaphore(slots) if slots else None
+        self.engine = _Engine(batch, delay, queue_limit) if batch else None
+        self.requests = 0  # requests answered (completions and chat)
         self.models = list(models)  # what GET /models lists (empty: the route answers 404)
         self.models_status = 200  # another status: GET /models answers it (401: a refused key)
         self.faults: list[str | None] = []
@@ -64,11 +174,16 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body would wait for the client's
+            # delayed ACK (tens of milliseconds a request). Servers built for this (uvicorn, vLLM) turn it off.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
             def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/stats"):  # for a benchmark, across processes
+                    return self._json(200, server.stats())
                 if self.path.rstrip("/").endswith("/models") and server.models_status != 200:
                     self._json(server.models_status, {"error": {"message": "refused"}})
                 elif self.path.rstrip("/").endswith("/models") and server.models:
@@ -80,6 +195,8 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.path.rstrip("/").endswith("completions"):
+                    return server.handle_extra(self, body)
                 with server.lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -99,7 +216,7 @@ class FakeOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -126,26 +243,79 @@ class FakeOpenAIServer:
         with self.lock:
             return [e for e in self.log if e["outcome"] == outcome]
 
+    def stats(self) -> dict:
+        with self.lock:
+            stats = {"requests": self.requests, "pairs": len(self.log), "max_in_flight": self.max_in_flight}
+        if self.engine:
+            stats.update(steps=self.engine.steps, sequences=self.engine.sequences)
+        return stats
+
+    def handle_extra(self, h, body: dict) -> None:
+        """The tokenizer and template routes of the server ``kind`` imitates; others answer 404."""
+        route = h.path.rstrip("/")
+        if self.kind == "vllm" and route == "/tokenize":
+            text = render_chat(body["messages"]) if "messages" in body else body["prompt"]
+            tokens = tokenize(text)
+            return h._json(200, {"tokens": tokens, "count": len(tokens), "max_model_len": 32768})
+        if self.kind == "vllm" and route == "/detokenize":
+            return h._json(200, {"prompt": detokenize(body["tokens"])})
+        if self.kind == "llama.cpp" and route == "/apply-template":
+            return h._json(200, {"prompt": render_chat(body["messages"])})
+        if self.kind == "llama.cpp" and route == "/tokenize":
+            return h._json(200, {"tokens": tokenize(body["content"])})
+        return h._json(404, {"error": {"message": "not found"}})
+
+    def _wait(self, sequences: int) -> bool:
+        """The time the request takes on this server's capacity; False when its queue is full."""
+        if self.engine:
+            done = self.engine.submit(sequences)
+            if done is None:
+                return False
+            done.wait()
+        elif self.slots:
+            with self.slots:
+                time.sleep(self.delay)
+        elif self.delay:
+            time.sleep(self.delay)
+        return True
+
     def handle(self, h, body: dict) -> None:
         endpoint = "chat" if h.path.endswith("/chat/completions") else "completions"
-        text = body["messages"][-1]["content"] if endpoint == "chat" else body.get("prompt", "")
+        if endpoint == "chat":
+            prompts = [body["messages"][-1]["content"]]
+        else:
+            prompt = body.get("prompt", "")
+            prompts = prompt if isinstance(prompt, list) else [prompt]
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
-        entry = {
-            "time": time.monotonic(),
-            "endpoint": endpoint,
-            "text": text,
-            "outcome": fault or "ok",
-            "authorization": h.headers.get("authorization"),
-            "model": body.get("model"),
-        }
-        match = next((m for m in (r.search(text) for r in POINTWISE_RES) if m), None)
-        if match:
-            entry["doc"], entry["label"] = match.group(1), match.group(2)
+        entries, matches = [], []
+        for raw in prompts:
+            text = user_turn(raw)
+            entry = {
+                "time": time.monotonic(),
+                "endpoint": endpoint,
+                "text": text,
+                "templated": text != raw,
+                "batched": len(prompts),
+                "outcome": fault or "ok",
+                "authorization": h.headers.get("authorization"),
+                "model": body.get("model"),
+                "max_tokens": body.get("max_tokens"),
+            }
+            match = next((m for m in (r.search(text) for r in POINTWISE_RES) if m), None)
+            if match:
+                entry["doc"], entry["label"] = match.group(1), match.group(2)
+            entries.append(entry)
+            matches.append(match)
         with self.lock:
-            self.log.append(entry)
-        if self.delay:
-            time.sleep(self.delay)
+            self.log.extend(entries)
+        if fault is None and self.logprobs == "refuse" and body.get("logprobs"):
+            return h._json(400, {"error": {"message": "logprobs are not supported"}})
+        if not self._wait(len(prompts)):
+            with self.lock:
+                for entry in entries:
+                    entry["outcome"] = "429"
+            return h._json(429, {"error": {"message": "the queue is full"}}, {"retry-after": "0"})
         if fault == "429":
             return h._json(429, {"error": {"message": "rate limited"}}, {"retry-after": self.retry_after})
         if fault == "500":
@@ -170,51 +340,89 @@ class FakeOpenAIServer:
             h.end_headers()
             h.wfile.write(data)
             return None
-
-        if not match:
+        if not all(matches):
             return h._json(400, {"error": {"message": "unexpected prompt"}})
+        forced = {int(k) for k, v in (body.get("logit_bias") or {}).items() if v > 0} == YES_IDS | NO_IDS
+        want_logprobs = bool(body.get("logprobs")) and self.logprobs == "yes"
+        one_token = body.get("max_tokens") == 1
+        choices = [
+            self._choice(n, endpoint, e, fault == "nonsense" and not forced, want_logprobs, one_token, body)
+            for n, e in enumerate(entries)
+        ]
+        words = sum(len(e["text"].split()) for e in entries)
+        usage = {"prompt_tokens": words, "completion_tokens": len(entries), "total_tokens": words + len(entries)}
+        with self.lock:
+            self.requests += 1
+        if endpoint == "chat":
+            payload = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model")}
+        else:
+            payload = {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": body.get("model")}
+        h._json(200, {**payload, "choices": choices, "usage": usage})
+
+    def _choice(self, n: int, endpoint: str, entry: dict, nonsense: bool, logprobs: bool, one_token: bool, body):
         yes = relevant(entry["doc"], entry["label"])
-        answer = "Maybe, it depends." if fault == "nonsense" else ("Yes" if yes else "No")
+        answer = ("Maybe" if one_token else "Maybe, it depends.") if nonsense else ("Yes" if yes else "No")
         p = 0.9 if yes else 0.1
-        usage = {"prompt_tokens": len(text.split()), "completion_tokens": 1, "total_tokens": len(text.split()) + 1}
-        want_logprobs = body.get("logprobs")
+        top = [
+            ("Yes", math.log(p * 0.8)),
+            (" yes", math.log(p * 0.2)),
+            ("No", math.log((1 - p) * 0.9)),
+            ("no", math.log((1 - p) * 0.1)),
+            ("Maybe", math.log(1e-4)),
+        ]
+        first = answer.split(",")[0].split()[0]
+        content = [
+            {
+                "token": first,
+                "logprob": -0.1,
+                "bytes": None,
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top],
+            }
+        ]
         if endpoint == "chat":
             choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
-            if want_logprobs:
-                first = answer.split(",")[0].split()[0]
-                top = [
-                    {"token": "Yes", "logprob": math.log(p * 0.8), "bytes": None},
-                    {"token": " yes", "logprob": math.log(p * 0.2), "bytes": None},
-                    {"token": "No", "logprob": math.log((1 - p) * 0.9), "bytes": None},
-                    {"token": "no", "logprob": math.log((1 - p) * 0.1), "bytes": None},
-                    {"token": "Maybe", "logprob": math.log(1e-4), "bytes": None},
-                ]
-                choice["logprobs"] = {
-                    "content": [{"token": first, "logprob": -0.1, "bytes": None, "top_logprobs": top}]
-                }
-            payload = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": [choice],
-                "usage": usage,
+            if logprobs:
+                choice["logprobs"] = {"content": content}
+            return choice
+        templated = entry["templated"]
+        choice = {
+            "index": n,
+            "finish_reason": "length",
+            "text": answer if templated else " " + answer,
+            "logprobs": None,
+        }
+        if logprobs and self.kind == "llama.cpp":
+            choice["logprobs"] = {"content": content}
+        elif logprobs:
+            legacy = (
+                top
+                if templated
+                else [(" Yes", math.log(p * 0.9)), (" yes", math.log(p * 0.1)), (" No", math.log(1 - p))]
+            )
+            choice["logprobs"] = {
+                "tokens": [first if templated else " " + first],
+                "token_logprobs": [-0.1],
+                "top_logprobs": [dict(legacy[: int(body.get("logprobs") or 5)])],
+                "text_offset": [0],
             }
-        else:
-            choice = {"index": 0, "finish_reason": "stop", "text": " " + answer, "logprobs": None}
-            if want_logprobs:
-                choice["logprobs"] = {
-                    "tokens": [" " + answer.split()[0]],
-                    "token_logprobs": [-0.1],
-                    "top_logprobs": [{" Yes": math.log(p * 0.9), " yes": math.log(p * 0.1), " No": math.log(1 - p)}],
-                    "text_offset": [0],
-                }
-            payload = {
-                "id": "cmpl-1",
-                "object": "text_completion",
-                "created": 0,
-                "model": body.get("model"),
-                "choices": [choice],
-                "usage": usage,
-            }
-        h._json(200, payload)
+        return choice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the fake OpenAI-compatible server, until stdin closes")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--kind", default="vllm", choices=("vllm", "llama.cpp", "plain"))
+    parser.add_argument("--slots", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--queue-limit", type=int, default=8192)
+    args = parser.parse_args()
+    server = FakeOpenAIServer(
+        delay=args.delay, kind=args.kind, slots=args.slots, batch=args.batch, queue_limit=args.queue_limit
+    )
+    with server:
+        print(server.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

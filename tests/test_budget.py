@@ -9,7 +9,7 @@ from test_trainer import args
 from st_lmtx import LMTXTrainer, RunRecord, load_lfxmc
 from st_lmtx.errors import ArgumentsError
 from st_lmtx.pseudo_labels import PseudoLabels
-from st_lmtx.teacher.base import Judgment, Teacher
+from st_lmtx.teacher.base import Answered, Judgment, Teacher
 from st_lmtx.teacher.budget import TeacherBudget
 
 TOKENS_PER_PAIR = 7
@@ -36,7 +36,9 @@ class CostlyTeacher(Teacher):
                 run.prompt_tokens += TOKENS_PER_PAIR
                 self.calls_made += 1
                 yes = item.labels[j].split()[0].lower() in item.doc.lower()
-                emit(item, j, Judgment(item.labels[j], "yes" if yes else "no", float(yes)), TOKENS_PER_PAIR, 0)
+                emit(
+                    [Answered(item, j, Judgment(item.labels[j], "yes" if yes else "no", float(yes)), TOKENS_PER_PAIR)]
+                )
 
 
 def test_a_pair_asked_twice_in_one_call_is_paid_once():

@@ -72,7 +72,8 @@ def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model
     assert judge(tmp_path / "a") == 0
     first = json.loads(capsys.readouterr().out)
     asked = len(fake_server.log)
-    assert first["calls"] == 16 and asked == 16
+    assert first["pairs"] == 16 and asked == 16 and first["calls"] < 16  # many pairs a request
+    assert first["graded"] is True and "ungraded" not in first
     assert fake_server.log[0]["text"].startswith("Is the tag relevant")  # the compact layout is the default
     exported = tmp_path / "j.jsonl.gz"
     assert main(["-q", "judgments", "export", str(exported), "--cache", str(tmp_path / "a")]) == 0
@@ -90,13 +91,14 @@ def test_judge_imports_exported_judgments_and_asks_nothing(toy_lfxmc, tiny_model
     assert judge(tmp_path / "a", "--teacher-memory-dir", str(tmp_path / "memory")) == 0
     assert json.loads(capsys.readouterr().out)["cache_hits"] == 16
     assert not (tmp_path / "memory").exists()
-    # a setting out of range is one line on stderr, exit 2; a value of the wrong type is argparse's usage error
-    assert judge(tmp_path / "a", "--concurrency", "0") == 2
-    err = capsys.readouterr().err
-    assert err.startswith("st-lmtx: error: concurrency must be >= 1") and "Traceback" not in err
-    with pytest.raises(SystemExit):
-        judge(tmp_path / "a", "--concurrency", "lots")
-    assert "--concurrency: invalid int value" in capsys.readouterr().err
+    # a concurrency that is neither 'auto' nor a positive number is argparse's usage error, saying what to give
+    for bad in ("0", "lots"):
+        with pytest.raises(SystemExit):
+            judge(tmp_path / "a", "--concurrency", bad)
+        err = capsys.readouterr().err
+        assert f"--concurrency: concurrency must be 'auto' or an integer >= 1; got '{bad}'" in err
+        assert "Traceback" not in err
+    assert judge(tmp_path / "a", "--concurrency", "auto") == judge(tmp_path / "a", "--concurrency", "3") == 0
     assert len(fake_server.log) == asked
 
 
@@ -120,7 +122,7 @@ def test_judge_without_a_model_name_uses_the_one_model_the_endpoint_lists(
 
     with FakeOpenAIServer(models=("qwen-served",)) as server:
         assert judge(server, tmp_path / "a") == 0
-        assert json.loads(capsys.readouterr().out)["calls"] == 16
+        assert json.loads(capsys.readouterr().out)["pairs"] == 16 and len(server.log) == 16
         assert {e["model"] for e in server.log} == {"qwen-served"}
     with FakeOpenAIServer(models=("model-a", "model-b")) as server:
         assert judge(server, tmp_path / "b") == 2

@@ -121,7 +121,17 @@ def test_02_server_teacher_discovers_the_model_and_trains(
     assert run.best_round == 1 and LMTXTagger.load(out).predict(["crude oil"], top_k=1)[0]
 
 
-def test_03_hosted_api_ends_on_its_budget_and_goes_on_from_the_cache(toy, tiny_model_dir, fake_server, tmp_path):
+@pytest.fixture()
+def hosted_api():
+    """A server shaped like a hosted API: chat requests, a pair each (no tokenizer or template routes)."""
+    from fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(kind="plain") as server:
+        yield server
+
+
+def test_03_hosted_api_ends_on_its_budget_and_goes_on_from_the_cache(toy, tiny_model_dir, hosted_api, tmp_path):
+    fake_server = hosted_api
     example = load("03_hosted_api.py")
     out = tmp_path / "run"
 

@@ -85,10 +85,11 @@ def test_sentences_that_address_the_judge_are_dropped_before_it_judges(tmp_path)
         first = judge(None)
         again = judge(None)
         kept = judge(PromptTemplate(drop_instructions=False))
-    # The first judge sends its two requests concurrently, so their order in the log is not fixed.
+    # The first judge sends its two documents together, so their order in the log is not fixed.
     asked = [e["doc"] for e in server.log]
     assert len(asked) == 3 and set(asked[:2]) == {"Wheat exports rose. Gold fell.", clean} and asked[2] == doc
     # The option is not in the cache's namespace: the key hashes the text judged, so the clean document's answer
     # is shared and the instruction-carrying one is asked again when its instruction is kept.
-    assert (first.calls, again.calls, again.cache_hits, kept.calls, kept.cache_hits) == (2, 0, 2, 1, 1)
+    asked_pairs = [u.pairs - u.cache_hits for u in (first, again, kept)]
+    assert asked_pairs == [2, 0, 1] and (again.cache_hits, kept.cache_hits) == (2, 1)
     assert first.instruction_like_docs == kept.instruction_like_docs == 1

@@ -48,7 +48,7 @@ def test_export_import_then_a_run_makes_no_teacher_call(tmp_path, exported):
 def test_what_answers_cost_travels_with_them(tmp_path):
     """Each answer is stored with the teacher seconds it cost; a cached or imported answer reports that cost, so
     a run resumed in another session, or fed from another machine's answers, can still tell its teacher time."""
-    with FakeOpenAIServer(delay=0.05) as server:
+    with FakeOpenAIServer(delay=0.05, kind="plain") as server:  # a pair a request
         teacher = endpoint_teacher(server, tmp_path / "a.sqlite", concurrency=1)
         first = teacher.judge(DOCS, CANDIDATES)
         n, stored = teacher.cache.cost(teacher.namespace)

@@ -1,4 +1,5 @@
-"""Client-side rate limits of endpoint teachers (``rpm``, ``tpm``), counted on the loopback server's side."""
+"""Client-side rate limits of endpoint teachers (``rpm``, ``tpm``), counted on the loopback server's side (a
+server shaped like a hosted API: a pair a request)."""
 
 import asyncio
 import logging
@@ -52,7 +53,7 @@ def test_the_window_count_helper():
 
 def test_rpm_holds_in_every_window_over_all_urls(tmp_path):
     rpm, n = 5, 20
-    with FakeOpenAIServer() as a, FakeOpenAIServer() as b:
+    with FakeOpenAIServer(kind="plain") as a, FakeOpenAIServer(kind="plain") as b:
         t = limited([a.url, b.url], tmp_path / "c.sqlite", rpm=rpm)
         start = time.monotonic()
         result = t.judge(docs(n // len(LABELS)), [LABELS] * (n // len(LABELS)))
@@ -69,11 +70,11 @@ def test_rpm_holds_in_every_window_over_all_urls(tmp_path):
 
 
 def test_tpm_holds_in_every_window(tmp_path):
-    with FakeOpenAIServer() as server:
+    with FakeOpenAIServer(kind="plain") as server:
         probe = limited(server.url, tmp_path / "c.sqlite", tpm=10_000)
         text = probe.prompt.render_pointwise(docs(1)[0], "Wheat")
         per_request = probe._estimate_tokens(text)
-        assert per_request == estimate_tokens(text) + probe.max_tokens_per_answer
+        assert per_request == estimate_tokens(text) + 1  # a one-token answer
         tpm = int(2.5 * per_request)  # two requests a window, by tokens (rpm unset)
         t = limited(server.url, tmp_path / "c.sqlite", tpm=tpm)
         result = t.judge(docs(2, "t"), [LABELS[:3]] * 2)
@@ -88,7 +89,7 @@ def test_tpm_holds_in_every_window(tmp_path):
 
 def test_retries_pass_the_limiter_and_retry_after_still_holds(tmp_path):
     rpm = 4
-    with FakeOpenAIServer(retry_after="1") as server:
+    with FakeOpenAIServer(retry_after="1", kind="plain") as server:
         server.faults = ["429", "500"]
         t = limited(server.url, tmp_path / "c.sqlite", rpm=rpm, concurrency=1)
         result = t.judge(docs(2, "r"), [LABELS[:3]] * 2)

@@ -59,13 +59,13 @@ def test_two_judge_processes_share_one_cache_and_lose_nothing(toy_lfxmc, tiny_mo
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     # A slow server and one request at a time per process: the two processes write the cache at the same time.
-    with FakeOpenAIServer(delay=0.1) as server:
+    with FakeOpenAIServer(delay=0.1, kind="plain") as server:  # a pair a request: many writes from each process
         workers = [judge(server.url, "--concurrency", "1", "--shard", f"{i}/2") for i in (1, 2)]
         outputs = [w.communicate(timeout=300) for w in workers]
         for w, (_, err) in zip(workers, outputs):
             assert w.returncode == 0, err[-2000:]
     summaries = [json.loads(out) for out, _ in outputs]
-    assert [s["documents"] for s in summaries] == [4, 4] and sum(s["calls"] for s in summaries) == len(TOY_DOCS) * 4
+    assert [s["documents"] for s in summaries] == [4, 4] and sum(s["pairs"] for s in summaries) == len(TOY_DOCS) * 4
     asked = Counter((e["doc"], e["label"]) for e in server.log if "doc" in e)
     assert len(asked) == len(TOY_DOCS) * 4 and max(asked.values()) == 1
     assert server.max_in_flight == 2  # the two processes were judging (and writing answers) at the same time
@@ -91,7 +91,7 @@ def test_machines_judge_into_their_own_caches_and_a_third_run_merges_them(toy_lf
 
     with FakeOpenAIServer() as server:
         for i in (1, 2):
-            assert judge(server.url, tmp_path / f"machine-{i}", "--shard", f"{i}/2")["calls"] == len(TOY_DOCS) * 2
+            assert judge(server.url, tmp_path / f"machine-{i}", "--shard", f"{i}/2")["pairs"] == len(TOY_DOCS) * 2
             export = ["-q", "judgments", "export", str(tmp_path / f"part{i}.jsonl.gz")]
             assert main([*export, "--cache", str(tmp_path / f"machine-{i}")]) == 0
             assert f"{len(TOY_DOCS) * 2} judgments from" in capsys.readouterr().out

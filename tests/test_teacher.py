@@ -32,6 +32,14 @@ PAIRS = sum(len(c) for c in CANDIDATES)
 ANSWERED = ("ok", "nonsense")
 
 
+@pytest.fixture()
+def fake_server():
+    """These tests follow faults, budgets and order request by request: a server that takes one pair a request
+    (a hosted API's shape; the prompt-list shape has its own tests in test_endpoint.py)."""
+    with FakeOpenAIServer(kind="plain") as server:
+        yield server
+
+
 def teacher(server, cache, **kw):
     kw.setdefault("timeout", 1.0)
     kw.setdefault("backoff_multiplier", 0.01)
@@ -139,23 +147,29 @@ def test_client_errors_are_not_retried(fake_server, tmp_path):
 
 def test_logprobs_give_p_yes_on_chat_and_completions(fake_server, tmp_path):
     for kind in ("chat", "completion"):
-        t = teacher(fake_server, tmp_path / f"{kind}.sqlite", logprobs=True, prompt=PromptTemplate(kind=kind))
+        t = teacher(fake_server, tmp_path / f"{kind}.sqlite", prompt=PromptTemplate(kind=kind))  # graded by default
         result = t.judge(DOCS[:1], CANDIDATES[:1])
         scores = [round(j.score, 3) for j in result.judgments[0]]
         assert scores == [0.9, 0.1, 0.1], kind
-        assert all(j.graded for j in result.judgments[0])
+        assert all(j.graded for j in result.judgments[0]) and t.graded and t.ungraded_reason is None
     completions = [e for e in fake_server.log if e["endpoint"] == "completions"]
+    # A plain completion prompt goes as it is, a list of them a request (the document's first label, then the rest).
     assert len(completions) == 3 and completions[0]["text"].endswith("\nAnswer:")
+    assert [e["batched"] for e in completions] == [1, 2, 2]
 
 
-def test_ungraded_cache_entries_are_upgraded_when_scores_are_needed(fake_server, tmp_path):
+def test_graded_and_ungraded_answers_keep_their_own_cache_namespaces(fake_server, tmp_path):
     cache = tmp_path / "c.sqlite"
-    plain = teacher(fake_server, cache).judge(DOCS[:1], CANDIDATES[:1])
+    plain = teacher(fake_server, cache, logprobs=False).judge(DOCS[:1], CANDIDATES[:1])
     assert [j.score for j in plain.judgments[0]] == [1.0, 0.0, 0.0]
-    graded = teacher(fake_server, cache, logprobs=True).judge(DOCS[:1], CANDIDATES[:1])
+    assert not any(j.graded for j in plain.judgments[0])
+    graded = teacher(fake_server, cache).judge(DOCS[:1], CANDIDATES[:1])
     assert graded.usage.calls == 3 and graded.judgments[0][0].score == pytest.approx(0.9)
-    # and now the plain teacher is served the graded answers from the cache
+    # Each setting is served its own answers from the cache, and asks nothing more.
+    assert teacher(fake_server, cache, logprobs=False).judge(DOCS[:1], CANDIDATES[:1]).usage.calls == 0
     assert teacher(fake_server, cache).judge(DOCS[:1], CANDIDATES[:1]).usage.calls == 0
+    assert teacher(fake_server, cache).namespace != teacher(fake_server, cache, logprobs=False).namespace
+    assert len(JudgmentCache(cache).namespaces()) == 2
 
 
 def test_budget_stops_cleanly_and_resumes(fake_server, tmp_path):
@@ -169,7 +183,7 @@ def test_budget_stops_cleanly_and_resumes(fake_server, tmp_path):
 
 
 def test_documents_go_out_in_order_and_spread_over_servers(fake_server, tmp_path):
-    with FakeOpenAIServer() as second:
+    with FakeOpenAIServer(kind="plain") as second:
         teacher(fake_server, tmp_path / "c.sqlite", base_url=[fake_server.url, second.url]).judge(DOCS, CANDIDATES)
         first_docs = [e["doc"] for e in fake_server.log]
         second_docs = [e["doc"] for e in second.log]
@@ -179,7 +193,7 @@ def test_documents_go_out_in_order_and_spread_over_servers(fake_server, tmp_path
 
 
 def test_concurrency_judges_everything_once(tmp_path):
-    with FakeOpenAIServer(delay=0.05) as server:
+    with FakeOpenAIServer(delay=0.05, kind="plain") as server:
         t = teacher(server, tmp_path / "c.sqlite", concurrency=4)
         result = t.judge(DOCS, CANDIDATES)
     assert result.usage.calls == PAIRS and set(answered_pairs(server).values()) == {1}
@@ -189,11 +203,11 @@ def test_concurrency_judges_everything_once(tmp_path):
 def test_default_concurrency_sends_a_documents_labels_together_after_its_first(tmp_path):
     docs = [f"Document {i} about wheat exports and gold." for i in range(6)]
     candidates = [["Wheat", "Gold", "Coffee", "Sugar", "Shipping"]] * len(docs)
-    with FakeOpenAIServer(delay=0.05) as server:
+    with FakeOpenAIServer(delay=0.05, kind="plain") as server:
         t = OpenAITeacher("fake-model", base_url=server.url, cache=tmp_path / "c.sqlite", show_progress_bar=False)
         result = t.judge(docs, candidates)
-    assert t.concurrency == 8 and result.usage.calls == 30 and set(answered_pairs(server).values()) == {1}
-    assert 2 < server.max_in_flight <= 8  # several documents' requests in flight at once
+    assert t.concurrency == "auto" and result.usage.calls == 30 and set(answered_pairs(server).values()) == {1}
+    assert server.max_in_flight > 2  # sized to the server: several documents' requests in flight at once
     # A document's first request is answered before its other labels go out, so they find it in the prefix cache.
     for doc in docs:
         times = sorted(e["time"] for e in server.log if e.get("doc") == doc)
@@ -227,7 +241,7 @@ def test_sigkill_mid_run_repeats_no_stored_call(tmp_path):
         OpenAITeacher("fake-model", base_url=sys.argv[1], api_key="x", cache={str(cache)!r}, concurrency=1,
                       show_progress_bar=False).judge(job["docs"], job["candidates"])
     """)
-    with FakeOpenAIServer(delay=0.1) as server:
+    with FakeOpenAIServer(delay=0.1, kind="plain") as server:
         proc = subprocess.Popen([sys.executable, "-c", script, server.url])
         deadline = time.monotonic() + 60
         while len(answered_pairs(server)) < 10 and time.monotonic() < deadline:

@@ -100,7 +100,8 @@ def test_fit_end_to_end_with_an_endpoint_teacher(tiny_model_dir, toy_lfxmc, fake
     # shortlists, which round 1 then found in the cache; the last round, with no next round, judged the top-k
     # too, because the default stop metric (llm_top1_margin) compares the top-1 with the rest of it.
     zero, one, two = run.rounds
-    assert zero.dev_teacher_usage.pairs == 4 * 3 and zero.dev_teacher_usage.calls == 4 * 3
+    # The 4 documents' first labels in one request, then their other labels in another.
+    assert zero.dev_teacher_usage.pairs == 4 * 3 and zero.dev_teacher_usage.calls == 2
     assert zero.pseudo_labels is None and zero.training_pairs == 0
     assert one.teacher_usage.cache_hits - one.dev_teacher_usage.cache_hits == 4 * 3
     assert two.dev_teacher_usage.pairs == 4 * 3 and set(two.dev) == {"llm_P@1", "llm_top1_margin"}

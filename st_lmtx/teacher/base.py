@@ -95,8 +95,20 @@ class PendingDocument:
     positions: list[int]
 
 
-# emit(pending document, position in its `labels`, judgment, prompt tokens, completion tokens)
-Emit = Callable[[PendingDocument, int, Judgment, int, int], None]
+@dataclass
+class Answered:
+    """A pair's answer as a backend hands it over: the document, the position in its ``labels``, the judgment,
+    and the tokens its call cost (booked on one pair of a call, so that cache totals add up to the calls')."""
+
+    item: PendingDocument
+    position: int
+    judgment: Judgment
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+# emit(answers that arrived together): stored in one transaction, before anything else happens to them.
+Emit = Callable[[list[Answered]], None]
 
 
 class Teacher(ABC):
@@ -134,6 +146,11 @@ class Teacher(ABC):
     def graded(self) -> bool:
         """Whether this teacher's scores are probabilities (else 1/0 from the verdict)."""
         return False
+
+    @property
+    def ungraded_reason(self) -> str | None:
+        """Why this teacher's scores are not probabilities although it was asked for them, else None."""
+        return None
 
     def config(self) -> dict[str, Any]:
         """What decides the answers: the cache namespace is derived from it. Never a URL or a key."""
@@ -177,8 +194,9 @@ class Teacher(ABC):
         for i, (raw, labels) in enumerate(zip(documents, candidates)):
             doc = self.document_view(raw)
             positions = []
+            cached = self.cache.get_many(self.namespace, doc, labels)
             for j, label in enumerate(labels):
-                hit = self.cache.get(self.namespace, doc, label)
+                hit = cached.get(label)
                 if hit is not None and (hit.graded or not self.graded):
                     results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
                     hits += 1
@@ -213,33 +231,38 @@ class Teacher(ABC):
         clock = {"last": time.perf_counter()}
         clock_lock = threading.Lock()
 
-        def emit(
-            item: PendingDocument, j: int, judgment: Judgment, prompt_tokens: int, completion_tokens: int
-        ) -> None:
-            # Each answer is booked the wall time since the previous one, so the stored costs of a call's answers
-            # add up to the time it took, and a resumed run or an import can still tell what its answers cost.
+        def emit(answers: list[Answered]) -> None:
+            # Each answer is booked its share of the wall time since the previous ones, so the stored costs of a
+            # call's answers add up to the time it took, and a resumed run or an import can still tell what its
+            # answers cost.
             with clock_lock:
                 now = time.perf_counter()
-                seconds, clock["last"] = now - clock["last"], now
+                seconds, clock["last"] = (now - clock["last"]) / max(len(answers), 1), now
             # Stored before anything else happens, so a crash right after loses nothing already answered.
-            self.cache.put(
+            self.cache.put_many(
                 self.namespace,
-                item.doc,
-                item.labels[j],
-                judgment.verdict,
-                judgment.score,
-                judgment.graded,
-                judgment.answer,
-                prompt_tokens,
-                completion_tokens,
-                seconds,
+                [
+                    (
+                        a.item.doc,
+                        a.item.labels[a.position],
+                        a.judgment.verdict,
+                        a.judgment.score,
+                        a.judgment.graded,
+                        a.judgment.answer,
+                        a.prompt_tokens,
+                        a.completion_tokens,
+                        seconds,
+                    )
+                    for a in answers
+                ],
             )
-            results[item.index][j] = judgment
-            paid[item.index, j] = seconds
-            run.pairs += 1  # cache hits are added at the end: until then, pairs are what the budget paid for
-            if bar.n >= bar.total:  # the budget paid for more than estimated
-                bar.total = min(total_pairs, bar.n + 1)
-            bar.update(1)
+            for a in answers:
+                results[a.item.index][a.position] = a.judgment
+                paid[a.item.index, a.position] = seconds
+            run.pairs += len(answers)  # cache hits are added at the end: until then, pairs are what the budget paid
+            if bar.n + len(answers) > bar.total:  # the budget paid for more than estimated
+                bar.total = min(total_pairs, bar.n + len(answers))
+            bar.update(len(answers))
             if self.budget is not None:
                 spent = self.spent_now(run)
                 bar.set_postfix_str(f"budget {self.budget.format(spent)} of {self.budget}", refresh=False)
@@ -316,17 +339,26 @@ class Teacher(ABC):
             return sys.maxsize
         return max(0, int((min(stop_at, self.budget.amount) - self.spent_now()) / per_pair))
 
+    def pairs_that_fit(self, run: TeacherUsage, in_flight: int = 0) -> int:
+        """How many more pairs fit in the budget (and the call's ``stop_at``), with ``in_flight`` pairs asked and
+        not answered yet, at the cost per pair paid so far (all of them without a budget)."""
+        budget = self.budget
+        if budget is None:
+            return sys.maxsize
+        limit = budget.amount if self._stop_at is None else min(budget.amount, self._stop_at)
+        spent, per_pair = self.spent_now(run), self.per_pair(run)
+        if spent >= limit:
+            return 0
+        return sys.maxsize if not per_pair else max(0, int((limit - spent) / per_pair + 1e-9) - in_flight)
+
     def check_budget(self, run: TeacherUsage, in_flight: int = 0, next_pairs: int = 1) -> None:
         """Raise `TeacherBudgetExceeded` unless ``next_pairs`` more pairs, with ``in_flight`` pairs asked and not
         answered yet, fit in the budget (and the call's ``stop_at``), at the cost per pair paid so far."""
-        budget = self.budget
-        if budget is None:
-            return
-        limit = budget.amount if self._stop_at is None else min(budget.amount, self._stop_at)
-        spent = self.spent_now(run)
-        if spent >= limit or spent + self.per_pair(run) * (in_flight + next_pairs) > limit:
+        if self.pairs_that_fit(run, in_flight) < next_pairs:
+            budget = self.budget
+            limit = budget.amount if self._stop_at is None else min(budget.amount, self._stop_at)
             raise TeacherBudgetExceeded(
-                f"the teacher's budget of {budget} is spent ({budget.format(spent)}, stopping at "
+                f"the teacher's budget of {budget} is spent ({budget.format(self.spent_now(run))}, stopping at "
                 f"{budget.format(limit)}); answers so far are cached: run again with a larger budget to go on"
             )
 

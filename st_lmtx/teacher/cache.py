@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -232,9 +232,19 @@ class JudgmentCache:
         return namespace
 
     def get(self, namespace: str, doc: str, label: str) -> CachedAnswer | None:
-        key = pair_key(namespace, doc_hash(doc), label)
-        rows = self._run("SELECT verdict, score, graded, answer, seconds FROM judgments WHERE key = ?", (key,))
-        return CachedAnswer(rows[0][0], rows[0][1], bool(rows[0][2]), rows[0][3], rows[0][4]) if rows else None
+        return self.get_many(namespace, doc, [label]).get(label)
+
+    def get_many(self, namespace: str, doc: str, labels: Sequence[str]) -> dict[str, CachedAnswer]:
+        """The cached answers for ``doc`` and each of ``labels`` (one query), by label; missing labels are absent."""
+        digest = doc_hash(doc)
+        keys = {pair_key(namespace, digest, label): label for label in labels}
+        found: dict[str, CachedAnswer] = {}
+        marks = ", ".join("?" * len(keys))
+        for key, verdict, score, graded, answer, seconds in self._run(
+            f"SELECT key, verdict, score, graded, answer, seconds FROM judgments WHERE key IN ({marks})", tuple(keys)
+        ):
+            found[keys[key]] = CachedAnswer(verdict, score, bool(graded), answer, seconds)
+        return found
 
     def put(
         self,
@@ -249,9 +259,31 @@ class JudgmentCache:
         completion_tokens: int = 0,
         seconds: float = 0.0,
     ) -> None:
-        digest = doc_hash(doc)
-        row = _row(namespace, digest, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, seconds)
-        self._run("INSERT OR REPLACE" + _INSERT_ROW, row)
+        self.put_many(
+            namespace, [(doc, label, verdict, score, graded, answer, prompt_tokens, completion_tokens, seconds)]
+        )
+
+    def put_many(self, namespace: str, answers: Sequence[tuple]) -> None:
+        """Store answers that arrived together in one transaction: ``(doc, label, verdict, score, graded, answer,
+        prompt_tokens, completion_tokens, seconds)`` each; a pair already here is replaced."""
+        rows = [_row(namespace, doc_hash(doc), *rest) for doc, *rest in answers]
+
+        self._patiently(
+            lambda: self._transaction(lambda: self._conn.executemany("INSERT OR REPLACE" + _INSERT_ROW, rows))
+        )
+
+    def _transaction(self, work: Callable[[], T]) -> T:
+        """``work`` in one write transaction (all or nothing), under the thread lock."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            return result
 
     def namespaces(self) -> dict[str, dict]:
         """Every registered namespace and the teacher configuration it fingerprints."""
@@ -276,23 +308,13 @@ class JudgmentCache:
         new_rows = [_row(*r) for r in rows]
 
         def step() -> int:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    before = self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
-                    self._conn.executemany(
-                        "INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)", namespaces
-                    )
-                    self._conn.executemany("INSERT OR IGNORE" + _INSERT_ROW, new_rows)
-                    added = self._conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] - before
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                return added
+            count = "SELECT COUNT(*) FROM judgments"
+            before = self._conn.execute(count).fetchone()[0]
+            self._conn.executemany("INSERT OR IGNORE INTO namespaces (namespace, config) VALUES (?, ?)", namespaces)
+            self._conn.executemany("INSERT OR IGNORE" + _INSERT_ROW, new_rows)
+            return self._conn.execute(count).fetchone()[0] - before
 
-        return self._patiently(step)
+        return self._patiently(lambda: self._transaction(step))
 
     def cost(self, namespace: str | None = None) -> tuple[int, float]:
         """``(answers, teacher seconds they cost when produced)``, of one namespace or all: the teacher time

@@ -36,7 +36,7 @@ import numpy as np
 
 from st_lmtx.errors import TeacherConfigError
 from st_lmtx.files import atomic_path
-from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
+from st_lmtx.teacher.base import Answered, Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
 from st_lmtx.teacher.model_files import find_default_model
 from st_lmtx.teacher.prompts import PromptTemplate, as_prompt
 
@@ -395,7 +395,7 @@ class LlamaCppTeacher(Teacher):
                 evaluated = len(tokens) + (len(doc.doc_tokens) if n == 0 and not doc.restored else 0)
                 run.calls += 1
                 run.prompt_tokens += evaluated
-                emit(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)), evaluated, 0)
+                emit([Answered(doc.item, j, self._judgment(doc.item.labels[j], self._logits(i)), evaluated)])
         finally:
             for s in range(_ROOT + 1, seq):  # drop the pack's sequences; the head stays
                 mem.kv_cache_seq_rm(s, -1, -1)

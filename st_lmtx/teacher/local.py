@@ -190,10 +190,11 @@ class LocalTeacher(OpenAITeacher):
         path = model_path or find_default_model()
         if path is None:
             raise TeacherConfigError("no GGUF model given and the default is not fetched: run `st-lmtx fetch-model`")
-        logprobs = kwargs.get("logprobs", False)
+        logprobs = kwargs.get("logprobs", True)
         # llama-cpp-python's server answers one request at a time and keeps the last prompt's prefix: requests
         # in flight together would only interleave documents and miss that prefix.
-        kwargs.setdefault("concurrency", 1)
+        if kwargs.get("concurrency") is None:
+            kwargs["concurrency"] = 1
         self.server = LlamaServer(
             path, n_ctx=n_ctx, n_threads=n_threads, logits_all=logprobs, startup_timeout=startup_timeout
         )

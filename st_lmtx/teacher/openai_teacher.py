@@ -1,9 +1,12 @@
 """A teacher on any OpenAI-compatible endpoint (vLLM, llama.cpp's server, OpenAI), through the ``openai`` client.
 
-- Pointwise: one request per (document, label); a document's first request goes alone, then its other labels
-  together, all with the same prefix up to the label, so the server's prefix cache evaluates the document once.
-- Listwise: one request per document listing its candidates; the answer is the numbers of the relevant ones.
-- p(yes) from the top logprobs of the answer token, on the chat and the completions endpoints (``logprobs``).
+- Request shapes (`st_lmtx.teacher.request_shapes`): where the server takes a list of prompts and renders its chat
+  template for us (vLLM, llama.cpp's server), many pairs go in one ``/v1/completions`` request; elsewhere one chat
+  request a pair. Either way a document's first label goes ahead of its others, all with the same prefix up to the
+  label, so the server's prefix cache evaluates the document once.
+- One answer token, forced to yes or no where the server's tokens are known, and p(yes) from its top logprobs
+  (graded by default; a server that sends none is detected, warned about once, and the run goes on ungraded).
+- Requests in flight sized to the server (`st_lmtx.teacher.in_flight`), or a fixed number.
 - Retries (tenacity): exponential backoff with jitter on 429, 5xx, timeouts, dropped connections and
   unreadable responses, honouring ``Retry-After``. Several base URLs spread the documents between servers.
 - Client-side rate limits (``rpm``, ``tpm``): one sliding-window limiter per teacher, shared by all its URLs,
@@ -20,9 +23,12 @@ import ipaddress
 import json
 import logging
 import os
+import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,9 +36,11 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from st_lmtx.errors import TeacherBudgetExceeded, TeacherConfigError
-from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
-from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, p_yes, parse_verdict
+from st_lmtx.teacher.base import Answered, Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
+from st_lmtx.teacher.in_flight import InFlight
+from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, layout_name
 from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens
+from st_lmtx.teacher.request_shapes import Answer, ChatPair, MalformedResponse, PromptList, ServerTraits, discover
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +50,6 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _REQUEST_TOKENS: contextvars.ContextVar[int] = contextvars.ContextVar("lmtx_request_tokens", default=0)
 
 
-class MalformedResponse(Exception):
-    """The server answered 200 with something that is not a completion."""
-
-
 def is_transient(error: BaseException) -> bool:
     """Worth another try: rate limits, server errors, timeouts, dropped connections, unreadable bodies."""
     if isinstance(error, openai.APIStatusError):
@@ -53,6 +57,13 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(
         error, (openai.APIConnectionError, openai.APIResponseValidationError, MalformedResponse, json.JSONDecodeError)
     )
+
+
+def is_overload(error: BaseException) -> bool:
+    """The server is over its capacity: a 429, a 5xx or a timeout (fewer requests in flight may help)."""
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code == 429 or error.status_code >= 500
+    return isinstance(error, openai.APITimeoutError)
 
 
 def retry_after_seconds(error: BaseException | None) -> float | None:
@@ -161,6 +172,31 @@ def served_models(base_url: str, api_key: str | None = None, timeout: float = 10
         return None
 
 
+# Pairs a request carries at most on the prompt-list shape: enough to amortise a request's cost on the client,
+# few enough that a document pack's answers come back within a step or two of a GPU server.
+PAIRS_PER_REQUEST = 64
+
+
+@dataclass
+class _Server:
+    """One base URL's client, request shape and in-flight limit, for one `judge` call's event loop."""
+
+    client: openai.AsyncOpenAI
+    shape: PromptList | ChatPair
+    limit: InFlight
+    packs: deque[list[list[tuple[PendingDocument, int]]]] = field(default_factory=deque)
+
+
+@dataclass
+class _Call:
+    """What the requests of one `judge` call share."""
+
+    emit: Emit
+    run: TeacherUsage
+    in_flight_pairs: int = 0
+    spent: list[TeacherBudgetExceeded] = field(default_factory=list)
+
+
 class OpenAITeacher(Teacher):
     """Judge pairs through OpenAI-compatible endpoints.
 
@@ -168,23 +204,25 @@ class OpenAITeacher(Teacher):
         model: the model name the server knows.
         base_url: one URL or several (documents are spread across them); default ``OPENAI_BASE_URL``.
         api_key: default ``OPENAI_API_KEY``, as the openai client reads it; loopback servers need none.
-        prompt: the `PromptTemplate` (paper prompt, chat endpoint by default).
-        logprobs: ask for the answer's top logprobs and score p(yes); costs extra time on some servers.
+        prompt: the `PromptTemplate` (compact prompt, chat endpoint by default).
+        logprobs: ask for the answer's top logprobs and score p(yes) (default). A server that refuses them, or
+            answers without them, is detected on its first answers and warned about once; the run goes on
+            ungraded (the pseudo-labels then take the first "yes" in shortlist order), and says so.
         top_logprobs: how many alternatives to ask for.
-        concurrency: requests in flight per base URL (default 8). vLLM and llama.cpp's ``llama-server`` batch
-            concurrent requests, so use about the server's parallel slots (``llama-server --parallel N``; vLLM
-            serves 32-256 at once on one GPU); a hosted API: what its rate limit allows. One document's labels
-            are sent together after its first request, so they share the server's prefix cache.
+        concurrency: requests in flight per base URL: ``"auto"`` (default) sizes it to the server, growing while
+            throughput grows and latency holds and backing off on 429s, 5xx and timeouts; a number fixes it (a
+            hosted API: what its rate limit allows).
         timeout: seconds per request.
         max_retries: retries per request after the first attempt.
         backoff_multiplier / backoff_max: exponential backoff with jitter between attempts, in seconds.
         max_retry_after: the longest server-requested ``Retry-After`` wait that is honoured.
-        max_tokens_per_answer: the answer's length limit (pointwise: a word is enough).
+        max_tokens_per_answer: the answer's length limit; default 1 where the first token is the answer (the
+            shipped prompts, or yes/no forced), else 3.
         rpm: at most this many requests in any ``rate_window`` seconds (default 60: requests per minute), over all
             base URLs together; every attempt is a request, retries included. None: no limit.
         tpm: at most this many tokens in any ``rate_window`` seconds, over all base URLs. A request counts before it
-            is sent, so its tokens are estimated: the prompt's characters / 4, rounded up (system prompt included),
-            plus ``max_tokens_per_answer``. None: no limit.
+            is sent, so its tokens are estimated: the prompts' characters / 4, rounded up (system prompt included),
+            plus ``max_tokens_per_answer`` a prompt. None: no limit.
         rate_window: the window of ``rpm`` and ``tpm``, in seconds. The limits are a sliding window (no window of
             this length, wherever it starts, holds more), and each request is counted for 1% longer (at least
             0.5 s), so that network delays that vary by up to that much cannot push the server's count over; a
@@ -194,8 +232,8 @@ class OpenAITeacher(Teacher):
 
     Example::
 
-        teacher = OpenAITeacher("qwen2.5-7b-instruct", base_url="http://127.0.0.1:8000/v1",
-                                cache="teacher.sqlite", logprobs=True)
+        teacher = OpenAITeacher("Qwen/Qwen2.5-7B-Instruct", base_url="http://127.0.0.1:8000/v1",
+                                cache="teacher.sqlite")
         result = teacher.judge(["Wheat exports rose ..."], [["Wheat", "Gold"]])
         [(j.label, j.verdict, j.score) for j in result.judgments[0]]
     """
@@ -208,9 +246,9 @@ class OpenAITeacher(Teacher):
         base_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
         prompt: PromptTemplate | str | None = None,
-        logprobs: bool = False,
+        logprobs: bool = True,
         top_logprobs: int = 5,
-        concurrency: int = 8,
+        concurrency: int | str = "auto",
         timeout: float = 120.0,
         max_retries: int = 6,
         backoff_multiplier: float = 0.5,
@@ -224,8 +262,8 @@ class OpenAITeacher(Teacher):
         **teacher_kwargs: Any,
     ) -> None:
         super().__init__(**teacher_kwargs)
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        if concurrency != "auto" and (not isinstance(concurrency, int) or concurrency < 1):
+            raise ValueError(f"concurrency must be 'auto' or an integer >= 1; got {concurrency!r}")
         self._model = model
         urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
         self.base_urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [None]
@@ -242,11 +280,15 @@ class OpenAITeacher(Teacher):
         self.backoff_multiplier = backoff_multiplier
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
-        self.max_tokens_per_answer = max_tokens_per_answer or 3
+        self.max_tokens_per_answer = max_tokens_per_answer
         self.temperature = temperature
         # One limiter for the teacher's lifetime: its windows span judge() calls and are shared by all URLs.
         limited = rpm is not None or tpm is not None
         self.rate_limiter = RateLimiter(rpm, tpm, rate_window) if limited else None
+        # Learnt once per URL and kept across judge() calls: what the server is, and how much it takes at once.
+        self._traits: dict[str | None, ServerTraits] = {}
+        self._limits = {url: InFlight(None if concurrency == "auto" else concurrency) for url in self.base_urls}
+        self._logprobs_state = "asked" if logprobs else "off"  # then "seen", or "refused" / "absent"
 
     @property
     def model_name(self) -> str:
@@ -254,47 +296,74 @@ class OpenAITeacher(Teacher):
 
     @property
     def graded(self) -> bool:
-        return self.logprobs
+        return self._logprobs_state in ("asked", "seen")
+
+    @property
+    def ungraded_reason(self) -> str | None:
+        """Why this teacher's scores are not probabilities although asked to be, else None."""
+        return {
+            "refused": "the endpoint refused logprobs",
+            "absent": "the endpoint answered without logprobs",
+        }.get(self._logprobs_state)
 
     def config(self) -> dict[str, Any]:
-        # Decides the answers; URLs and keys are deliberately absent.
+        # Decides the answers; URLs and keys are deliberately absent. Graded and ungraded answers are kept apart.
         return {
             **super().config(),
             "prompt": self.prompt.to_dict(),
             "temperature": self.temperature,
+            "logprobs": self.logprobs,
         }
 
     def describe(self) -> dict[str, Any]:
         limits = self.rate_limiter.describe() if self.rate_limiter else {}
-        return {
+        described = {
             **super().describe(),
             "prompt": self.prompt.name,
             "endpoints": [redact_url(u) for u in self.base_urls if u],
             **limits,
         }
+        if self.ungraded_reason:
+            described["ungraded"] = self.ungraded_reason
+        return described
 
-    def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
+    def _client(self, base_url: str | None, rate_limited: bool = True) -> openai.AsyncOpenAI:
         # Our own tenacity loop retries; the client's built-in retries would double the attempts.
         key = _resolve_api_key(self._api_key, base_url)
-        kwargs: dict[str, Any] = {}
-        if self.rate_limiter is not None:
+        http: dict[str, Any] = {}
+        if self.rate_limiter is not None and rate_limited:
             # The limiter is passed in the HTTP client's request hook, as late as a request can be held: it then
             # counts each attempt (retries too) and dates it just before it goes out, not before the openai
             # client's own preparation (which can take a few hundred milliseconds on a process's first request).
-            kwargs["http_client"] = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._before_send]})
-        return openai.AsyncOpenAI(base_url=base_url, api_key=key, timeout=self.timeout, max_retries=0, **kwargs)
+            http["event_hooks"] = {"request": [self._before_send]}
+        if base_url and urlsplit(base_url).scheme == "http":
+            http["verify"] = False  # no TLS on plain http: loading the CA bundle would only cost time
+        return openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=key,
+            timeout=self.timeout,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(**http) if http else None,
+        )
 
     async def _before_send(self, request: Any) -> None:
         await self.rate_limiter.acquire(_REQUEST_TOKENS.get())
 
-    def _estimate_tokens(self, text: str) -> int:
-        """What the rate limiter counts for a request: the prompt's characters / 4, rounded up, plus the longest
-        answer."""
+    def _answer_tokens(self, traits: ServerTraits) -> int:
+        if self.max_tokens_per_answer:
+            return self.max_tokens_per_answer
+        # One token where it is the answer: yes/no forced, or a shipped prompt (it asks for yes or no last).
+        return 1 if traits.answer_ids or layout_name(self.prompt.pointwise) != "custom" else 3
+
+    def _estimate_tokens(self, texts: str | list[str], answer_tokens: int = 1) -> int:
+        """What the rate limiter counts for a request: its prompts' characters / 4, rounded up, plus the longest
+        answers."""
+        texts = [texts] if isinstance(texts, str) else texts
         if self.prompt.kind == "chat":
-            prompt = (self.prompt.system or "") + text
+            total = sum(estimate_tokens((self.prompt.system or "") + t) for t in texts)
         else:
-            prompt = text + self.prompt.completion_suffix
-        return estimate_tokens(prompt) + self.max_tokens_per_answer
+            total = sum(estimate_tokens(t + self.prompt.completion_suffix) for t in texts)
+        return total + answer_tokens * len(texts)
 
     def _judge_documents(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
         try:
@@ -307,119 +376,112 @@ class OpenAITeacher(Teacher):
             pool.submit(asyncio.run, self._run(pending, emit, run)).result()
 
     async def _run(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
-        # Documents go round-robin to the servers. Per server, `concurrency` requests are in flight at most, and
-        # as many documents are open: a document's first request goes alone (it puts the document in the
-        # server's prefix cache), then its other labels go together and reuse that prefix.
-        queues: list[asyncio.Queue] = [asyncio.Queue() for _ in self.base_urls]
+        # Documents go round-robin to the servers, in packs: a pack's first labels go in one request (they put
+        # its documents in the server's prefix cache), then its other labels, which reuse those prefixes.
+        call = _Call(emit, run)
+        servers = [await self._server(url) for url in self.base_urls]
         for n, item in enumerate(pending):
-            queues[n % len(queues)].put_nowait(item)
-        in_flight = [0]
-        spent: list[TeacherBudgetExceeded] = []  # set when the budget stops a request from being sent
-        clients = [self._client(url) for url in self.base_urls]
-        workers = []
-        for client, queue in zip(clients, queues):
-            slots = asyncio.Semaphore(self.concurrency)
-            workers += [
-                asyncio.create_task(self._documents(client, slots, queue, emit, run, in_flight, spent))
-                for _ in range(self.concurrency)
-            ]
+            self._add(servers[n % len(servers)], item)
         limiter = self.rate_limiter
         waited, requests = (limiter.waited, limiter.requests) if limiter else (0.0, 0)
+        workers = [
+            asyncio.create_task(self._packs(server, call))
+            for server in servers
+            for _ in range(min(len(server.packs), server.limit.maximum))
+        ]
         try:
             # The first failure (exhausted retries) cancels the rest; answers so far are stored. A spent budget
             # sends nothing more but lets the requests already sent finish: they are paid for.
             await asyncio.gather(*workers)
-            if spent:
-                raise spent[0]
+            if call.spent:
+                raise call.spent[0]
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            for client in clients:
-                await client.close()
-            if limiter and limiter.requests > requests:
-                logger.info(
-                    "Rate limits (%s): %d requests waited %.1f s in all",
-                    limiter.describe(),
-                    limiter.requests - requests,
-                    limiter.waited - waited,
-                )
+            for server in servers:
+                await server.client.close()
+            self._log_run(servers, limiter, waited, requests)
 
-    async def _documents(
-        self,
-        client,
-        slots: asyncio.Semaphore,
-        queue: asyncio.Queue,
-        emit: Emit,
-        run: TeacherUsage,
-        in_flight: list[int],
-        spent: list[TeacherBudgetExceeded],
-    ) -> None:
-        while not spent:
+    async def _server(self, url: str | None) -> _Server:
+        client = self._client(url)
+        if url not in self._traits:
+            # On a client of its own: a few requests, once, that no rate limit or budget should count.
+            async with self._client(url, rate_limited=False) as probe:
+                self._traits[url] = await discover(probe, str(client.base_url), self._model, self.prompt)
+        traits = self._traits[url]
+        shape = (PromptList if traits.lists else ChatPair)(self.prompt, traits, self._answer_tokens(traits))
+        return _Server(client, shape, self._limits[url])
+
+    def _add(self, server: _Server, item: PendingDocument) -> None:
+        """Put a document in a pack: its first label in the pack's first request, its others in the second. On
+        the prompt list a pack holds documents up to `PAIRS_PER_REQUEST` pairs; on the chat shape, one document,
+        a request a pair."""
+        first, rest = [(item, item.positions[0])], [(item, j) for j in item.positions[1:]]
+        if isinstance(server.shape, ChatPair):
+            server.packs.append([first] + [[pair] for pair in rest])
+            return
+        pack = server.packs[-1] if server.packs else None
+        if pack is None or sum(map(len, pack)) + len(item.positions) > PAIRS_PER_REQUEST:
+            pack = [[], []]
+            server.packs.append(pack)
+        pack[0] += first
+        pack[1] += rest
+
+    async def _packs(self, server: _Server, call: _Call) -> None:
+        """A worker: one pack at a time, its first request, then the others together."""
+        while server.packs and not call.spent:
+            first, *rest = server.packs.popleft()
+            rest = [unit for unit in rest if unit]
             try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
+                await self._send(server, first, call)
+            except TeacherBudgetExceeded as e:
+                call.spent.append(e)
                 return
-            units = [[j] for j in item.positions]
-            requests = [self._request(client, slots, item, u, emit, run, in_flight) for u in units]
-            try:
-                await requests[0]
-            except BaseException as e:  # spent, failed or cancelled: the others were never started
-                for r in requests[1:]:
-                    r.close()
-                if not isinstance(e, TeacherBudgetExceeded):
-                    raise
-                spent.append(e)
-                return
-            rest = [asyncio.ensure_future(r) for r in requests[1:]]
-            try:
-                outcomes = await asyncio.gather(*rest, return_exceptions=True)
-            finally:
-                for task in rest:  # after a failure, stop this document's other requests too
-                    task.cancel()
+            outcomes = await asyncio.gather(*(self._send(server, unit, call) for unit in rest), return_exceptions=True)
             errors = [o for o in outcomes if isinstance(o, BaseException)]
-            spent += [e for e in errors if isinstance(e, TeacherBudgetExceeded)]
+            call.spent += [e for e in errors if isinstance(e, TeacherBudgetExceeded)]
             for error in errors:
                 if not isinstance(error, TeacherBudgetExceeded):
                     raise error
 
-    async def _request(
-        self,
-        client,
-        slots: asyncio.Semaphore,
-        item: PendingDocument,
-        positions: list[int],
-        emit: Emit,
-        run: TeacherUsage,
-        in_flight: list[int],
-    ) -> None:
-        async with slots:
-            self.check_budget(run, in_flight[0])
-            in_flight[0] += 1
-            try:
-                judgments, prompt_tokens, completion_tokens = await self._ask(client, item, positions, run)
-            finally:
-                in_flight[0] -= 1
-        run.calls += 1
-        run.prompt_tokens += prompt_tokens
-        run.completion_tokens += completion_tokens
-        for n, (j, judgment) in enumerate(zip(positions, judgments)):
-            # Tokens are booked on the first pair of a call, so cache totals add up to the calls'.
-            emit(item, j, judgment, prompt_tokens if n == 0 else 0, completion_tokens if n == 0 else 0)
-
-    async def _ask(self, client, item: PendingDocument, positions: list[int], run: TeacherUsage):
-        labels = [item.labels[j] for j in positions]
-        text = self.prompt.render_pointwise(item.doc, labels[0])
+    async def _send(self, server: _Server, unit: list[tuple[PendingDocument, int]], call: _Call) -> None:
+        """One request for ``unit``'s pairs (those the budget still pays for), retried as need be; its answers are
+        emitted together."""
+        fit = self.pairs_that_fit(call.run, call.in_flight_pairs)
+        self.check_budget(call.run, call.in_flight_pairs, min(1, len(unit)))  # raises when not one pair fits
+        cut = fit < len(unit)
+        unit = unit[:fit]  # what the budget does not pay for waits for a run with a larger one
+        texts = [server.shape.render(item.doc, item.labels[j]) for item, j in unit]
         if self.rate_limiter is not None:
-            tokens = self._estimate_tokens(text)
+            tokens = self._estimate_tokens(texts, self._answer_tokens(server.shape.traits))
             try:
                 self.rate_limiter.check(tokens)
             except ValueError as e:
                 raise TeacherError(str(e)) from None
             _REQUEST_TOKENS.set(tokens)  # read by _before_send, in this task, for every attempt
+        call.in_flight_pairs += len(unit)  # reserved from the budget until answered
+        try:
+            answers, usage = await self._retrying(server, texts, call)
+        finally:
+            call.in_flight_pairs -= len(unit)
+        call.run.calls += 1
+        prompt_tokens = (usage or {}).get("prompt_tokens") or 0
+        completion_tokens = (usage or {}).get("completion_tokens") or 0
+        call.run.prompt_tokens += prompt_tokens
+        call.run.completion_tokens += completion_tokens
+        answered = [
+            Answered(item, j, Judgment(item.labels[j], *answer.judged(), answer.text))
+            for (item, j), answer in zip(unit, answers)
+        ]
+        answered[0].prompt_tokens, answered[0].completion_tokens = prompt_tokens, completion_tokens
+        call.emit(answered)
+        if cut:  # the pairs left out of this request are the budget's end: stop here, whatever it now estimates
+            self.check_budget(call.run, call.in_flight_pairs, sys.maxsize)
 
+    async def _retrying(self, server: _Server, texts: list[str], call: _Call) -> tuple[list[Answer], Any]:
         def before_retry(state: RetryCallState) -> None:
-            run.retries += 1
+            call.run.retries += 1
             error = state.outcome.exception() if state.outcome else None
             logger.warning("Teacher request failed (%s); retry %d", _describe(error), state.attempt_number)
 
@@ -433,77 +495,69 @@ class OpenAITeacher(Teacher):
         try:
             async for attempt in retrying:
                 with attempt:
-                    answer, alternatives, usage = await self._complete(client, text)
+                    # A slot an attempt: a retry's backoff holds no room in flight.
+                    async with server.limit.slot() as done:
+                        try:
+                            answers, usage = await self._ask(server, texts)
+                        except Exception as e:
+                            done(failed=is_overload(e))
+                            raise
+                        done(pairs=len(texts))
+        except (TeacherBudgetExceeded, asyncio.CancelledError):
+            raise
         except Exception as e:
             attempts = retrying.statistics.get("attempt_number", 1)
             hint = "" if is_transient(e) else " (not a transient error: check the model name, the prompt and the key)"
             raise TeacherError(
-                f"the teacher failed on a document after {attempts} attempt{'s' if attempts > 1 else ''}: "
+                f"the teacher failed on a request after {attempts} attempt{'s' if attempts > 1 else ''}: "
                 f"{_describe(e)}{hint}"
             ) from e
-        prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-        verdict = parse_verdict(answer)
-        score = p_yes(alternatives) if alternatives else None
-        graded = score is not None
-        if score is None:
-            score = 1.0 if verdict == "yes" else 0.0
-        judgments = [Judgment(labels[0], verdict, score, graded, answer)]
-        return judgments, prompt_tokens, completion_tokens
+        return answers, usage
 
-    async def _complete(self, client, text: str) -> tuple[str, list[tuple[str, float]], Any]:
-        """One request; returns the answer text, the answer token's (token, logprob) alternatives, usage."""
-        want_logprobs = self.logprobs
-        if self.prompt.kind == "chat":
-            messages = ([{"role": "system", "content": self.prompt.system}] if self.prompt.system else []) + [
-                {"role": "user", "content": text}
-            ]
-            kwargs: dict[str, Any] = {}
-            if want_logprobs:
-                kwargs.update(logprobs=True, top_logprobs=self.top_logprobs)
-            response = await client.chat.completions.create(
-                model=self._model,
-                messages=messages,
-                max_tokens=self.max_tokens_per_answer,
-                temperature=self.temperature,
-                **kwargs,
+    async def _ask(self, server: _Server, texts: list[str]) -> tuple[list[Answer], Any]:
+        """One attempt. Until logprobs are seen in an answer, a server that refuses them (a 400 for a request that
+        asks for them) or leaves them out is noticed: warned about once, and not asked for them again."""
+        logprobs = self.top_logprobs if self._logprobs_state in ("asked", "seen") else None
+        try:
+            answers, usage = await server.shape.ask(server.client, self._model, texts, logprobs, self.temperature)
+        except openai.BadRequestError as e:
+            if self._logprobs_state != "asked" or "logprob" not in str(e).lower():
+                raise
+            answers, usage = await server.shape.ask(server.client, self._model, texts, None, self.temperature)
+            self._stop_asking_logprobs("refused", "it refuses a request that asks for them")
+            return answers, usage
+        if self._logprobs_state == "asked":
+            if all(a.alternatives is None for a in answers):
+                self._stop_asking_logprobs("absent", "its answers carry none")
+            else:
+                self._logprobs_state = "seen"
+        return answers, usage
+
+    def _stop_asking_logprobs(self, state: str, why: str) -> None:
+        if self._logprobs_state == "asked":
+            logger.warning(
+                'The teacher endpoint gives no logprobs (%s): the run goes on ungraded, each "yes" scoring 1.0, '
+                'so a document\'s first "yes" in shortlist order is its positive. Serve the model where logprobs '
+                "are returned (vLLM, llama.cpp's server) for graded answers, or pass --no-logprobs to say so.",
+                why,
             )
-            try:
-                choice = response.choices[0]
-                answer = choice.message.content or ""
-                alternatives: list[tuple[str, float]] = []
-                if want_logprobs and choice.logprobs and choice.logprobs.content:
-                    position = _answer_position([t.token for t in choice.logprobs.content])
-                    alternatives = [(t.token, t.logprob) for t in choice.logprobs.content[position].top_logprobs]
-            except (AttributeError, IndexError, TypeError) as e:
-                raise MalformedResponse(f"not a chat completion: {str(response)[:200]!r}") from e
-        else:
-            kwargs = {"logprobs": self.top_logprobs} if want_logprobs else {}
-            response = await client.completions.create(
-                model=self._model,
-                prompt=text + self.prompt.completion_suffix,
-                max_tokens=self.max_tokens_per_answer,
-                temperature=self.temperature,
-                **kwargs,
+        self._logprobs_state = state
+
+    def _log_run(self, servers: list[_Server], limiter, waited: float, requests: int) -> None:
+        for url, server in zip(self.base_urls, servers):
+            logger.info(
+                "Teacher endpoint %s: %s, %s",
+                redact_url(url) if url else "(OPENAI_BASE_URL)",
+                server.shape.traits.source,
+                server.limit.describe(),
             )
-            try:
-                choice = response.choices[0]
-                answer = choice.text or ""
-                alternatives = []
-                if want_logprobs and choice.logprobs and choice.logprobs.top_logprobs:
-                    position = _answer_position(choice.logprobs.tokens or [])
-                    alternatives = list(choice.logprobs.top_logprobs[position].items())
-            except (AttributeError, IndexError, TypeError) as e:
-                raise MalformedResponse(f"not a completion: {str(response)[:200]!r}") from e
-        return answer, alternatives, getattr(response, "usage", None)
-
-
-def _answer_position(tokens: Sequence[str]) -> int:
-    """The first generated token that spells a word (skips "**", quotes and spaces before "Yes")."""
-    for i, token in enumerate(tokens):
-        if any(ch.isalnum() for ch in token):
-            return i
-    return 0
+        if limiter and limiter.requests > requests:
+            logger.info(
+                "Rate limits (%s): %d requests waited %.1f s in all",
+                limiter.describe(),
+                limiter.requests - requests,
+                limiter.waited - waited,
+            )
 
 
 def _describe(error: BaseException | None) -> str:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from st_lmtx.inputs import DocumentSet, InputError, LabelSet
-from st_lmtx.teacher.base import Emit, Judgment, PendingDocument, Teacher, TeacherUsage
+from st_lmtx.teacher.base import Answered, Emit, Judgment, PendingDocument, Teacher, TeacherUsage
 
 
 class OracleTeacher(Teacher):
@@ -102,4 +102,4 @@ class OracleTeacher(Teacher):
                 # "yes" mode flips only negatives, "no" mode only positives, "both" either.
                 may_flip = self.flip_towards == "both" or (self.flip_towards == "yes") != true
                 yes = true != (may_flip and self._flipped(item.doc, label))
-                emit(item, j, Judgment(label, "yes" if yes else "no", 1.0 if yes else 0.0, False, None), 0, 0)
+                emit([Answered(item, j, Judgment(label, "yes" if yes else "no", 1.0 if yes else 0.0, False, None))])

@@ -77,7 +77,8 @@ class CurriculumRound:
         stopped = unfinished is not None
         logger.info("Round %d pseudo-labels: %s", r, stats)
         # What the answers say about the teacher, from the documents it was asked about.
-        warnings = teacher_warnings(PseudoLabels([d for d in pseudo.docs if d.judged]).stats()) if stats.pairs else []
+        judged = PseudoLabels([d for d in pseudo.docs if d.judged]).stats()
+        warnings = teacher_warnings(judged, self.teacher.ungraded_reason) if stats.pairs else []
         for warning in warnings:
             logger.warning("Round %d: %s", r, warning)
         if settled:
@@ -167,7 +168,7 @@ class CurriculumRound:
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""
         folder = RoundFolder(self.work_dir, r)
-        saved = folder.load_pseudo_labels()
+        saved = folder.load_pseudo_labels(len(self.train_docs))
         if saved is not None:
             return saved
         return self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]

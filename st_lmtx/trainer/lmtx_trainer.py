@@ -205,16 +205,18 @@ class LMTXTrainer:
                 model, record.final = curriculum.average(averaged, record.final)
             else:
                 model, record.final = curriculum.model(best), None
-        finally:  # however the invocation ends, the record keeps what the teacher cost
+        finally:  # however the invocation ends, the record keeps what the teacher cost, and whether it graded
             spending.save_into(state.record)
+            state.record.teacher = _described(teacher)
             state.save()
         processes.send({"done": best, "average": averaged})
         self._write_final(model, record, eval_docs is not None)
         logger.info(
-            "LMTX finished (%s); best round %s%s",
+            "LMTX finished (%s); best round %s%s%s",
             record.stop_reason or "done",
             best,
             f"; the final model averages rounds {averaged}" if averaged else "",
+            f"; the teacher's answers were ungraded ({teacher.ungraded_reason})" if teacher.ungraded_reason else "",
         )
         return model
 
@@ -321,7 +323,7 @@ class LMTXTrainer:
         return RunRecord(
             base_model=self.base_model_name,
             num_labels=len(self.labels),
-            teacher={k: v for k, v in self.teacher.describe().items() if k != "endpoints"},
+            teacher=_described(self.teacher),
             args=self.args.to_dict(),
             stop_metric=self.args.stop_metric,
             fingerprint=fingerprint,
@@ -330,6 +332,11 @@ class LMTXTrainer:
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload the output folder's final model (not ``lmtx-work/``) to the Hub."""
         return push_folder_to_hub(self.output_dir, repo_id, **kwargs)
+
+
+def _described(teacher: Teacher) -> dict[str, Any]:
+    """The teacher as the run's record and model card tell it: no endpoint (it may name a private host)."""
+    return {k: v for k, v in teacher.describe().items() if k != "endpoints"}
 
 
 def _model_name(model: SentenceTransformer) -> str:

@@ -61,12 +61,16 @@ class RoundFolder:
     def save_shortlist(self, shortlist: Shortlist) -> None:
         shortlist.save(self.shortlist_path)
 
-    def load_pseudo_labels(self) -> PseudoLabels | None:
-        """The saved pseudo-labels, or None when there are none or they are unreadable (then rebuilt)."""
+    def load_pseudo_labels(self, documents: int) -> PseudoLabels | None:
+        """The saved pseudo-labels of the round's ``documents``, or None when there are none or they are unreadable
+        (then rebuilt): a file cut at a line's end reads as JSON but holds fewer documents, and is unreadable."""
         if not self.pseudo_labels_path.exists():
             return None
         try:
-            return PseudoLabels.load(self.pseudo_labels_path)
+            pseudo = PseudoLabels.load(self.pseudo_labels_path)
+            if len(pseudo.docs) != documents:
+                raise ValueError(f"{len(pseudo.docs)} documents, the round has {documents}")
+            return pseudo
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
             logger.warning(
                 "%s is unreadable (%s): rebuilding it from the shortlist and the teacher's cache",

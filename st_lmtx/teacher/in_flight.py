@@ -1,0 +1,154 @@
+"""How many requests an endpoint teacher keeps in flight to one server: a fixed number, or sized to the server.
+
+``concurrency="auto"`` (the default) starts with one request and measures each window of answers: their pairs a
+second and their latency. While latency holds near the lowest seen (the server had room) and throughput grows
+with the limit, the limit grows: doubling at first, then by a tenth. When latency grows and throughput does not
+(the server queues what it cannot run: a one-slot llama.cpp server, a GPU at its batch size), it steps back to
+the most under which latency held, and waits longer before each new try that fails the same way. A 429, a 5xx
+or a timeout halves it. The window is the
+answers of about one limit's worth of requests, so the limit adapts within a few round trips, whatever the
+server's latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+logger = logging.getLogger(__name__)
+
+START = 1
+MAXIMUM = 1024
+# Latency "holds" while a window's mean stays within this factor of the lowest window mean seen.
+HOLDS = 1.5
+# Throughput "grows" when a window's pairs a second beat the previous window's by this factor.
+GROWS = 1.1
+# Past this factor of the lowest latency, more in flight only queues, whatever throughput says.
+QUEUED = 2.5
+# Answers a window holds at least (at most the limit's worth when that is more).
+WINDOW = 4
+
+
+class InFlight:
+    """A limit on the requests in flight to one server; ``fixed`` pins it, else it is sized as the module says.
+
+    Example::
+
+        limit = InFlight()                    # auto
+        async with limit.slot() as done:      # waits for room
+            answer = await send(request)
+            done(pairs=len(request.prompts))  # or done(failed=True) on a 429 / 5xx / timeout
+    """
+
+    def __init__(self, fixed: int | None = None, start: int = START, maximum: int = MAXIMUM) -> None:
+        if fixed is not None and fixed < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.fixed = fixed
+        self.limit = float(fixed or start)
+        self.maximum = fixed or maximum
+        self.in_flight = 0
+        self.peak = self.limit  # the highest limit reached, for the log
+        self._room: asyncio.Condition | None = None  # made in the event loop that uses it (one a judge() call)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._window_start = time.perf_counter()
+        self._window_done = self._window_pairs = 0
+        self._window_latency = 0.0
+        self._window_failed = False
+        self._lowest_latency = float("inf")
+        self._previous_rate = 0.0
+        self._slow_start = True
+        self._wait_windows = 0  # windows to wait before trying to grow again, after a try that did not pay
+        self._backoffs = 0
+        self._generation = 0  # bumped by each halving: the failures of requests sent before it count once
+        self._held = 1.0  # the highest limit under which latency held
+        self.answered, self.latency_total = 0, 0.0
+
+    @property
+    def auto(self) -> bool:
+        return self.fixed is None
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator:
+        """Wait for room; yields ``done(pairs=..., failed=...)`` to report the request's outcome."""
+        if self._loop is not asyncio.get_running_loop():
+            self._loop, self._room, self.in_flight = asyncio.get_running_loop(), asyncio.Condition(), 0
+        async with self._room:
+            await self._room.wait_for(lambda: self.in_flight < int(self.limit))
+            self.in_flight += 1
+        started, generation = time.perf_counter(), self._generation
+        outcome = {"pairs": 0, "failed": False}
+
+        def done(pairs: int = 0, failed: bool = False) -> None:
+            outcome.update(pairs=pairs, failed=failed)
+
+        try:
+            yield done
+        finally:
+            async with self._room:
+                self.in_flight -= 1
+                if not (outcome["failed"] and generation != self._generation):
+                    self._record(time.perf_counter() - started, outcome["pairs"], outcome["failed"])
+                self._room.notify(max(1, int(self.limit) - self.in_flight))
+
+    def _record(self, latency: float, pairs: int, failed: bool) -> None:
+        if failed:
+            self._window_failed = True
+        else:
+            self.answered += 1
+            self.latency_total += latency
+            self._window_done += 1
+            self._window_pairs += pairs
+            self._window_latency += latency
+        if not self.auto:
+            return
+        if self._window_failed:
+            self._resize(failed=True)
+        elif self._window_done >= max(WINDOW, int(self.limit)):
+            self._resize()
+
+    def _resize(self, failed: bool = False) -> None:
+        now = time.perf_counter()
+        if failed:  # the server says it is over its capacity: halve, and grow by a tenth from here on
+            self.limit = self._held = max(1.0, self.limit / 2)
+            self._slow_start, self._wait_windows = False, 2
+            self._previous_rate = 0.0
+            self._generation += 1
+        elif self._window_done:
+            rate = self._window_pairs / max(now - self._window_start, 1e-9)
+            latency = self._window_latency / self._window_done
+            self._lowest_latency = min(self._lowest_latency, latency)
+            holds = latency <= HOLDS * self._lowest_latency
+            grows = rate >= GROWS * self._previous_rate and latency <= QUEUED * self._lowest_latency
+            if holds:
+                self._held = max(self._held, self.limit)
+            if self._wait_windows > 0:
+                self._wait_windows -= 1
+            elif grows:
+                self.limit = min(self.maximum, self.limit * 2 if self._slow_start else self.limit * 1.1 + 1)
+            elif not holds and not grows:
+                # Queued at the server and no more done: back to the most that held, and wait longer before each
+                # new try that fails the same way.
+                self._slow_start = False
+                self._backoffs += 1
+                self.limit = min(self._held, self.limit * 0.75) if self._held < self.limit else self.limit * 0.75
+                self.limit = max(1.0, self.limit)
+                self._wait_windows = min(64, 2**self._backoffs)
+            self._previous_rate = rate
+        self.peak = max(self.peak, self.limit)
+        self._window_start = now
+        self._window_done = self._window_pairs = 0
+        self._window_latency = 0.0
+        self._window_failed = False
+
+    @property
+    def mean_latency(self) -> float | None:
+        """The mean seconds an answered request took, over this limit's life."""
+        return self.latency_total / self.answered if self.answered else None
+
+    def describe(self) -> str:
+        if not self.auto:
+            return f"{self.fixed} in flight"
+        return f"auto: {int(self.limit)} in flight now, {int(self.peak)} at most"
