@@ -111,6 +111,26 @@ class Answered:
 Emit = Callable[[list[Answered]], None]
 
 
+@dataclass
+class _Call:
+    """One `Teacher.judge` call under way: its answers so far, what is left to ask, and what each answer cost."""
+
+    results: list[list[Judgment | None]]
+    run: TeacherUsage = field(default_factory=TeacherUsage)
+    pending: list[PendingDocument] = field(default_factory=list)
+    repeats: list[tuple[int, int, int, int]] = field(default_factory=list)  # (i, j) takes (first i, first j)'s answer
+    hits: int = 0
+    total: int = 0  # pairs to ask
+    paid: dict[tuple[int, int], float] = field(default_factory=dict)  # the seconds booked to each answer
+    bar: Any = None
+    last: float = 0.0  # when the previous answers arrived
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _stored(judgment: Judgment) -> tuple:
+    return judgment.verdict, judgment.score, judgment.graded, judgment.answer
+
+
 class Teacher(ABC):
     """Base class of all teachers. ``cache``: a `JudgmentCache`, a path of a SQLite file, or None
     (answers kept in memory only). ``budget``: a `TeacherBudget` (or its text, ``"20000"``, ``"3M-tokens"``,
@@ -183,14 +203,34 @@ class Teacher(ABC):
             raise ValueError(f"{len(documents)} documents but {len(candidates)} candidate lists")
         if stop_at is not None and self.budget is None:
             raise ValueError("stop_at needs a teacher budget")
-        run = TeacherUsage()
-        hits = 0
-        results: list[list[Judgment | None]] = [[None] * len(c) for c in candidates]
-        pending: list[PendingDocument] = []
-        # A pair asked twice in one call (a repeated document, a repeated candidate) is paid once: the repeats
-        # take the first one's answer, as a cache hit.
+        call = self._look_up(documents, candidates)
+        self._announce(call, desc, stop_at)
+        stopped = False
+        call.last = started = self._started = time.perf_counter()
+        self._stop_at = stop_at
+        try:
+            if call.pending:
+                self._judge_documents(call.pending, lambda answers: self._store(call, answers), call.run)
+        except TeacherBudgetExceeded:
+            if stop_at is None:
+                raise
+            stopped = True
+        finally:
+            self._stop_at = None
+            call.bar.close()
+            call.run.seconds = time.perf_counter() - started
+            self._count(call, documents)
+        missing = sum(j is None for row in call.results for j in row)
+        if missing and not stopped:  # a backend that returns without judging everything is a bug, not a result
+            raise TeacherError(f"the teacher left {missing} pairs unjudged")
+        return JudgeResult(judgments=call.results, usage=call.run, stopped=stopped)
+
+    def _look_up(self, documents: Sequence[str], candidates: Sequence[Sequence[str]]) -> _Call:
+        """The call's cache hits, and the pairs left to ask, a `PendingDocument` a document. A pair asked twice in
+        one call (a repeated document, a repeated candidate) is asked once: the repeats take the first one's
+        answer, as a cache hit."""
+        call = _Call([[None] * len(c) for c in candidates])
         first: dict[tuple[str, str], tuple[int, int]] = {}
-        repeats: list[tuple[int, int, int, int]] = []
         for i, (raw, labels) in enumerate(zip(documents, candidates)):
             doc = self.document_view(raw)
             positions = []
@@ -198,108 +238,87 @@ class Teacher(ABC):
             for j, label in enumerate(labels):
                 hit = cached.get(label)
                 if hit is not None and (hit.graded or not self.graded):
-                    results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
-                    hits += 1
-                    run.cached_seconds += hit.seconds
+                    call.results[i][j] = Judgment(label, hit.verdict, hit.score, hit.graded, hit.answer, cached=True)
+                    call.hits += 1
+                    call.run.cached_seconds += hit.seconds
                 elif (doc, label) in first:
-                    repeats.append((i, j, *first[doc, label]))
+                    call.repeats.append((i, j, *first[doc, label]))
                 else:
                     first[doc, label] = (i, j)
                     positions.append(j)
             if positions:
-                pending.append(PendingDocument(i, doc, list(labels), positions))
+                call.pending.append(PendingDocument(i, doc, list(labels), positions))
+        return call
 
-        total_pairs = sum(len(p.positions) for p in pending)
-        # Under a budget's stop, the pairs it should pay for at the cost per pair so far: the bar counts to them, so
-        # that the time it says is left is the budget's, not that of pairs the budget will never ask.
-        affordable = total_pairs if stop_at is None else min(total_pairs, self.affordable_pairs(stop_at))
-        if total_pairs:
+    def _announce(self, call: _Call, desc: str, stop_at: float | None) -> None:
+        """Log what the call will ask and start its progress bar. Under a budget's stop, the bar counts to the pairs
+        the budget should pay for at the cost per pair so far, so the time it says is left is the budget's."""
+        call.total = total = sum(len(p.positions) for p in call.pending)
+        affordable = total if stop_at is None else min(total, self.affordable_pairs(stop_at))
+        if total:
             rate = self.pairs_per_second()
             logger.info(
                 "%s: %d pairs to judge (%d from the cache)%s%s",
                 desc,
-                total_pairs,
-                hits + len(repeats),
-                f", the budget pays for about {affordable}" if affordable < total_pairs else "",
+                total,
+                call.hits + len(call.repeats),
+                f", the budget pays for about {affordable}" if affordable < total else "",
                 f", about {format_seconds(affordable / rate)} at the {rate:.1f} pairs/s measured so far"
                 if rate
                 else "",
             )
-        bar = tqdm(total=affordable, desc=desc, unit="pair", disable=not self.show_progress_bar or not total_pairs)
+        call.bar = tqdm(total=affordable, desc=desc, unit="pair", disable=not self.show_progress_bar or not total)
 
-        paid: dict[tuple[int, int], float] = {}  # the seconds booked to each answer, for its repeats
-        clock = {"last": time.perf_counter()}
-        clock_lock = threading.Lock()
-
-        def emit(answers: list[Answered]) -> None:
-            # Each answer is booked its share of the wall time since the previous ones, so the stored costs of a
-            # call's answers add up to the time it took, and a resumed run or an import can still tell what its
-            # answers cost.
-            with clock_lock:
-                now = time.perf_counter()
-                seconds, clock["last"] = (now - clock["last"]) / max(len(answers), 1), now
-            # Stored before anything else happens, so a crash right after loses nothing already answered.
-            self.cache.put_many(
-                self.namespace,
-                [
-                    (
-                        a.item.doc,
-                        a.item.labels[a.position],
-                        a.judgment.verdict,
-                        a.judgment.score,
-                        a.judgment.graded,
-                        a.judgment.answer,
-                        a.prompt_tokens,
-                        a.completion_tokens,
-                        seconds,
-                    )
-                    for a in answers
-                ],
+    def _store(self, call: _Call, answers: list[Answered]) -> None:
+        """A backend's answers that arrived together (the `Emit` it is given): stored in one transaction before
+        anything else happens, so a crash right after loses nothing already answered. Each is booked its share of
+        the wall time since the previous ones, so the stored costs of a call's answers add up to the time it took,
+        and a resumed run or an import can still tell what its answers cost."""
+        with call.lock:
+            now = time.perf_counter()
+            seconds, call.last = (now - call.last) / max(len(answers), 1), now
+        rows = [
+            (
+                a.item.doc,
+                a.item.labels[a.position],
+                *_stored(a.judgment),
+                a.prompt_tokens,
+                a.completion_tokens,
+                seconds,
             )
-            for a in answers:
-                results[a.item.index][a.position] = a.judgment
-                paid[a.item.index, a.position] = seconds
-            run.pairs += len(answers)  # cache hits are added at the end: until then, pairs are what the budget paid
-            if bar.n + len(answers) > bar.total:  # the budget paid for more than estimated
-                bar.total = min(total_pairs, bar.n + len(answers))
-            bar.update(len(answers))
-            if self.budget is not None:
-                spent = self.spent_now(run)
-                bar.set_postfix_str(f"budget {self.budget.format(spent)} of {self.budget}", refresh=False)
+            for a in answers
+        ]
+        self.cache.put_many(self.namespace, rows)
+        for a in answers:
+            call.results[a.item.index][a.position] = a.judgment
+            call.paid[a.item.index, a.position] = seconds
+        call.run.pairs += len(answers)  # cache hits are added at the end: until then, pairs are what the budget paid
+        bar = call.bar
+        if bar.n + len(answers) > bar.total:  # the budget paid for more than estimated
+            bar.total = min(call.total, bar.n + len(answers))
+        bar.update(len(answers))
+        if self.budget is not None:
+            spent = self.spent_now(call.run)
+            bar.set_postfix_str(f"budget {self.budget.format(spent)} of {self.budget}", refresh=False)
 
-        stopped = False
-        start = clock["last"] = self._started = time.perf_counter()
-        self._stop_at = stop_at
-        try:
-            if pending:
-                self._judge_documents(pending, emit, run)
-        except TeacherBudgetExceeded:
-            if stop_at is None:
-                raise
-            stopped = True
-        finally:
-            self._stop_at = None
-            bar.close()
-            for i, j, fi, fj in repeats:
-                if results[fi][fj] is not None:
-                    results[i][j] = replace(results[fi][fj], cached=True)
-                    hits += 1
-                    run.cached_seconds += paid[fi, fj]
-            run.seconds = time.perf_counter() - start
-            run.pairs += hits
-            run.cache_hits += hits
-            for doc, row in zip(documents, results):
-                for judgment in row:
-                    if judgment is not None:
-                        run.yes += judgment.verdict == "yes"
-                        run.unparseable += judgment.verdict == "unparseable"
-                run.instruction_like_docs += looks_like_instructions(doc)
-                run.all_yes_docs += len(row) >= 3 and all(j is not None and j.verdict == "yes" for j in row)
-            self.usage.add(run)
-        missing = sum(j is None for row in results for j in row)
-        if missing and not stopped:  # a backend that returns without judging everything is a bug, not a result
-            raise TeacherError(f"the teacher left {missing} pairs unjudged")
-        return JudgeResult(judgments=results, usage=run, stopped=stopped)
+    def _count(self, call: _Call, documents: Sequence[str]) -> None:
+        """The repeats take their first pair's answer; the call's usage is totalled and added to the lifetime's."""
+        run, results = call.run, call.results
+        for i, j, fi, fj in call.repeats:
+            if results[fi][fj] is not None:
+                results[i][j] = replace(results[fi][fj], cached=True)
+                call.hits += 1
+                run.cached_seconds += call.paid[fi, fj]
+        run.pairs += call.hits
+        run.cache_hits += call.hits
+        for doc, row in zip(documents, results):
+            for judgment in row:
+                if judgment is not None:
+                    run.yes += judgment.verdict == "yes"
+                    run.unparseable += judgment.verdict == "unparseable"
+            run.instruction_like_docs += looks_like_instructions(doc)
+            run.all_yes_docs += len(row) >= 3 and all(j is not None and j.verdict == "yes" for j in row)
+        self.usage.add(run)
 
     def pairs_per_second(self) -> float | None:
         """The rate at which this teacher has judged new pairs (after 20 of them), else the rate the cached answers
