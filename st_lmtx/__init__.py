@@ -52,10 +52,14 @@ _EXPORTS = {
     "TeacherBudgetExceeded": "st_lmtx.errors",
     "ModelFetchError": "st_lmtx.errors",
     "NothingToTrainError": "st_lmtx.errors",
+    "BatchPending": "st_lmtx.errors",
+    "BatchTeacher": "st_lmtx.teacher.batch_files",
     "NotATaggerError": "st_lmtx.errors",
 }
 
 __all__ = [
+    "BatchPending",
+    "BatchTeacher",
     "ArgumentsError",
     "CacheFileError",
     "CacheLockedError",
@@ -114,6 +118,7 @@ if TYPE_CHECKING:
     from st_lmtx.arguments import RECIPES, LMTXArguments
     from st_lmtx.errors import (
         ArgumentsError,
+        BatchPending,
         CacheFileError,
         CacheLockedError,
         InputError,
@@ -136,6 +141,7 @@ if TYPE_CHECKING:
     from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
     from st_lmtx.tagger import LMTXTagger, Tag
     from st_lmtx.teacher.base import Teacher
+    from st_lmtx.teacher.batch_files import BatchTeacher
     from st_lmtx.teacher.budget import TeacherBudget
     from st_lmtx.teacher.judgments import export_judgments, import_judgments, load_judgments
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher

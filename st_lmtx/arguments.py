@@ -381,7 +381,9 @@ class TeacherArguments:
         None,
         "an OpenAI-compatible base URL (comma-separate several), 'local' (in-process llama.cpp), "
         "'local-server' (llama.cpp's server, started for you), 'local:NAME' / 'local-server:NAME' (a fetched "
-        "model), a .gguf path, or 'oracle' / 'oracle:0.2' / 'oracle:0.4:yes' (ground truth, for evaluation only; "
+        "model), a .gguf path, 'batch:DIR' (pairs written as batch request lines for OpenAI's Batch API or vLLM's "
+        "run_batch; the run stops until their output is imported), or 'oracle' / 'oracle:0.2' / 'oracle:0.4:yes' "
+        "(ground truth, for evaluation only; "
         "that share of answers flipped). Default: $LMTX_TEACHER_URL, else $OPENAI_BASE_URL (the openai client's: "
         "documents go to that endpoint), else the fetched local model",
         group="teacher",

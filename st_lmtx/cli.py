@@ -270,6 +270,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
         miner = ShortlistMiner(model, labels, show_progress_bar=not args.quiet)
         shortlist = miner.mine(docs.texts, k=args.shortlist_k)
         candidates = [[labels.texts[j] for j in shortlist.for_doc(i)] for i in range(len(docs))]
+        if args.write_requests:
+            return _write_requests(teacher, docs.texts, candidates, args.write_requests)
         result = teacher.judge(docs.texts, candidates)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -298,6 +300,20 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if teacher.ungraded_reason:
         summary["ungraded"] = teacher.ungraded_reason
     print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:>28}: {v}" for k, v in summary.items()))
+    return 0
+
+
+def _write_requests(teacher, documents: list[str], candidates: list[list[str]], path: str) -> int:
+    from st_lmtx.teacher.batch_files import write_requests
+    from st_lmtx.teacher.openai_teacher import OpenAITeacher
+
+    if not isinstance(teacher, OpenAITeacher):
+        raise ArgumentsError("--write-requests needs an endpoint teacher: --teacher URL or batch:DIR, and its model")
+    n = write_requests(teacher, documents, candidates, path)
+    print(
+        f"{n:,} pairs not in the cache -> {path}: run them as a batch job (OpenAI's Batch API, vLLM's run_batch), "
+        "then `st-lmtx judgments import OUTPUT --cache` this cache"
+    )
     return 0
 
 
@@ -393,6 +409,7 @@ def _cache_path(path: str) -> Path:
 
 
 def cmd_judgments(args: argparse.Namespace) -> int:
+    from st_lmtx.teacher.batch_files import import_output, is_batch_output
     from st_lmtx.teacher.cache import JudgmentCache
     from st_lmtx.teacher.judgments import export_judgments, import_judgments
 
@@ -406,11 +423,13 @@ def cmd_judgments(args: argparse.Namespace) -> int:
         return 0
     if not Path(args.file).is_file():  # before the cache is opened, which creates it
         raise JudgmentsFileError(f"{args.file} does not exist; nothing was imported")
+    batch = is_batch_output(args.file)
     with JudgmentCache(cache_path) as cache:
-        report = import_judgments(cache, args.file)
+        report = import_output(cache, args.file) if batch else import_judgments(cache, args.file)
     print(
         f"{report.rows:,} judgments of {', '.join(report.models)} from {args.file}: {report.added:,} new in "
         f"{cache_path}, {report.already_present:,} already there"
+        + (f"; {report.failed:,} failed lines not imported (the next run asks them again)" if report.failed else "")
     )
     return 0
 
@@ -431,7 +450,7 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
 # The flags of the commands that are not settings (data, model, general): every other flag of `judge` and `train` is
 # a field of TeacherArguments or LMTXArguments (tests/test_cli.py checks both ways).
 COMMAND_INPUTS = {
-    "judge": ("data", "split", "model", "shortlist_k", "limit", "shard", "cache", "out", "json"),
+    "judge": ("data", "split", "model", "shortlist_k", "limit", "shard", "cache", "out", "json", "write_requests"),
     "train": ("data", "docs", "labels", "eval", "model"),
 }
 
@@ -521,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, metavar="DIR", help="folder of the teacher's answer cache")
     p.add_argument("--out", default=None, metavar="FILE", help="write each document's judged shortlist as JSON lines")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--write-requests",
+        default=None,
+        metavar="FILE",
+        help="judge nothing: write the pairs the cache does not hold as OpenAI batch request lines (for OpenAI's "
+        "Batch API or vLLM's run_batch; `judgments import` reads the output back)",
+    )
     groups = {}
     add_settings(p, TeacherArguments, groups)
     add_settings(
@@ -563,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="export or import the teacher's answers (gzip JSON lines, a datasets file)",
     )
     p.add_argument("action", choices=["export", "import"], help="export the cache to the file, or import the file")
-    p.add_argument("file", help="the judgments file (.jsonl.gz or .jsonl)")
+    p.add_argument(
+        "file", help="the judgments file (.jsonl.gz or .jsonl); import also reads a batch job's output lines"
+    )
     p.add_argument(
         "--cache", required=True, help="a teacher cache file, a `train` output folder or a `judge --cache` folder"
     )

@@ -2,7 +2,8 @@
 
 The command line prints an `LMTXError` as one line, ``st-lmtx: error: <message>``, and exits with its
 ``exit_code``: 2 for bad input or configuration (fix the command or the files), 1 when the teacher or the run
-failed (run the same command again once the cause is gone: every answer is cached).
+failed (run the same command again once the cause is gone: every answer is cached), 3 when the run waits for a
+batch job's answers (`BatchPending`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ class ModelFetchError(LMTXError, RuntimeError):
     """The teacher model could not be downloaded or assembled; the destination was left as it was."""
 
     exit_code = 1
+
+
+class BatchPending(LMTXError):
+    """A batch teacher (``--teacher batch:DIR``) wrote the pairs it needs as batch request lines: run them, import
+    the output (``st-lmtx judgments import``), and run the same command again; it resumes where it stopped."""
+
+    exit_code = 3
 
 
 class NothingToTrainError(LMTXError, RuntimeError):

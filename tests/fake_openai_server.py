@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 # The paper's prompt and the compact layout (question first, then the document, then the tag).
 POINTWISE_RES = (
@@ -406,6 +407,40 @@ class FakeOpenAIServer:
                 "text_offset": [0],
             }
         return choice
+
+
+def run_batch(requests: str | Path, output: str | Path, failing: tuple[int, ...] = ()) -> int:
+    """A batch engine (OpenAI's Batch API, vLLM's run_batch): reads request lines, writes an output line each,
+    answered as this server's chat endpoint answers (the lines numbered in ``failing`` fail instead). Returns the
+    lines answered."""
+    answerer = FakeOpenAIServer.__new__(FakeOpenAIServer)  # its answers only: no socket
+    answerer.kind = "plain"
+    out = []
+    for n, line in enumerate(Path(requests).read_text(encoding="utf-8").splitlines()):
+        request = json.loads(line)
+        body = request["body"]
+        text = body["messages"][-1]["content"]
+        match = next(m for m in (r.search(text) for r in POINTWISE_RES) if m)
+        entry = {"doc": match.group(1), "label": match.group(2), "templated": False}
+        result = {"id": f"batch_req_{n}", "custom_id": request["custom_id"], "response": None, "error": None}
+        if n in failing:
+            result["error"] = {"code": "server_error", "message": "the engine failed on this request"}
+        else:
+            choice = answerer._choice(
+                0, "chat", entry, False, bool(body.get("logprobs")), body["max_tokens"] == 1, body
+            )
+            words = len(text.split())
+            completion = {
+                "id": f"chatcmpl-{n}",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [choice],
+            }
+            completion["usage"] = {"prompt_tokens": words, "completion_tokens": 1, "total_tokens": words + 1}
+            result["response"] = {"status_code": 200, "request_id": f"req-{n}", "body": completion}
+        out.append(json.dumps(result))
+    Path(output).write_text("".join(line + "\n" for line in out), encoding="utf-8")
+    return len(out) - len(failing)
 
 
 def main() -> None:

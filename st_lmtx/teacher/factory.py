@@ -46,7 +46,8 @@ def make_teacher(
     default model, or the ``.gguf`` path in ``model``); a path ending in ``.gguf`` for the in-process teacher
     with that model; ``oracle`` / ``oracle:0.2`` / ``oracle:0.4:yes`` for ground truth (with a flipped
     fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``, see `OracleTeacher`;
-    needs ``labels`` and ``documents`` with ground truth)."""
+    needs ``labels`` and ``documents`` with ground truth); ``batch:DIR`` for `BatchTeacher` (``model`` names the
+    model the batch engine serves)."""
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher
     from st_lmtx.teacher.openai_teacher import OpenAITeacher, check_url
@@ -59,6 +60,17 @@ def make_teacher(
         name = model or os.environ.get(TEACHER_MODEL_ENV) or _discover_model(urls[0], kwargs.get("api_key"))
         kwargs = {k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY}
         return OpenAITeacher(name, base_url=urls, **kwargs)
+    if spec.startswith("batch:"):
+        from st_lmtx.teacher.batch_files import BatchTeacher
+
+        name = model or os.environ.get(TEACHER_MODEL_ENV)
+        if not name or not spec[len("batch:") :]:
+            raise TeacherConfigError(
+                "a batch teacher needs a folder and the model the batch engine serves: --teacher batch:DIR "
+                "--teacher-model NAME"
+            )
+        kwargs = {k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY + _RATE_LIMITS}
+        return BatchTeacher(name, spec[len("batch:") :], **kwargs)
     if spec == "oracle" or spec.startswith("oracle:"):
         flip, towards = _parse_oracle(spec)
         if labels is None or documents is None:
@@ -80,7 +92,7 @@ def make_teacher(
         return LlamaCppTeacher(model_path=path, **kwargs)
     raise TeacherConfigError(
         f"unknown teacher {spec!r}: use an http(s) URL, local, local-server, local:NAME, "
-        "local-server:NAME, a .gguf path or oracle"
+        "local-server:NAME, a .gguf path, batch:DIR or oracle"
     )
 
 

@@ -75,6 +75,7 @@ class ImportReport:
     rows: int  # rows in the file
     added: int  # new in the cache
     models: list[str]  # teacher models found in the file
+    failed: int = 0  # a batch job's lines that carry no answer (an error): asked again by the next run
 
     @property
     def already_present(self) -> int:

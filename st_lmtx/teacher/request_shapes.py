@@ -209,15 +209,26 @@ class ChatPair:
             body["logit_bias"] = {str(i): FORCE for i in self.traits.answer_ids}
         body.update(model=model, messages=chat_messages(self.prompt, text), max_tokens=self.max_tokens)
         payload = await client.post("/chat/completions", cast_to=object, body={**body, "temperature": temperature})
-        if not isinstance(payload, dict):
-            raise MalformedResponse(f"not a chat completion: {str(payload)[:200]!r}")
-        try:
-            choice = payload["choices"][0]
-            answer = choice["message"].get("content") or ""
-            content = (choice.get("logprobs") or {}).get("content")
-        except (KeyError, IndexError, TypeError, AttributeError) as e:
-            raise MalformedResponse(f"not a chat completion: {str(payload)[:200]!r}") from e
-        return [Answer(answer, _content_alternatives(content))], payload.get("usage")
+        return [chat_answer(payload)], payload.get("usage")
+
+    def body(self, model: str, text: str, logprobs: int | None, temperature: float) -> dict[str, Any]:
+        """The request body for one pair's ``text``, as a batch request line carries it."""
+        body: dict[str, Any] = {"model": model, "messages": chat_messages(self.prompt, text)}
+        body.update(max_tokens=self.max_tokens, temperature=temperature)
+        if logprobs:
+            body.update(logprobs=True, top_logprobs=logprobs)
+        return body
+
+
+def chat_answer(payload: Any) -> Answer:
+    """The answer of a chat completion's JSON body (from a server, or a batch job's output line)."""
+    try:
+        choice = payload["choices"][0]
+        answer = choice["message"].get("content") or ""
+        content = (choice.get("logprobs") or {}).get("content")
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        raise MalformedResponse(f"not a chat completion: {str(payload)[:200]!r}") from e
+    return Answer(answer, _content_alternatives(content))
 
 
 class MalformedResponse(Exception):
