@@ -397,9 +397,9 @@ def test_oracle_spec_strings():
 
 
 def test_a_key_sent_over_plain_http_to_another_host_is_warned_once(monkeypatch, caplog):
-    from st_lmtx.teacher import openai_teacher
+    from st_lmtx.teacher import endpoints
 
-    openai_teacher._warn_clear_text.cache_clear()
+    endpoints._warn_clear_text.cache_clear()
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with caplog.at_level(logging.WARNING, logger="st_lmtx"):
         for url in ["https://api.example.com/v1", "http://127.0.0.1:8000/v1", "http://127.0.0.2:8000/v1"]:
@@ -410,5 +410,5 @@ def test_a_key_sent_over_plain_http_to_another_host_is_warned_once(monkeypatch, 
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["The API key is sent unencrypted to 10.9.8.7"]
     assert SECRET not in caplog.text
     # No key at all: a loopback server gets a placeholder, another host none (the openai client then says so).
-    assert openai_teacher._resolve_api_key(None, "http://127.0.0.2:8000/v1") == "no-key"
-    assert openai_teacher._resolve_api_key(None, "http://10.9.8.7:8000/v1") is None
+    assert endpoints.resolve_api_key(None, "http://127.0.0.2:8000/v1") == "no-key"
+    assert endpoints.resolve_api_key(None, "http://10.9.8.7:8000/v1") is None

@@ -48,9 +48,10 @@ def make_teacher(
     fraction, and optionally which answers may flip: ``both``, ``yes`` or ``no``, see `OracleTeacher`;
     needs ``labels`` and ``documents`` with ground truth); ``batch:DIR`` for `BatchTeacher` (``model`` names the
     model the batch engine serves)."""
+    from st_lmtx.teacher.endpoints import check_url
     from st_lmtx.teacher.llama_cpp_teacher import LlamaCppTeacher
     from st_lmtx.teacher.local import LocalTeacher
-    from st_lmtx.teacher.openai_teacher import OpenAITeacher, check_url
+    from st_lmtx.teacher.openai_teacher import OpenAITeacher
     from st_lmtx.teacher.oracle import OracleTeacher
 
     if spec.startswith(("http://", "https://")):
@@ -145,7 +146,7 @@ def _warn_unlimited(spec: str, kwargs: dict[str, Any]) -> None:
 
 def _discover_model(url: str, api_key: str | None) -> str:
     """The one model an endpoint serves (``GET /models``), when no name is given."""
-    from st_lmtx.teacher.openai_teacher import redact_url, served_models
+    from st_lmtx.teacher.endpoints import redact_url, served_models
 
     models = served_models(url, api_key)
     if not models:

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import email.utils
-import functools
-import ipaddress
-import json
 import logging
 import os
 import sys
-import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,143 +28,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import openai
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from st_lmtx.errors import TeacherBudgetExceeded, TeacherConfigError
+from st_lmtx.errors import TeacherBudgetExceeded
 from st_lmtx.teacher.base import Answered, Emit, Judgment, PendingDocument, Teacher, TeacherError, TeacherUsage
+from st_lmtx.teacher.endpoints import (
+    RetryAfterOrBackoff,
+    check_url,
+    describe_error,
+    is_overload,
+    is_transient,
+    redact_url,
+    resolve_api_key,
+)
 from st_lmtx.teacher.in_flight import InFlight
 from st_lmtx.teacher.prompts import PromptTemplate, as_prompt, layout_name
 from st_lmtx.teacher.rate_limit import RateLimiter, estimate_tokens
-from st_lmtx.teacher.request_shapes import Answer, ChatPair, MalformedResponse, PromptList, ServerTraits, discover
+from st_lmtx.teacher.request_shapes import Answer, ChatPair, PromptList, ServerTraits, discover
 
 logger = logging.getLogger(__name__)
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-
 # The estimated tokens of the request the current task is sending, for the rate limiter's HTTP hook.
 _REQUEST_TOKENS: contextvars.ContextVar[int] = contextvars.ContextVar("lmtx_request_tokens", default=0)
-
-
-def is_transient(error: BaseException) -> bool:
-    """Worth another try: rate limits, server errors, timeouts, dropped connections, unreadable bodies."""
-    if isinstance(error, openai.APIStatusError):
-        return error.status_code in (408, 409, 429) or error.status_code >= 500
-    return isinstance(
-        error, (openai.APIConnectionError, openai.APIResponseValidationError, MalformedResponse, json.JSONDecodeError)
-    )
-
-
-def is_overload(error: BaseException) -> bool:
-    """The server is over its capacity: a 429, a 5xx or a timeout (fewer requests in flight may help)."""
-    if isinstance(error, openai.APIStatusError):
-        return error.status_code == 429 or error.status_code >= 500
-    return isinstance(error, openai.APITimeoutError)
-
-
-def retry_after_seconds(error: BaseException | None) -> float | None:
-    """The server's ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, when it sent one."""
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-class _RetryAfterOrBackoff:
-    """tenacity wait: the server's Retry-After when it sends one (up to ``max_retry_after`` seconds), else
-    exponential backoff with jitter."""
-
-    def __init__(self, multiplier: float, maximum: float, max_retry_after: float) -> None:
-        self.backoff = wait_random_exponential(multiplier=multiplier, max=maximum)
-        self.max_retry_after = max_retry_after
-
-    def __call__(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        after = retry_after_seconds(error)
-        return min(after, self.max_retry_after) if after is not None else self.backoff(state)
-
-
-def check_url(url: str) -> None:
-    """A `TeacherConfigError` unless ``url`` is an http(s) URL with a host (and a port in range, if any)."""
-    usage = "give http(s)://HOST[:PORT]/PATH, e.g. http://127.0.0.1:8000/v1"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises on a port out of range)
-    except ValueError as e:  # the URL is not echoed: it may hold a key
-        raise TeacherConfigError(f"a teacher URL is malformed ({e}): {usage}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise TeacherConfigError(f"a teacher URL is malformed (no host, or a space in it): {usage}")
-
-
-def _is_loopback(url: str | None) -> bool:
-    host = urlsplit(url).hostname if url else None
-    if host in _LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback  # 127.0.0.0/8, ::1
-    except ValueError:
-        return False
-
-
-def redact_url(url: str) -> str:
-    """A URL without user:password, query or fragment, safe for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def _resolve_api_key(api_key: str | None, base_url: str | None) -> str | None:
-    """The key given, else ``OPENAI_API_KEY``; a loopback server gets a placeholder (it ignores the key, the
-    client insists on one)."""
-    key = api_key or os.environ.get("OPENAI_API_KEY")
-    if not key:
-        return "no-key" if _is_loopback(base_url) else None
-    if base_url and urlsplit(base_url).scheme == "http" and not _is_loopback(base_url):
-        _warn_clear_text(urlsplit(base_url).hostname)
-    return key
-
-
-@functools.cache
-def _warn_clear_text(host: str) -> None:
-    # Once a host: the openai client sends the key in every request's Authorization header, readable on the way.
-    logger.warning(
-        "The API key is sent unencrypted to %s (the teacher URL is http, not https): use https, or unset "
-        "OPENAI_API_KEY if that server needs no key.",
-        host,
-    )
-
-
-def served_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
-    """The model ids an OpenAI-compatible endpoint lists at ``GET /models`` (vLLM and llama.cpp servers list the
-    one they serve), or None when it has no such route. A `TeacherError` when it cannot be reached, a
-    `TeacherConfigError` when it refuses the key."""
-    where = f"{redact_url(base_url)}/models"
-    try:
-        key = _resolve_api_key(api_key, base_url)
-        with openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=1) as client:
-            return [m.id for m in client.models.list()]
-    except openai.APIConnectionError as e:
-        raise TeacherError(f"the teacher endpoint cannot be reached (GET {where}: {e}): is its server running?") from e
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-        raise TeacherConfigError(
-            f"the teacher endpoint refused the key (GET {where}: HTTP {e.status_code}): set OPENAI_API_KEY"
-        ) from e
-    except openai.OpenAIError as e:  # no such route (404), or no key at all for a remote endpoint
-        logger.debug("GET %s failed: %s", where, e)
-        return None
 
 
 # Pairs a request carries at most on the prompt-list shape: enough to amortise a request's cost on the client,
@@ -329,7 +209,7 @@ class OpenAITeacher(Teacher):
 
     def _client(self, base_url: str | None, rate_limited: bool = True) -> openai.AsyncOpenAI:
         # Our own tenacity loop retries; the client's built-in retries would double the attempts.
-        key = _resolve_api_key(self._api_key, base_url)
+        key = resolve_api_key(self._api_key, base_url)
         http: dict[str, Any] = {}
         if self.rate_limiter is not None and rate_limited:
             # The limiter is passed in the HTTP client's request hook, as late as a request can be held: it then
@@ -483,11 +363,11 @@ class OpenAITeacher(Teacher):
         def before_retry(state: RetryCallState) -> None:
             call.run.retries += 1
             error = state.outcome.exception() if state.outcome else None
-            logger.warning("Teacher request failed (%s); retry %d", _describe(error), state.attempt_number)
+            logger.warning("Teacher request failed (%s); retry %d", describe_error(error), state.attempt_number)
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            wait=_RetryAfterOrBackoff(self.backoff_multiplier, self.backoff_max, self.max_retry_after),
+            wait=RetryAfterOrBackoff(self.backoff_multiplier, self.backoff_max, self.max_retry_after),
             stop=stop_after_attempt(self.max_retries + 1),
             before_sleep=before_retry,
             reraise=True,
@@ -510,7 +390,7 @@ class OpenAITeacher(Teacher):
             hint = "" if is_transient(e) else " (not a transient error: check the model name, the prompt and the key)"
             raise TeacherError(
                 f"the teacher failed on a request after {attempts} attempt{'s' if attempts > 1 else ''}: "
-                f"{_describe(e)}{hint}"
+                f"{describe_error(e)}{hint}"
             ) from e
         return answers, usage
 
@@ -558,11 +438,3 @@ class OpenAITeacher(Teacher):
                 limiter.requests - requests,
                 limiter.waited - waited,
             )
-
-
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    if isinstance(error, openai.APIStatusError):
-        return f"HTTP {error.status_code}"
-    return f"{type(error).__name__}: {str(error)[:200]}"
