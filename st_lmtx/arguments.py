@@ -416,6 +416,13 @@ class TeacherArguments:
         metavar="N|auto",
         parse=in_flight,
     )
+    submit: str | None = setting(
+        None,
+        "with --teacher batch:DIR: run each batch through OpenAI's Batch API (upload, wait, download, import; a "
+        "rerun waits for the same batch) rather than stopping for you to run it",
+        group="teacher",
+        choices=("openai",),
+    )
     rpm: int | None = setting(
         None,
         "endpoint teachers: at most N requests in any 60 s, retries included",

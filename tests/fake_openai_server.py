@@ -27,13 +27,16 @@ printing its URL: the server in a process of its own, as benchmarks measure a cl
 from __future__ import annotations
 
 import argparse
+import email.policy
 import json
 import math
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -161,6 +164,7 @@ class FakeOpenAIServer:
         self.slots = threading.Semaphore(slots) if slots else None
         self.engine = _Engine(batch, delay, queue_limit) if batch else None
         self.requests = 0  # requests answered (completions and chat)
+        self.batch_api = FakeBatchAPI()
         self.models = list(models)  # what GET /models lists (empty: the route answers 404)
         self.models_status = 200  # another status: GET /models answers it (401: a refused key)
         self.faults: list[str | None] = []
@@ -185,6 +189,8 @@ class FakeOpenAIServer:
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/stats"):  # for a benchmark, across processes
                     return self._json(200, server.stats())
+                if "/batches/" in self.path or self.path.rstrip("/").endswith("/content"):
+                    return server.batch_api.get(self)
                 if self.path.rstrip("/").endswith("/models") and server.models_status != 200:
                     self._json(server.models_status, {"error": {"message": "refused"}})
                 elif self.path.rstrip("/").endswith("/models") and server.models:
@@ -195,7 +201,12 @@ class FakeOpenAIServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if self.path.rstrip("/").endswith("/files"):
+                    return server.batch_api.upload(self, raw)
+                body = json.loads(raw or b"{}")
+                if self.path.rstrip("/").endswith("/batches"):
+                    return server.batch_api.create(self, body)
                 if not self.path.rstrip("/").endswith("completions"):
                     return server.handle_extra(self, body)
                 with server.lock:
@@ -407,6 +418,82 @@ class FakeOpenAIServer:
                 "text_offset": [0],
             }
         return choice
+
+
+class FakeBatchAPI:
+    """OpenAI's Batch API, as much as a client of it needs: upload a file, create a batch, retrieve it (it completes
+    after ``polls`` looks, answered by `run_batch`), download its output. ``uploads`` counts the files uploaded."""
+
+    def __init__(self, polls: int = 2) -> None:
+        self.polls, self.uploads = polls, 0
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.looks: dict[str, int] = {}
+
+    def upload(self, h, raw: bytes) -> None:
+        message = BytesParser(policy=email.policy.default).parsebytes(
+            b"Content-Type: " + h.headers["content-type"].encode() + b"\r\n\r\n" + raw
+        )
+        data = next(
+            p.get_payload(decode=True)
+            for p in message.iter_parts()
+            if p.get_param("name", header="content-disposition") == "file"
+        )
+        self.uploads += 1
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = data
+        h._json(
+            200,
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(data),
+                "created_at": 0,
+                "filename": "requests.jsonl",
+                "purpose": "batch",
+                "status": "processed",
+            },
+        )
+
+    def create(self, h, body: dict) -> None:
+        batch_id = f"batch_{len(self.batches) + 1}"
+        self.batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "input_file_id": body["input_file_id"],
+            "completion_window": body["completion_window"],
+            "status": "validating",
+            "created_at": 0,
+            "output_file_id": None,
+            "error_file_id": None,
+        }
+        self.looks[batch_id] = 0
+        h._json(200, self.batches[batch_id])
+
+    def get(self, h) -> None:
+        parts = h.path.rstrip("/").split("/")
+        if parts[-1] == "content":
+            data = self.files[parts[-2]]
+            h.send_response(200)
+            h.send_header("content-type", "application/octet-stream")
+            h.send_header("content-length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return None
+        batch = self.batches[parts[-1]]
+        self.looks[batch["id"]] += 1
+        if batch["status"] != "completed" and self.looks[batch["id"]] >= self.polls:
+            with tempfile.TemporaryDirectory() as tmp:
+                requests, output = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
+                requests.write_bytes(self.files[batch["input_file_id"]])
+                run_batch(requests, output)
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = output.read_bytes()
+            batch.update(status="completed", output_file_id=file_id)
+        elif batch["status"] != "completed":
+            batch["status"] = "in_progress"
+        h._json(200, batch)
 
 
 def run_batch(requests: str | Path, output: str | Path, failing: tuple[int, ...] = ()) -> int:

@@ -93,3 +93,46 @@ def test_a_training_run_stops_for_each_batch_and_resumes_repeating_nothing(
     assert code == 0 and (out / "lmtx_run.json").exists()
     # Round 0's dev judging, round 1's shortlist and dev, round 2's: each a batch; no pair written to a batch twice.
     assert batches_run >= 3 and max(asked.values()) == 1
+
+
+def test_submit_openai_runs_the_batch_api_and_a_rerun_waits_for_the_same_batch(tmp_path, monkeypatch):
+    from st_lmtx.teacher import batch_files
+
+    def teacher(server):
+        return BatchTeacher(
+            "fake-model",
+            tmp_path / "batches",
+            submit="openai",
+            base_url=server.url,
+            poll_seconds=0.01,
+            cache=tmp_path / "c.sqlite",
+            show_progress_bar=False,
+        )
+
+    with FakeOpenAIServer() as server:
+        server.batch_api.polls = 3
+
+        def dies(seconds):  # the process dies while it waits for the batch
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(batch_files.time, "sleep", dies)
+        with pytest.raises(KeyboardInterrupt):
+            teacher(server).judge(DOCS, [LABELS] * len(DOCS))
+        assert server.batch_api.uploads == 1 and len(list((tmp_path / "batches").glob("*.batch.json"))) == 1
+        monkeypatch.undo()
+        result = teacher(server).judge(DOCS, [LABELS] * len(DOCS))  # the rerun waits for the same batch
+        assert server.batch_api.uploads == 1 and len(server.batch_api.batches) == 1
+        assert result.usage.pairs == 15 and all(j.graded for row in result.judgments for j in row)
+        assert teacher(server).judge(DOCS, [LABELS] * len(DOCS)).usage.cache_hits == 15
+        assert not [e for e in server.log if "doc" in e]  # nothing went to the online endpoint
+    with FakeOpenAIServer() as server:
+        online = OpenAITeacher("fake-model", base_url=server.url, show_progress_bar=False).judge(DOCS, [LABELS] * 5)
+    assert [[(j.verdict, round(j.score, 6)) for j in row] for row in online.judgments] == [
+        [(j.verdict, round(j.score, 6)) for j in row] for row in result.judgments
+    ]
+
+
+def test_submit_is_for_a_batch_teacher(toy_lfxmc, tiny_model_dir, tmp_path, capsys):
+    argv = ["-q", "judge", "--data", str(toy_lfxmc), "--model", tiny_model_dir, "--teacher", "oracle"]
+    assert main([*argv, "--submit", "openai"]) == 2
+    assert "--submit is for a batch teacher" in capsys.readouterr().err

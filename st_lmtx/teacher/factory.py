@@ -54,6 +54,9 @@ def make_teacher(
     from st_lmtx.teacher.openai_teacher import OpenAITeacher
     from st_lmtx.teacher.oracle import OracleTeacher
 
+    submit = kwargs.pop("submit", None)
+    if submit and not spec.startswith("batch:"):
+        raise TeacherConfigError("--submit is for a batch teacher: --teacher batch:DIR --teacher-model NAME")
     if spec.startswith(("http://", "https://")):
         urls = [u.strip() for u in spec.split(",") if u.strip()]
         for url in urls:
@@ -71,7 +74,7 @@ def make_teacher(
                 "--teacher-model NAME"
             )
         kwargs = {k: v for k, v in kwargs.items() if k not in _IN_PROCESS_ONLY + _RATE_LIMITS}
-        return BatchTeacher(name, spec[len("batch:") :], **kwargs)
+        return BatchTeacher(name, spec[len("batch:") :], submit=submit, **kwargs)
     if spec == "oracle" or spec.startswith("oracle:"):
         flip, towards = _parse_oracle(spec)
         if labels is None or documents is None:
@@ -205,6 +208,7 @@ def build_teacher(
         ("teacher_memory_dir", "memory_dir"),
         ("rpm", "rpm"),
         ("tpm", "tpm"),
+        ("submit", "submit"),
     ):
         if getattr(args, name) is not None:
             kwargs[key] = getattr(args, name)
