@@ -343,12 +343,6 @@ class LMTXArguments:
     show_progress_bar: bool = setting(
         True, "progress bars for encoding, judging and training (the CLI's -q)", group="output", cli=False
     )
-    training_overrides: dict[str, Any] = setting(
-        help="any other SentenceTransformerTrainingArguments field (weight_decay, max_grad_norm, ...)",
-        group="training",
-        cli=False,
-        default_factory=dict,
-    )
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:

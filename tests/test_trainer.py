@@ -2,6 +2,7 @@ import json
 import logging
 import sqlite3
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import TOY_DOCS, TOY_LABELS
@@ -666,3 +667,39 @@ def test_a_one_step_round_moves_the_model_whatever_its_warmup_fraction(warmup, t
     train_round(tiny_model, Dataset.from_dict(rows), a, tmp_path / "round")  # 4 pairs at batch 4: one step
     moved = max((p.detach() - b).abs().max().item() for p, b in zip(tiny_model.parameters(), before))
     assert moved > 1e-6
+
+
+def test_a_users_training_arguments_and_callbacks_reach_every_rounds_trainer(tiny_model_dir, toy_lfxmc, tmp_path):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers import TrainerCallback
+
+    class Seen(TrainerCallback):
+        def __init__(self):
+            self.rounds, self.steps, self.grad_norms, self.folders = 0, [], set(), []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.rounds += 1
+            self.steps.append(0)
+            self.grad_norms.add(args.max_grad_norm)
+            self.folders.append(args.output_dir)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps[-1] += 1
+
+    labels, docs = load_lfxmc(toy_lfxmc, "trn")
+    seen = Seen()
+    user_args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "mine"), max_grad_norm=0.25)
+    out = tmp_path / "run"
+    LMTXTrainer(
+        tiny_model_dir,
+        labels,
+        teacher=OracleTeacher(labels, docs),
+        args=args(out, max_rounds=2, patience=2),
+        training_args=user_args,
+        callbacks=[seen],
+    ).fit(docs)
+    record = RunRecord.read(out / "lmtx_run.json")
+    steps = [r.schedule.steps for r in record.trained_rounds]
+    assert seen.rounds == 2 and seen.steps == steps and all(s > 0 for s in steps)
+    assert seen.grad_norms == {0.25}  # the user's field, in every round
+    assert [Path(f).parent.name for f in seen.folders] == ["round-01", "round-02"]  # the round's own folder

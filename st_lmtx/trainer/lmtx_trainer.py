@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainingArguments
+from transformers import TrainerCallback
 
 from st_lmtx.arguments import LMTXArguments
 from st_lmtx.errors import InputError
@@ -47,7 +49,7 @@ from st_lmtx.trainer.records import RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.run_state import RunState, hold_run_folder
 from st_lmtx.trainer.spending import RunSpending
-from st_lmtx.trainer.training import train_round
+from st_lmtx.trainer.training import TrainingExtras, train_round
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,10 @@ class LMTXTrainer:
         labels: any label input `st_lmtx.load_labels` accepts.
         teacher: a `Teacher`; default: see `st_lmtx.teacher.default_teacher`.
         args: `LMTXArguments`.
+        training_args: your ``SentenceTransformerTrainingArguments`` for every round's ``SentenceTransformerTrainer``
+            (``report_to``, ``fp16``, ``gradient_accumulation_steps``, ``max_grad_norm``, logging, ...); each round
+            sets its own output folder, one epoch, the batch, learning rate, warmup and seed, and no checkpoints.
+        callbacks: ``TrainerCallback``s handed to every round's trainer.
     """
 
     def __init__(
@@ -82,8 +88,11 @@ class LMTXTrainer:
         labels: Any,
         teacher: Teacher | None = None,
         args: LMTXArguments | None = None,
+        training_args: SentenceTransformerTrainingArguments | None = None,
+        callbacks: Sequence[TrainerCallback] | None = None,
     ) -> None:
         self.args = args or LMTXArguments()
+        self.extras = TrainingExtras(training_args, tuple(callbacks or ()))
         if self.args.teacher_budget is not None:
             TeacherBudget.parse(self.args.teacher_budget)  # a clear error before the models load
         self.base_model_name = canonical_name(model if isinstance(model, str) else _model_name(model))
@@ -279,7 +288,14 @@ class LMTXTrainer:
             processes.send({"round": folder.name, "pairs": dataset.to_dict(), "batch_size": batch_size})
             self._training = True
             seconds = train_round(
-                model, dataset, self.args, folder, processes.world_size, is_main=True, batch_size=batch_size
+                model,
+                dataset,
+                self.args,
+                folder,
+                processes.world_size,
+                is_main=True,
+                batch_size=batch_size,
+                extras=self.extras,
             )
             self._training = False
             return seconds
@@ -309,6 +325,7 @@ class LMTXTrainer:
                 processes.world_size,
                 is_main=False,
                 batch_size=message["batch_size"],
+                extras=self.extras,
             )
 
     def _write_final(self, model: SentenceTransformer, record: RunRecord, has_eval: bool) -> None:

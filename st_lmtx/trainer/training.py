@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from transformers import PrinterCallback, set_seed
+from transformers import PrinterCallback, TrainerCallback, set_seed
 
 from st_lmtx.arguments import LMTXArguments
 from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
@@ -48,6 +50,16 @@ def make_loss(model: SentenceTransformer, args: LMTXArguments) -> LMTXTripletLos
     )
 
 
+@dataclass(frozen=True)
+class TrainingExtras:
+    """What a user hands every round's ``SentenceTransformerTrainer``: their own training arguments (every field
+    but those LMTX sets a round: the output folder, one epoch, the batch, learning rate, warmup and seed, no
+    checkpoints) and their callbacks."""
+
+    training_args: SentenceTransformerTrainingArguments | None = None
+    callbacks: tuple[TrainerCallback, ...] = ()
+
+
 def train_round(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -56,9 +68,11 @@ def train_round(
     world_size: int = 1,
     is_main: bool = True,
     batch_size: int | None = None,
+    extras: TrainingExtras = TrainingExtras(),
 ) -> float:
     """Train ``model`` in place for one pass over ``dataset`` (its rows already hold the round's passes);
-    returns the seconds it took. ``batch_size``: the round's global batch (default ``args.batch_size``).
+    returns the seconds it took. ``batch_size``: the round's global batch (default ``args.batch_size``);
+    ``extras``: the user's training arguments and callbacks.
 
     With several processes, the batch stays the global batch (each process takes its share), so a recipe
     means the same number of steps at any process count; in-batch negatives come from each process's share.
@@ -86,25 +100,34 @@ def train_round(
             steps,
             args.learning_rate,
         )
-    training_args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
-        num_train_epochs=1,  # a round's passes are in the dataset: a fresh positive draw per pass
-        per_device_train_batch_size=per_device,
-        learning_rate=args.learning_rate,
-        warmup_steps=warmup,
-        lr_scheduler_type="linear",
-        seed=args.seed,
-        save_strategy="no",
-        report_to="none",
-        logging_steps=max(1, steps // 10),
-        disable_tqdm=not (args.show_progress_bar and is_main),
-        dataloader_pin_memory=torch.cuda.is_available(),
+    round_fields = {
+        "output_dir": str(output_dir / "checkpoints"),
+        "num_train_epochs": 1,  # a round's passes are in the dataset: a fresh positive draw per pass
+        "per_device_train_batch_size": per_device,
+        "learning_rate": args.learning_rate,
+        "warmup_steps": warmup,
+        "seed": args.seed,
+        "save_strategy": "no",
+        "disable_tqdm": not (args.show_progress_bar and is_main),
         # Without this accelerate treats several CPU processes as one (each would train on everything alone).
-        use_cpu=world_size > 1 and not torch.cuda.is_available(),
-        **args.training_overrides,
-    )
+        "use_cpu": world_size > 1 and not torch.cuda.is_available(),
+    }
+    if extras.training_args is not None:
+        training_args = dataclasses.replace(extras.training_args, **round_fields)
+    else:
+        training_args = SentenceTransformerTrainingArguments(
+            **round_fields,
+            lr_scheduler_type="linear",
+            report_to="none",
+            logging_steps=max(1, steps // 10),
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
     trainer = SentenceTransformerTrainer(
-        model=model, args=training_args, train_dataset=dataset, loss=make_loss(model, args)
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        loss=make_loss(model, args),
+        callbacks=list(extras.callbacks) or None,
     )
     if training_args.disable_tqdm:  # without bars transformers prints every log line instead: quiet means quiet
         trainer.remove_callback(PrinterCallback)
