@@ -1,24 +1,21 @@
 """How many requests an endpoint teacher keeps in flight to one server: a fixed number, or sized to the server.
 
-``concurrency="auto"`` (the default) starts with one request and measures each window of answers: their pairs a
-second and their latency. While latency holds near the lowest seen (the server had room) and throughput grows
-with the limit, the limit grows: doubling at first, then by a tenth. When latency grows and throughput does not
-(the server queues what it cannot run: a one-slot llama.cpp server, a GPU at its batch size), it steps back to
-the most under which latency held, and waits longer before each new try that fails the same way. A 429, a 5xx
-or a timeout halves it. The window is the
-answers of about one limit's worth of requests, so the limit adapts within a few round trips, whatever the
-server's latency.
+``concurrency="auto"`` (the default) starts with one request and measures each window of answers (at least 4, at
+most the limit's worth): their pairs a second and their mean latency. The limit grows, doubling at first and then
+by a tenth, while each window's throughput beats the last one's by a tenth and its latency stays within 2.5x the
+lowest seen: a server with room answers more as more is asked (vLLM's continuous batching until its batch is
+full). When, in two windows running, latency passes 1.5x the lowest with no more answers, the server queues what
+it cannot run (a one-slot llama.cpp server, a GPU at its batch size): the limit steps back to the most under which
+latency held, and waits longer before each new try that fails the same way. A 429, a 5xx or a timeout halves it,
+once for the requests that were in flight together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-logger = logging.getLogger(__name__)
 
 START = 1
 MAXIMUM = 1024
@@ -30,6 +27,8 @@ GROWS = 1.1
 QUEUED = 2.5
 # Answers a window holds at least (at most the limit's worth when that is more).
 WINDOW = 4
+# Windows running in which latency grew with no more answers before the limit steps back.
+STRIKES = 2
 
 
 class InFlight:
@@ -64,6 +63,7 @@ class InFlight:
         self._backoffs = 0
         self._generation = 0  # bumped by each halving: the failures of requests sent before it count once
         self._held = 1.0  # the highest limit under which latency held
+        self._strikes = 0  # windows running with latency up and no more answers
         self.answered, self.latency_total = 0, 0.0
 
     @property
@@ -124,17 +124,17 @@ class InFlight:
             grows = rate >= GROWS * self._previous_rate and latency <= QUEUED * self._lowest_latency
             if holds:
                 self._held = max(self._held, self.limit)
+            self._strikes = 0 if holds or grows else self._strikes + 1
             if self._wait_windows > 0:
                 self._wait_windows -= 1
             elif grows:
                 self.limit = min(self.maximum, self.limit * 2 if self._slow_start else self.limit * 1.1 + 1)
-            elif not holds and not grows:
-                # Queued at the server and no more done: back to the most that held, and wait longer before each
-                # new try that fails the same way.
-                self._slow_start = False
+            elif self._strikes >= STRIKES:
+                # Queued at the server and no more done, twice running (one window can be a new connection's cost):
+                # back to the most that held, and wait longer before each new try that fails the same way.
+                self._slow_start, self._strikes = False, 0
                 self._backoffs += 1
-                self.limit = min(self._held, self.limit * 0.75) if self._held < self.limit else self.limit * 0.75
-                self.limit = max(1.0, self.limit)
+                self.limit = max(1.0, min(self._held, 0.75 * self.limit))
                 self._wait_windows = min(64, 2**self._backoffs)
             self._previous_rate = rate
         self.peak = max(self.peak, self.limit)
