@@ -60,6 +60,43 @@ class TrainingExtras:
     callbacks: tuple[TrainerCallback, ...] = ()
 
 
+def round_training_args(
+    args: LMTXArguments,
+    extras: TrainingExtras,
+    output_dir: Path,
+    per_device: int,
+    warmup: int,
+    steps: int,
+    world_size: int,
+    is_main: bool,
+) -> SentenceTransformerTrainingArguments:
+    """A round's ``SentenceTransformerTrainingArguments``: the user's (``extras``) or the package's, with the
+    fields each round sets."""
+    round_fields = {
+        "output_dir": str(output_dir / "checkpoints"),
+        "num_train_epochs": 1,  # a round's passes are in the dataset: a fresh positive draw per pass
+        "per_device_train_batch_size": per_device,
+        "learning_rate": args.learning_rate,
+        "warmup_steps": warmup,
+        "seed": args.seed,
+        "save_strategy": "no",
+        "disable_tqdm": not (args.show_progress_bar and is_main),
+        # Without this accelerate treats several CPU processes as one (each would train on everything alone).
+        "use_cpu": world_size > 1 and not torch.cuda.is_available(),
+    }
+    if extras.training_args is not None:
+        training_args = dataclasses.replace(extras.training_args, **round_fields)
+    else:
+        training_args = SentenceTransformerTrainingArguments(
+            **round_fields,
+            lr_scheduler_type="linear",
+            report_to="none",
+            logging_steps=max(1, steps // 10),
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+    return training_args
+
+
 def train_round(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -100,28 +137,7 @@ def train_round(
             steps,
             args.learning_rate,
         )
-    round_fields = {
-        "output_dir": str(output_dir / "checkpoints"),
-        "num_train_epochs": 1,  # a round's passes are in the dataset: a fresh positive draw per pass
-        "per_device_train_batch_size": per_device,
-        "learning_rate": args.learning_rate,
-        "warmup_steps": warmup,
-        "seed": args.seed,
-        "save_strategy": "no",
-        "disable_tqdm": not (args.show_progress_bar and is_main),
-        # Without this accelerate treats several CPU processes as one (each would train on everything alone).
-        "use_cpu": world_size > 1 and not torch.cuda.is_available(),
-    }
-    if extras.training_args is not None:
-        training_args = dataclasses.replace(extras.training_args, **round_fields)
-    else:
-        training_args = SentenceTransformerTrainingArguments(
-            **round_fields,
-            lr_scheduler_type="linear",
-            report_to="none",
-            logging_steps=max(1, steps // 10),
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
+    training_args = round_training_args(args, extras, output_dir, per_device, warmup, steps, world_size, is_main)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=training_args,
