@@ -153,10 +153,10 @@ class LMTXTrainer:
         eval_docs = load_documents(eval_data, num_labels=len(self.labels)) if eval_data is not None else None
         if eval_docs is not None and eval_docs.targets is None:
             raise InputError("eval_data needs ground truth (target_ind) to be evaluated")
-        state = RunState.open(self.work_dir, self._new_record(documents), args, len(documents))
+        teacher = self.teacher  # built here (the default one), not as a side effect of fingerprinting the run
+        state = RunState.open(self.work_dir, self._new_record(documents, teacher), args, len(documents))
         train_docs = documents.subset(state.record.train_indices)
         self._save_base_model()
-        teacher = self.teacher
         if teacher.cache.path == ":memory:":
             logger.warning("The teacher has no persistent cache: an interrupted run will ask again")
 
@@ -331,7 +331,7 @@ class LMTXTrainer:
     def _write_final(self, model: SentenceTransformer, record: RunRecord, has_eval: bool) -> None:
         write_final_folder(self.output_dir, model, self.labels, record, self.args, self.index_config, has_eval)
 
-    def _new_record(self, documents: DocumentSet) -> RunRecord:
+    def _new_record(self, documents: DocumentSet, teacher: Teacher) -> RunRecord:
         """The record of a new run on ``documents``, with the fingerprint a resumed run must match."""
         h = hashlib.sha256()
         for text in documents.texts:
@@ -342,13 +342,13 @@ class LMTXTrainer:
             "documents": h.hexdigest()[:16],
             "labels": labels[:16],
             "base_model": self.base_model_name,
-            "teacher": self.teacher.config(),
+            "teacher": teacher.config(),
             "args": self.args.run_defining(),
         }
         return RunRecord(
             base_model=self.base_model_name,
             num_labels=len(self.labels),
-            teacher=_described(self.teacher),
+            teacher=_described(teacher),
             args=self.args.to_dict(),
             stop_metric=self.args.stop_metric,
             fingerprint=fingerprint,
