@@ -219,9 +219,11 @@ class FakeOpenAIServer:
                         server.in_flight -= 1
 
             def _json(self, status: int, payload, headers: dict | None = None) -> None:
-                data = json.dumps(payload).encode()
+                self._bytes(status, json.dumps(payload).encode(), "application/json", headers)
+
+            def _bytes(self, status: int, data: bytes, content_type: str, headers: dict | None = None) -> None:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -345,13 +347,7 @@ class FakeOpenAIServer:
             h.connection.shutdown(2)
             return None
         if fault == "malformed":
-            data = b'{"id": "x", "choices": [ this is not json'
-            h.send_response(200)
-            h.send_header("content-type", "application/json")
-            h.send_header("content-length", str(len(data)))
-            h.end_headers()
-            h.wfile.write(data)
-            return None
+            return h._bytes(200, b'{"id": "x", "choices": [ this is not json', "application/json")
         if not all(matches):
             return h._json(400, {"error": {"message": "unexpected prompt"}})
         forced = {int(k) for k, v in (body.get("logit_bias") or {}).items() if v > 0} == YES_IDS | NO_IDS
@@ -474,13 +470,7 @@ class FakeBatchAPI:
     def get(self, h) -> None:
         parts = h.path.rstrip("/").split("/")
         if parts[-1] == "content":
-            data = self.files[parts[-2]]
-            h.send_response(200)
-            h.send_header("content-type", "application/octet-stream")
-            h.send_header("content-length", str(len(data)))
-            h.end_headers()
-            h.wfile.write(data)
-            return None
+            return h._bytes(200, self.files[parts[-2]], "application/octet-stream")
         batch = self.batches[parts[-1]]
         self.looks[batch["id"]] += 1
         if batch["status"] != "completed" and self.looks[batch["id"]] >= self.polls:

@@ -58,7 +58,8 @@ _INSERT_ROW = (
 
 # How long a process waits, in all, for others that hold the cache's file before it gives up.
 PATIENCE = 60.0
-# SQLite's own wait for a lock while the cache opens: short, so a wait it cannot do for us is retried sooner.
+# SQLite's own wait for a lock, a try: short, so a wait it cannot do for us is retried sooner, and `PATIENCE`
+# bounds the whole wait of any statement.
 _BUSY_TIMEOUT = 1.0
 # SQLITE_BUSY and SQLITE_LOCKED, and their extended codes (the low byte is the primary code).
 _BUSY_CODES = (5, 6)
@@ -212,7 +213,6 @@ class JudgmentCache:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute(f"PRAGMA busy_timeout = {int(PATIENCE * 1000)}")
 
     def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
         """One statement (its own transaction), patiently; its rows."""

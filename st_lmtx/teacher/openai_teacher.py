@@ -68,7 +68,7 @@ class _Server:
 
 
 @dataclass
-class _Call:
+class _Sending:
     """What the requests of one `judge` call share."""
 
     emit: Emit
@@ -258,7 +258,7 @@ class OpenAITeacher(Teacher):
     async def _run(self, pending: list[PendingDocument], emit: Emit, run: TeacherUsage) -> None:
         # Documents go round-robin to the servers, in packs: a pack's first labels go in one request (they put
         # its documents in the server's prefix cache), then its other labels, which reuse those prefixes.
-        call = _Call(emit, run)
+        call = _Sending(emit, run)
         servers = [await self._server(url) for url in self.base_urls]
         for n, item in enumerate(pending):
             self._add(servers[n % len(servers)], item)
@@ -308,7 +308,7 @@ class OpenAITeacher(Teacher):
         pack[0] += first
         pack[1] += rest
 
-    async def _packs(self, server: _Server, call: _Call) -> None:
+    async def _packs(self, server: _Server, call: _Sending) -> None:
         """A worker: one pack at a time, its first request, then the others together."""
         while server.packs and not call.spent:
             first, *rest = server.packs.popleft()
@@ -325,7 +325,7 @@ class OpenAITeacher(Teacher):
                 if not isinstance(error, TeacherBudgetExceeded):
                     raise error
 
-    async def _send(self, server: _Server, unit: list[tuple[PendingDocument, int]], call: _Call) -> None:
+    async def _send(self, server: _Server, unit: list[tuple[PendingDocument, int]], call: _Sending) -> None:
         """One request for ``unit``'s pairs (those the budget still pays for), retried as need be; its answers are
         emitted together."""
         fit = self.pairs_that_fit(call.run, call.in_flight_pairs)
@@ -359,7 +359,7 @@ class OpenAITeacher(Teacher):
         if cut:  # the pairs left out of this request are the budget's end: stop here, whatever it now estimates
             self.check_budget(call.run, call.in_flight_pairs, sys.maxsize)
 
-    async def _retrying(self, server: _Server, texts: list[str], call: _Call) -> tuple[list[Answer], Any]:
+    async def _retrying(self, server: _Server, texts: list[str], call: _Sending) -> tuple[list[Answer], Any]:
         def before_retry(state: RetryCallState) -> None:
             call.run.retries += 1
             error = state.outcome.exception() if state.outcome else None

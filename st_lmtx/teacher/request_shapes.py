@@ -202,13 +202,10 @@ class ChatPair:
         self, client, model: str, texts: list[str], logprobs: int | None, temperature: float
     ) -> tuple[list[Answer], Any]:
         (text,) = texts
-        body: dict[str, Any] = {}
-        if logprobs:
-            body.update(logprobs=True, top_logprobs=logprobs)
+        body = self.body(model, text, logprobs, temperature)
         if self.traits.answer_ids:
             body["logit_bias"] = {str(i): FORCE for i in self.traits.answer_ids}
-        body.update(model=model, messages=chat_messages(self.prompt, text), max_tokens=self.max_tokens)
-        payload = await client.post("/chat/completions", cast_to=object, body={**body, "temperature": temperature})
+        payload = await client.post("/chat/completions", cast_to=object, body=body)
         return [chat_answer(payload)], payload.get("usage")
 
     def body(self, model: str, text: str, logprobs: int | None, temperature: float) -> dict[str, Any]:
