@@ -3,6 +3,7 @@ answer token forced to yes or no, the chat template rendered by the server, requ
 
 import asyncio
 import logging
+import threading
 import time
 
 import pytest
@@ -111,8 +112,9 @@ def test_a_budget_stops_before_a_request_it_cannot_pay_for(tmp_path):
 # ------------------------------------------------------------------------------------------ requests in flight
 
 
-async def _drive(limit: InFlight, serve, requests: int) -> list[float]:
-    """``requests`` requests through ``limit``, as many at once as it lets; their latencies."""
+async def _drive(limit: InFlight, serve, requests: int, client_cpu: float = 0.0) -> list[float]:
+    """``requests`` requests through ``limit``, as many at once as it lets, each answer then costing the client
+    ``client_cpu`` seconds of blocking work (parsing, storing); their latencies."""
     latencies: list[float] = []
 
     async def one() -> None:
@@ -121,6 +123,7 @@ async def _drive(limit: InFlight, serve, requests: int) -> list[float]:
             failed = await serve()
             latencies.append(time.perf_counter() - started)
             done(pairs=10, failed=failed)
+        time.sleep(client_cpu)
 
     await asyncio.gather(*(one() for _ in range(requests)))
     return latencies
@@ -146,6 +149,25 @@ def test_in_flight_grows_on_a_server_with_room_and_stays_low_on_a_one_slot_serve
     limit = InFlight()
     latencies = asyncio.run(_drive(limit, one_slot, 300))
     assert limit.limit <= 2 and sum(latencies) / len(latencies) <= 1.5 * sum(alone) / len(alone)
+
+
+def test_in_flight_does_not_take_pipelining_for_room_on_a_one_slot_server():
+    # The server in a thread of its own, the client busy between answers: a second request in flight keeps the one
+    # slot busy, about a third more answers a second for twice the latency. That is queueing, not room.
+    slot = threading.Lock()
+
+    def serve() -> None:
+        with slot:
+            time.sleep(0.01)
+
+    async def one_slot() -> bool:
+        await asyncio.to_thread(serve)
+        return False
+
+    alone = asyncio.run(_drive(InFlight(1), one_slot, 40, client_cpu=0.004))
+    limit = InFlight()
+    latencies = asyncio.run(_drive(limit, one_slot, 200, client_cpu=0.004))
+    assert limit.peak <= 4 and sum(latencies) / len(latencies) <= 1.5 * sum(alone) / len(alone)
 
 
 def test_in_flight_halves_once_on_a_burst_of_overload_and_a_number_fixes_it():

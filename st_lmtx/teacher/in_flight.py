@@ -2,12 +2,14 @@
 
 ``concurrency="auto"`` (the default) starts with one request and measures each window of answers (at least 4, at
 most the limit's worth): their pairs a second and their mean latency. The limit grows, doubling at first and then
-by a tenth, while each window's throughput beats the last one's by a tenth and its latency stays within 2.5x the
-lowest seen: a server with room answers more as more is asked (vLLM's continuous batching until its batch is
-full). When, in two windows running, latency passes 1.5x the lowest with no more answers, the server queues what
-it cannot run (a one-slot llama.cpp server, a GPU at its batch size): the limit steps back to the most under which
-latency held, and waits longer before each new try that fails the same way. A 429, a 5xx or a timeout halves it,
-once for the requests that were in flight together.
+by a tenth, while each window's throughput beats the last one's by a tenth, and by at least half the limit's own
+rise, and its latency stays within 2.5x the lowest seen: a server with room answers more as more is asked (vLLM's
+continuous batching until its batch is full), while one that queues answers about as many, a little sooner only
+because the next request waits at the server instead of on the client. When, in two windows running, latency
+passes 1.5x the lowest with no more answers, the server queues what it cannot run (a one-slot llama.cpp server, a
+GPU at its batch size): the limit steps back to the most under which latency held, and waits longer before each
+new try that fails the same way. A 429, a 5xx or a timeout halves it, once for the requests that were in flight
+together.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ MAXIMUM = 1024
 HOLDS = 1.5
 # Throughput "grows" when a window's pairs a second beat the previous window's by this factor.
 GROWS = 1.1
+# Throughput must rise by at least this share of the limit's rise (doubling the limit: 1.5x the pairs a second).
+PAYS = 0.5
 # Past this factor of the lowest latency, more in flight only queues, whatever throughput says.
 QUEUED = 2.5
 # Answers a window holds at least (at most the limit's worth when that is more).
@@ -58,6 +62,7 @@ class InFlight:
         self._window_failed = False
         self._lowest_latency = float("inf")
         self._previous_rate = 0.0
+        self._previous_limit = self.limit  # the limit the previous window's rate was measured under
         self._slow_start = True
         self._wait_windows = 0  # windows to wait before trying to grow again, after a try that did not pay
         self._backoffs = 0
@@ -117,11 +122,13 @@ class InFlight:
             self._previous_rate = 0.0
             self._generation += 1
         elif self._window_done:
+            limit = self.limit
             rate = self._window_pairs / max(now - self._window_start, 1e-9)
             latency = self._window_latency / self._window_done
             self._lowest_latency = min(self._lowest_latency, latency)
             holds = latency <= HOLDS * self._lowest_latency
-            grows = rate >= GROWS * self._previous_rate and latency <= QUEUED * self._lowest_latency
+            wanted = max(GROWS, 1 + PAYS * (self.limit / self._previous_limit - 1))
+            grows = rate >= wanted * self._previous_rate and latency <= QUEUED * self._lowest_latency
             if holds:
                 self._held = max(self._held, self.limit)
             self._strikes = 0 if holds or grows else self._strikes + 1
@@ -136,7 +143,7 @@ class InFlight:
                 self._backoffs += 1
                 self.limit = max(1.0, min(self._held, 0.75 * self.limit))
                 self._wait_windows = min(64, 2**self._backoffs)
-            self._previous_rate = rate
+            self._previous_rate, self._previous_limit = rate, limit
         self.peak = max(self.peak, self.limit)
         self._window_start = now
         self._window_done = self._window_pairs = 0
