@@ -19,9 +19,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from st_lmtx.errors import InputError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +130,12 @@ class DocumentSet:
                     )
 
 
-LabelsLike = Union[LabelSet, Sequence[str], Mapping[str, str], "Dataset", str, os.PathLike]  # noqa: F821
-DocumentsLike = Union[DocumentSet, Sequence[str], "Dataset", str, os.PathLike]  # noqa: F821
+# What the loaders accept: a user's labels and documents in any of the forms `load_labels` / `load_documents` read.
+LabelsLike = Union[LabelSet, Sequence[str], Mapping[str, str], "Dataset", str, os.PathLike]
+DocumentsLike = Union[DocumentSet, Sequence[str], "Dataset", str, os.PathLike]
 
 
-def load_labels(source: Any) -> LabelSet:
+def load_labels(source: LabelsLike) -> LabelSet:
     """Build a `LabelSet` from a list of label texts (each text is also its id), a ``{id: text}``
     dict, a ``datasets.Dataset`` (text column ``text``/``title``/``label``, optional ``id``/``uid``), or
     the path of an LF-XMC ``lbl.json`` (or of its folder)."""
@@ -172,7 +176,7 @@ def load_labels(source: Any) -> LabelSet:
     raise InputError(f"cannot read labels from a {type(source).__name__}")
 
 
-def load_documents(source: Any, num_labels: int | None = None) -> DocumentSet:
+def load_documents(source: DocumentsLike, num_labels: int | None = None) -> DocumentSet:
     """Build a `DocumentSet` from a list of texts, a ``datasets.Dataset`` (column ``text``, or
     ``title`` + ``content``; optional ``id``/``uid`` and ``target_ind``), or an LF-XMC ``trn.json`` /
     ``tst.json`` path. With ``num_labels``, ground-truth indices are checked against the label set."""

@@ -9,17 +9,22 @@ A document's positive (``positives``):
 
 Documents with no "yes" are left out of the round. Every "yes" label of a document is a known positive: the loss
 never uses it as that document's in-batch negative.
+
+The training-data builders take judged shortlists (`judge_shortlists`' Dataset) and return the rows of a loss:
+`build_lmtx_dataset` for `LMTXTripletLoss` (what `LMTXTrainer` trains on), `build_distillation_dataset` for
+sentence-transformers' ``DistillKLDivLoss`` (the teacher's p(yes) over the whole shortlist as the target).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, LabelSet
@@ -114,6 +119,37 @@ class PseudoLabels:
     docs: list[DocumentPseudoLabels]
 
     @classmethod
+    def from_dataset(cls, judged: Dataset) -> PseudoLabels:
+        """The judged shortlists of `judge_shortlists`' Dataset (its ``label_indices``, ``verdicts`` and
+        ``p_yes``); a pair with no verdict (a budget stopped it) is left out."""
+        missing = [c for c in ("label_indices", "verdicts", "p_yes") if c not in judged.column_names]
+        if missing:
+            raise ValueError(
+                "judged shortlists need the columns label_indices, verdicts and p_yes (missing: "
+                f"{', '.join(missing)}): build them with mine_shortlists and judge_shortlists"
+            )
+        docs = []
+        for i, (ids, verdicts, scores) in enumerate(zip(judged["label_indices"], judged["verdicts"], judged["p_yes"])):
+            docs.append(DocumentPseudoLabels(i, [JudgedLabel(k, v, s) for k, v, s in zip(ids, verdicts, scores) if v]))
+        return cls(docs)
+
+    def to_dataset(self, documents: DocumentSet, labels: LabelSet) -> Dataset:
+        """As `judge_shortlists` returns them (``document_id``, ``document``, ``labels``, ``label_indices``,
+        ``verdicts``, ``p_yes``), for the builders."""
+        judged = [d.judged for d in self.docs]
+        return Dataset.from_dict(
+            {
+                "document_id": [documents.ids[d.doc] for d in self.docs],
+                "document": [documents.texts[d.doc] for d in self.docs],
+                "labels": [[labels.texts[j.label] for j in row] for row in judged],
+                "label_indices": [[j.label for j in row] for row in judged],
+                "verdicts": [[j.verdict for j in row] for row in judged],
+                "p_yes": [[j.score for j in row] for row in judged],
+            },
+            features=JUDGED_FEATURES,
+        )
+
+    @classmethod
     def from_judgments(
         cls, asked: Sequence[Sequence[int]], judgments: Sequence[Sequence[Judgment | None]]
     ) -> PseudoLabels:
@@ -173,6 +209,16 @@ class PseudoLabels:
         return cls(docs)
 
 
+JUDGED_FEATURES = Features(
+    {
+        "document_id": Value("string"),
+        "document": Value("string"),
+        "labels": List(Value("string")),
+        "label_indices": List(Value("int64")),
+        "verdicts": List(Value("string")),
+        "p_yes": List(Value("float64")),
+    }
+)
 POSITIVES = ("top-yes", "random-yes")
 
 
@@ -218,14 +264,84 @@ def select_pairs(
     return pairs
 
 
-def pairs_to_dataset(pairs: Sequence[TrainingPair], documents: DocumentSet, labels: LabelSet) -> Dataset:
+def pairs_to_dataset(pairs: Sequence[TrainingPair], documents: Sequence[str], labels: Mapping[int, str]) -> Dataset:
     """Columns ``anchor`` (document text), ``positive`` (label text) and ``label``: the ids
     `LMTXTripletLoss` masks with (the positive's, then all the document's "yes" labels, -1 padded to a
     common width)."""
     width = max((len(p.known) for p in pairs), default=0)
     rows: dict[str, list] = {"anchor": [], "positive": [], "label": []}
     for p in pairs:
-        rows["anchor"].append(documents.texts[p.doc])
-        rows["positive"].append(labels.texts[p.positive])
+        rows["anchor"].append(documents[p.doc])
+        rows["positive"].append(labels[p.positive])
         rows["label"].append([p.positive] + p.known + [-1] * (width - len(p.known)))
     return Dataset.from_dict(rows)
+
+
+def build_lmtx_dataset(judged: Dataset, positives: str = "top-yes", epochs: int = 1, seed: int = 42) -> Dataset:
+    """Judged shortlists -> the rows `LMTXTripletLoss` trains on: a row a document with a "yes" and a pass.
+
+    Args:
+        judged: `judge_shortlists`' Dataset (``document``, ``labels``, ``label_indices``, ``verdicts``, ``p_yes``).
+        positives: ``"top-yes"`` (the "yes" the teacher scores highest) or ``"random-yes"`` (a "yes" drawn per
+            pass, as the reference code).
+        epochs: passes over the documents, each with its own draw.
+        seed: the draws' seed.
+
+    Returns:
+        A Dataset with ``anchor`` (the document), ``positive`` (the label text) and ``label`` (the positive's index,
+        then every "yes" label's index, -1 padded: the loss never takes them as the document's negatives).
+
+    Example::
+
+        from sentence_transformers import SentenceTransformerTrainer
+        from st_lmtx import LMTXTripletLoss, build_lmtx_dataset
+
+        train_dataset = build_lmtx_dataset(judged)
+        trainer = SentenceTransformerTrainer(model, train_dataset=train_dataset, loss=LMTXTripletLoss(model))
+    """
+    pairs = select_pairs(PseudoLabels.from_dataset(judged), positives, epochs=epochs, seed=seed)
+    texts = {k: t for ks, ts in zip(judged["label_indices"], judged["labels"]) for k, t in zip(ks, ts)}
+    return pairs_to_dataset(pairs, list(judged["document"]), texts)
+
+
+# The floor under p(yes) before its log: a label the teacher rules out gets a tiny share, not minus infinity.
+P_YES_FLOOR = 1e-4
+
+
+def build_distillation_dataset(judged: Dataset, k: int | None = None) -> Dataset:
+    """Judged shortlists -> sentence-transformers' distillation rows: the teacher's scores over each shortlist.
+
+    Args:
+        judged: `judge_shortlists`' Dataset.
+        k: the labels a row holds, the shortlist's first ``k`` (default: the longest shortlist); a document with
+            fewer judged labels is left out.
+
+    Returns:
+        A Dataset with ``anchor`` (the document), ``label_1`` ... ``label_k`` (label texts, shortlist order) and
+        ``label``: log p(yes) of each, floored at 1e-4, so that ``DistillKLDivLoss``'s softmax (temperature 1)
+        gives each label its share of the teacher's p(yes).
+
+    Example::
+
+        from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
+        from st_lmtx import build_distillation_dataset
+
+        train_dataset = build_distillation_dataset(judged)
+        # cosine scores: a student temperature sharpens them as MultipleNegativesRankingLoss's scale 20 does
+        loss = DistillKLDivLoss(model, student_temperature=0.05, teacher_temperature=1.0)
+    """
+    rows = PseudoLabels.from_dataset(judged).docs
+    k = k or max((len(d.judged) for d in rows), default=0)
+    if k < 2:
+        raise ValueError("distillation needs at least 2 judged labels a document")
+    texts = {i: t for ks, ts in zip(judged["label_indices"], judged["labels"]) for i, t in zip(ks, ts)}
+    documents = list(judged["document"])
+    columns: dict[str, list] = {"anchor": [], **{f"label_{n + 1}": [] for n in range(k)}, "label": []}
+    for d in rows:
+        if len(d.judged) < k:
+            continue
+        columns["anchor"].append(documents[d.doc])
+        for n, j in enumerate(d.judged[:k]):
+            columns[f"label_{n + 1}"].append(texts[j.label])
+        columns["label"].append([math.log(max(j.score, P_YES_FLOOR)) for j in d.judged[:k]])
+    return Dataset.from_dict(columns)

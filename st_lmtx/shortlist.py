@@ -19,11 +19,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from st_lmtx.files import atomic_path, atomic_write_text
+from st_lmtx.inputs import DocumentSet, DocumentsLike, LabelSet, LabelsLike, load_documents, load_labels
 
 if TYPE_CHECKING:
+    from datasets import Dataset
     from sentence_transformers import SentenceTransformer
-
-    from st_lmtx.inputs import LabelSet
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,35 @@ class Shortlist:
     def load(cls, path: str | os.PathLike) -> Shortlist:
         data = np.load(path)
         return cls(indices=data["indices"], scores=data["scores"])
+
+    def to_dataset(self, documents: DocumentSet, labels: LabelSet) -> Dataset:
+        """A row a document: ``document_id``, ``document``, and its shortlist best first: ``labels`` (texts),
+        ``label_indices`` (positions in the label set) and ``similarities`` (cosine)."""
+        from datasets import Dataset
+
+        if len(documents) != len(self):
+            raise ValueError(f"{len(documents)} documents for a shortlist of {len(self)}")
+        kept = [self.for_doc(i) for i in range(len(self))]
+        return Dataset.from_dict(
+            {
+                "document_id": list(documents.ids),
+                "document": list(documents.texts),
+                "labels": [[labels.texts[j] for j in ids] for ids in kept],
+                "label_indices": kept,
+                "similarities": [[float(x) for x in self.scores[i][: len(ids)]] for i, ids in enumerate(kept)],
+            }
+        )
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> Shortlist:
+        """The shortlist a `mine_shortlists` dataset holds (its ``label_indices`` and ``similarities``)."""
+        rows, sims = dataset["label_indices"], dataset["similarities"]
+        k = max((len(r) for r in rows), default=0)
+        indices = np.full((len(rows), k), -1, dtype=np.int64)
+        scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
+        for i, (r, x) in enumerate(zip(rows, sims)):
+            indices[i, : len(r)], scores[i, : len(x)] = r, x
+        return cls(indices=indices, scores=scores)
 
 
 def normalize(embeddings: np.ndarray) -> np.ndarray:
@@ -170,3 +199,44 @@ class ShortlistMiner:
         indices, scores = self.index.search(doc_embeddings, k)
         scores = np.where(indices >= 0, scores, -np.inf).astype(np.float32)
         return Shortlist(indices=indices, scores=scores)
+
+
+def mine_shortlists(
+    model: SentenceTransformer,
+    labels: LabelsLike,
+    documents: DocumentsLike,
+    k: int = 10,
+    batch_size: int = 64,
+    show_progress_bar: bool = True,
+    index_config: IndexConfig | None = None,
+) -> Dataset:
+    """Each document's ``k`` nearest labels under ``model``: the pairs LMTX asks its teacher about.
+
+    In the spirit of sentence-transformers' ``mine_hard_negatives``: the labels are encoded and indexed with FAISS
+    (exact search, HNSW from ``index_config.hnsw_threshold`` labels), the documents encoded and searched.
+
+    Args:
+        model: the bi-encoder that embeds labels and documents.
+        labels: label texts, a ``{id: text}`` dict, a Dataset or an LF-XMC ``lbl.json`` (`load_labels`).
+        documents: texts, a Dataset or an LF-XMC ``trn.json`` (`load_documents`).
+        k: labels kept a document.
+        batch_size: the encoding batch.
+        show_progress_bar: bars for encoding labels and documents.
+        index_config: how the label index is built.
+
+    Returns:
+        A Dataset, a row a document: ``document_id``, ``document``, ``labels`` (the label texts, best first),
+        ``label_indices`` (their positions in the label set) and ``similarities`` (cosine).
+
+    Example::
+
+        from st_lmtx import mine_shortlists
+
+        shortlists = mine_shortlists(model, ["Wheat", "Gold", "Crude oil"], ["Wheat prices rose ..."], k=2)
+        shortlists[0]["labels"]  # ['Wheat', 'Crude oil']
+    """
+    labels, documents = load_labels(labels), load_documents(documents)
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    miner = ShortlistMiner(model, labels, index_config, batch_size, show_progress_bar)
+    return miner.mine(documents.texts, k).to_dataset(documents, labels)

@@ -8,7 +8,7 @@ from st_lmtx.pseudo_labels import (
     JudgedLabel,
     PseudoLabels,
     PseudoLabelStats,
-    pairs_to_dataset,
+    build_lmtx_dataset,
     select_pairs,
     teacher_warnings,
 )
@@ -56,7 +56,7 @@ def test_top_yes_is_the_highest_scored_yes_and_the_first_on_a_tie():
 
 
 def test_dataset_columns_and_label_ids():
-    ds = pairs_to_dataset(select_pairs(PSEUDO, "top-yes"), DOCS, LABELS)
+    ds = build_lmtx_dataset(PSEUDO.to_dataset(DOCS, LABELS), "top-yes")
     assert ds.column_names == ["anchor", "positive", "label"]
     assert ds["anchor"] == ["wheat and gold", "coffee"] and ds["positive"] == ["Wheat", "Coffee"]
     assert ds["label"] == [[0, 0, 1], [2, 2, -1]]  # positive id, then the "yes" ids padded with -1

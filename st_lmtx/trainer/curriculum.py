@@ -24,14 +24,13 @@ from st_lmtx.inputs import DocumentSet, LabelSet
 from st_lmtx.pseudo_labels import (
     PseudoLabels,
     PseudoLabelStats,
-    TrainingPair,
-    pairs_to_dataset,
-    select_pairs,
+    build_lmtx_dataset,
     teacher_warnings,
     usable_documents,
 )
-from st_lmtx.shortlist import IndexConfig, Shortlist, ShortlistMiner
+from st_lmtx.shortlist import IndexConfig, Shortlist, mine_shortlists
 from st_lmtx.teacher.base import Teacher
+from st_lmtx.teacher.generate import judge_shortlists
 from st_lmtx.trainer.averaging import average_models
 from st_lmtx.trainer.records import RoundRecord, RoundSchedule
 from st_lmtx.trainer.round_files import RoundFolder, load_saved_model
@@ -93,7 +92,7 @@ class CurriculumRound:
             )
             if not usable_documents(pseudo, args.positives):
                 return None
-        pairs, dataset, schedule = self.training_pairs(r, pseudo)
+        dataset, schedule = self.training_data(r, pseudo)
         model = self.model(0) if args.restart_from_base or r == 1 else previous
         train_seconds = self.train(model, dataset, folder.path, schedule.batch_size)
         folder.save_model(model)
@@ -109,61 +108,79 @@ class CurriculumRound:
             settled_documents=settled,
         )
         if self.train_docs.targets is not None:  # ground truth measures the pseudo-labels, never trains
-            record.precision = pseudo_label_precision(pairs, pseudo, self.train_docs)
+            record.precision = pseudo_label_precision(pseudo, args.positives, self.train_docs)
         self.measure(record, model)
         record.teacher_usage = self.teacher.usage.since(usage_before)  # shortlist and dev judgments of the round
         record.seconds = time.perf_counter() - started
         folder.save_metrics(record)
         return record
 
-    def zero(self) -> RoundRecord:
+    def zero(self, dev_stop_at: float | None = None) -> RoundRecord:
         """Round 0 is the base model, for the record. With a dev sample of training documents its dev pairs are
-        round 1's shortlisted pairs of those documents, so round 1 finds them in the cache."""
+        round 1's shortlisted pairs of those documents, so round 1 finds them in the cache. ``dev_stop_at``: the
+        budget's spending at which its dev judging stops."""
         usage_before = replace(self.teacher.usage)
         record = RoundRecord(round=0)
-        self.measure(record, self.model(0))
+        self.measure(record, self.model(0), dev_stop_at=dev_stop_at)
         record.teacher_usage = self.teacher.usage.since(usage_before)
         return record
 
     # ------------------------------------------------------------------ the steps
 
-    def shortlist(self, folder: RoundFolder, model: SentenceTransformer) -> Shortlist:
-        """Top-k labels per document under ``model``; saved, so a resumed round reuses it."""
-        shortlist = folder.load_shortlist(len(self.train_docs))
-        if shortlist is None:
-            miner = ShortlistMiner(
-                model, self.labels, self.index_config, self.args.encode_batch_size, self.args.show_progress_bar
-            )
-            shortlist = miner.mine(self.train_docs.texts, k=self.args.shortlist_k)
-            folder.save_shortlist(shortlist)
-        return shortlist
+    def shortlist(self, folder: RoundFolder, model: SentenceTransformer) -> Dataset:
+        """Top-k labels per document under ``model`` (`mine_shortlists`); saved, so a resumed round reuses it."""
+        saved = folder.load_shortlist(len(self.train_docs))
+        if saved is not None:
+            return saved.to_dataset(self.train_docs, self.labels)
+        a = self.args
+        shortlists = mine_shortlists(
+            model,
+            self.labels,
+            self.train_docs,
+            a.shortlist_k,
+            batch_size=a.encode_batch_size,
+            show_progress_bar=a.show_progress_bar,
+            index_config=self.index_config,
+        )
+        folder.save_shortlist(Shortlist.from_dataset(shortlists))
+        return shortlists
 
     def pseudo_labels(
-        self, folder: RoundFolder, shortlist: Shortlist, stop_at: float | None = None, settle: bool = False
+        self, folder: RoundFolder, shortlists: Dataset, stop_at: float | None = None, settle: bool = False
     ) -> tuple[PseudoLabels, PseudoLabelStats, int | None, int]:
-        """The teacher judges the pairs it has not seen (its cache answers the rest), up to ``stop_at``; the
-        judged shortlists with the earlier rounds' judgments of labels no longer shortlisted
+        """The teacher judges the pairs it has not seen (`judge_shortlists`: its cache answers the rest), up to
+        ``stop_at``; the judged shortlists with the earlier rounds' judgments of labels no longer shortlisted
         (``accumulate_judgments``), their counts, when the budget stopped the judging how many documents it left
         partly or wholly unjudged (else None), and how many settled documents were not asked again (``settle``:
         from round 2, a document whose top-1 is a known "yes" is asked only what was judged before: the cache)."""
         r = folder.round
-        asked = [shortlist.for_doc(i) for i in range(len(shortlist))]
         settled = 0
         if settle and r > 1:
+            asked = list(shortlists["label_indices"])
             for i, before in enumerate(self.saved_pseudo_labels(r - 1).docs):
                 if asked[i] and asked[i][0] in {j.label for j in before.yes}:
                     known = {j.label for j in before.judged}
                     asked[i] = [label for label in asked[i] if label in known]
                     settled += 1
-        candidates = [[self.labels.texts[j] for j in ids] for ids in asked]
-        judged = self.teacher.judge(self.train_docs.texts, candidates, desc=f"Teacher (round {r})", stop_at=stop_at)
-        pseudo = PseudoLabels.from_judgments(asked, judged.judgments)
+            if settled:
+                shortlists = Dataset.from_dict(
+                    {
+                        "document_id": self.train_docs.ids,
+                        "document": self.train_docs.texts,
+                        "labels": [[self.labels.texts[j] for j in ids] for ids in asked],
+                        "label_indices": asked,
+                    }
+                )
+        usage_before = replace(self.teacher.usage)
+        judged = judge_shortlists(self.teacher, shortlists, stop_at=stop_at, desc=f"Teacher (round {r})")
+        usage = self.teacher.usage.since(usage_before)
+        pseudo = PseudoLabels.from_dataset(judged)
         if self.args.accumulate_judgments and r > 1:
             pseudo = pseudo.merged_with(self.saved_pseudo_labels(r - 1))
         folder.save_pseudo_labels(pseudo, self.train_docs.ids, self.labels)
-        stats = pseudo.stats(judged.usage.instruction_like_docs, judged.usage.all_yes_docs)
-        unfinished = sum(any(j is None for j in row) for row in judged.judgments) if judged.stopped else None
-        return pseudo, stats, unfinished, settled
+        stats = pseudo.stats(usage.instruction_like_docs, usage.all_yes_docs)
+        unfinished = sum(None in row for row in judged["verdicts"])
+        return pseudo, stats, unfinished or None, settled
 
     def saved_pseudo_labels(self, r: int) -> PseudoLabels:
         """An earlier round's pseudo-labels; rebuilt from its shortlist and the teacher's cache if unreadable."""
@@ -173,8 +190,8 @@ class CurriculumRound:
             return saved
         return self.pseudo_labels(folder, self.shortlist(folder, self.model(r - 1)))[0]
 
-    def training_pairs(self, r: int, pseudo: PseudoLabels) -> tuple[list[TrainingPair], Dataset, RoundSchedule]:
-        """The round's pairs, as many passes as its schedule asks (a fresh positive draw each pass)."""
+    def training_data(self, r: int, pseudo: PseudoLabels) -> tuple[Dataset, RoundSchedule]:
+        """The round's rows (`build_lmtx_dataset`), as many passes as its schedule asks (a fresh draw each)."""
         a = self.args
         usable = len(usable_documents(pseudo, a.positives))
         if usable == 0:
@@ -194,10 +211,12 @@ class CurriculumRound:
                 schedule.steps,
                 a.min_steps_per_round,
             )
-        pairs = select_pairs(pseudo, a.positives, epochs=schedule.epochs, seed=a.seed + r)
-        return pairs, pairs_to_dataset(pairs, self.train_docs, self.labels), schedule
+        judged = pseudo.to_dataset(self.train_docs, self.labels)
+        return build_lmtx_dataset(judged, a.positives, epochs=schedule.epochs, seed=a.seed + r), schedule
 
-    def measure(self, record: RoundRecord, model: SentenceTransformer, last: bool = False) -> None:
+    def measure(
+        self, record: RoundRecord, model: SentenceTransformer, last: bool = False, dev_stop_at: float | None = None
+    ) -> None:
         """The teacher judges the new top-k on the dev sample (the stop rule); ground truth when given."""
         # The top-1 is all llm_P@1 needs. The rest of a training document's top-k is what the next round asks about
         # it (judged now, it is cached then), so it is judged too unless there is no next round (the last
@@ -205,7 +224,7 @@ class CurriculumRound:
         last = last or record.round >= self.args.max_rounds
         top1_only = self.args.stop_metric == "llm_P@1" and (last or self.args.held_out_dev)
         self.dev.k = 1 if top1_only else self.args.shortlist_k
-        record.dev = self.dev(model)
+        record.dev = self.dev(model, stop_at=dev_stop_at)
         record.dev_values = {k: [round(v, 4) for v in values] for k, values in self.dev.last_documents.items()}
         record.dev_teacher_usage = self.dev.last_usage  # the part of the round's usage it took
         if self.xmc is not None:
@@ -238,13 +257,15 @@ class CurriculumRound:
         return RoundFolder(self.work_dir, r).load_model(self.device, self.args.max_seq_length)
 
 
-def pseudo_label_precision(
-    pairs: list[TrainingPair], pseudo: PseudoLabels, train_docs: DocumentSet
-) -> dict[str, float]:
-    """Against ground truth (evaluation only): the share of trained positives that are true labels, and the
-    share of "yes" labels that are."""
+def pseudo_label_precision(pseudo: PseudoLabels, positives: str, train_docs: DocumentSet) -> dict[str, float]:
+    """Against ground truth (evaluation only): the share of trained positives that are true labels (a document's
+    candidates each weigh 1 / their number: the expected share of its draws), and the share of "yes" labels that
+    are."""
     truth = [set(t) for t in train_docs.targets]
-    trained = [p.positive in truth[p.doc] for p in pairs]
+    trained = [
+        sum(c.label in truth[d.doc] for c in candidates) / len(candidates)
+        for d, candidates in usable_documents(pseudo, positives)
+    ]
     yes = [j.label in truth[d.doc] for d in pseudo.docs for j in d.yes]
     return {
         "trained_positive_precision": sum(trained) / max(len(trained), 1),

@@ -33,7 +33,7 @@ from st_lmtx.errors import InputError
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.files import atomic_path
-from st_lmtx.inputs import DocumentSet, load_documents, load_labels
+from st_lmtx.inputs import DocumentSet, DocumentsLike, LabelsLike, load_documents, load_labels
 from st_lmtx.models import canonical_name, load_model
 from st_lmtx.shortlist import IndexConfig
 from st_lmtx.tagger import WORK_DIR, push_folder_to_hub
@@ -85,7 +85,7 @@ class LMTXTrainer:
     def __init__(
         self,
         model: SentenceTransformer | str,
-        labels: Any,
+        labels: LabelsLike,
         teacher: Teacher | None = None,
         args: LMTXArguments | None = None,
         training_args: SentenceTransformerTrainingArguments | None = None,
@@ -124,7 +124,7 @@ class LMTXTrainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, docs: Any, eval_data: Any = None) -> SentenceTransformer:
+    def fit(self, docs: DocumentsLike, eval_data: DocumentsLike | None = None) -> SentenceTransformer:
         """Run the curriculum on ``docs`` (their ground truth, if any, is never used for training) and return
         the final model (the kept round's, or with ``average_rounds`` the average of the rounds the dev sample
         cannot tell apart from it). ``eval_data``:
@@ -147,7 +147,7 @@ class LMTXTrainer:
         finally:
             self._release_teacher()
 
-    def _fit(self, docs: Any, eval_data: Any, processes: Processes) -> SentenceTransformer:
+    def _fit(self, docs: DocumentsLike, eval_data: DocumentsLike | None, processes: Processes) -> SentenceTransformer:
         args = self.args
         documents = load_documents(docs)
         eval_docs = load_documents(eval_data, num_labels=len(self.labels)) if eval_data is not None else None
@@ -241,19 +241,17 @@ class LMTXTrainer:
         """Round 0, then rounds until the stop rule, ``max_rounds`` or the teacher budget ends the run."""
         args = self.args
         if not state.rounds:
-            dev = curriculum.dev
-            dev.stop_at = spending.dev_stop_at()
-            state.rounds.append(curriculum.zero())
-            dev.stop_at = None
-            if len(dev.last_measured) < len(dev.documents):
+            state.rounds.append(curriculum.zero(spending.dev_stop_at()))
+            planned = len(state.record.dev_documents)
+            kept = curriculum.dev.keep_measured()
+            if len(kept) < planned:
                 # The budget's dev share reached these documents: they are the dev sample from now on.
                 logger.info(
                     "The dev sample: the %d of %d documents the budget's dev share paid for",
-                    len(dev.last_measured),
-                    len(dev.documents),
+                    len(kept),
+                    planned,
                 )
-                state.record.dev_documents = [state.record.dev_documents[i] for i in dev.last_measured]
-                dev.documents = dev.documents.subset(dev.last_measured)
+                state.record.dev_documents = [state.record.dev_documents[i] for i in kept]
             spending.save_into(state.record)
             state.save()
             estimate = spending.estimate()
