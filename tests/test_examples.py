@@ -68,6 +68,7 @@ def test_every_example_has_a_header_a_main_and_a_readme_line():
         "04_evaluate_and_predict.py",
         "05_push_to_hub.py",
         "06_own_data.py",
+        "07_existing_pipeline.py",
     ]
     listing = (REPO / "docs" / "quickstart.md").read_text()  # the docs' Examples table (README.md links to it)
     for name in SCRIPTS:
@@ -250,3 +251,26 @@ def test_06_own_data_from_python_lists(tiny_model_dir, fake_server, tmp_path, mo
     monkeypatch.delenv("LMTX_TEACHER_URL")
     example.main(["--teacher", fake_server.url, "--model", tiny_model_dir, "--output", str(tmp_path / "given")])
     assert (tmp_path / "given" / "lmtx-work" / "teacher_cache.sqlite").exists()
+
+
+def test_07_adds_lmtx_data_to_an_existing_sentence_transformers_script(toy, tiny_model_dir, tmp_path, capsys):
+    example = load("07_existing_pipeline.py")
+    argv = ["--data", toy, "--model", tiny_model_dir, "--teacher", "oracle", "--k", "3", "--output", str(tmp_path)]
+    out = example.main(argv + ["--max-docs", "8", "--eval-docs", "5"])
+    judged = out["judged"]
+    # The oracle says "yes" to a document's true labels: one LMTX row a document with a true label shortlisted.
+    truth = [set(y) for *_, y in TOY_DOCS]
+    with_yes = sum(bool(truth[i] & set(row["label_indices"])) for i, row in enumerate(judged))
+    assert out["rows"] == {"own": len(example.OWN_PAIRS), "lmtx": with_yes} and with_yes > 0
+    assert (
+        set(out["before"])
+        == set(out["after"])
+        == {"test_P@1", "test_P@5", "test_R@1", "test_R@5", "test_nDCG@1", "test_nDCG@5", "test_PSP@1", "test_PSP@5"}
+    )
+    from sentence_transformers import SentenceTransformer
+
+    base = SentenceTransformer(tiny_model_dir, device="cpu")
+    assert any(not a.equal(b) for a, b in zip(base.parameters(), out["model"].parameters()))  # it trained
+    tagger = LMTXTagger.load(tmp_path)
+    assert tagger.labels.texts == TOY_LABELS and len(tagger.predict(["Gold prices rallied."], top_k=2)[0]) == 2
+    assert (tmp_path / "teacher_cache.sqlite").exists() and "LMTX rows:" in capsys.readouterr().out
