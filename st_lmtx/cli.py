@@ -265,7 +265,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         budget = TeacherBudget.parse(args.teacher_budget)
     cache = Path(args.cache) / "teacher_cache.sqlite" if args.cache else None
     with _teacher(args, cache, labels, docs) as teacher:
-        teacher.budget = budget
+        teacher.use_budget(budget)
         model = load_model(args.model)
         miner = ShortlistMiner(model, labels, show_progress_bar=not args.quiet)
         shortlist = miner.mine(docs.texts, k=args.shortlist_k)

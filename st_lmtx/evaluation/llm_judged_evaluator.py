@@ -117,12 +117,17 @@ class LLMJudgedEvaluator(BaseEvaluator):
         self.last_usage: TeacherUsage | None = None
         self.last_documents: dict[str, list[float]] = {}
         self.last_measured: list[int] = []
-        # Where the teacher stops judging (a budget's spending): default, the budget's whole amount.
-        self.stop_at: float | None = None
 
     def __call__(
-        self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
+        self,
+        model: SentenceTransformer,
+        output_path: str | None = None,
+        epoch: int = -1,
+        steps: int = -1,
+        stop_at: float | None = None,
     ) -> dict[str, float]:
+        """The teacher's signals on ``model``'s top-k of the documents. ``stop_at``: the budget's spending at which
+        the teacher stops judging (default: the budget's whole amount); the documents reached are measured."""
         miner = ShortlistMiner(
             model, self.labels, self.index_config, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
         )
@@ -135,7 +140,7 @@ class LLMJudgedEvaluator(BaseEvaluator):
             self.documents.texts,
             candidates,
             desc=f"Teacher (dev top-{self.k})",
-            stop_at=self.stop_at if self.stop_at is not None else budget.amount if budget is not None else None,
+            stop_at=stop_at if stop_at is not None else budget.amount if budget is not None else None,
         )
         if result.stopped:
             complete = sum(all(j is not None for j in row) for row in result.judgments)
@@ -150,6 +155,15 @@ class LLMJudgedEvaluator(BaseEvaluator):
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
+
+    def keep_measured(self) -> list[int]:
+        """Keep only the documents the last call measured (a budget stopped it before the rest); their indices
+        into the documents as they were."""
+        kept = self.last_measured
+        if len(kept) < len(self.documents):
+            self.documents = self.documents.subset(kept)
+            self.last_measured = list(range(len(kept)))
+        return kept
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"documents": len(self.documents), "teacher": self.teacher.model_name, "k": self.k}

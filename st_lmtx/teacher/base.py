@@ -331,6 +331,12 @@ class Teacher(ABC):
             return usage.cache_hits / usage.cached_seconds
         return None
 
+    def use_budget(self, budget: TeacherBudget | str | float | None, spent_before: float = 0.0) -> None:
+        """Judge under ``budget`` from now on, ``spent_before`` of it already spent elsewhere (a resumed run's
+        earlier invocations): the one place a teacher's budget state is set after it is built."""
+        self.budget = TeacherBudget.parse(budget) if budget is not None else None
+        self.spent_before = spent_before
+
     def spent_now(self, run: TeacherUsage | None = None) -> float:
         """The budget spent so far: before this object, in its finished calls, and in ``run`` (a call under way,
         whose seconds are still running)."""

@@ -63,9 +63,8 @@ class RunSpending:
                     f"a budget of {self.budget} is too small: its dev share ({DEV_SHARE:.0%}) must pay for one "
                     f"document's top-{args.shortlist_k}, so give at least {least} pairs"
                 )
-            teacher.budget = self.budget
             # The teacher counts its own usage: what earlier invocations spent is added to it.
-            teacher.spent_before = self.budget.spent(self.before) - self.budget.spent(teacher.usage)
+            teacher.use_budget(self.budget, self.budget.spent(self.before) - self.budget.spent(teacher.usage))
 
     def total(self) -> TeacherUsage:
         """Everything the run's teacher has done, in every invocation so far."""
