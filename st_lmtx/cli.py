@@ -23,6 +23,7 @@ from typing import Any
 
 from st_lmtx.arguments import GROUPS, RECIPES, LMTXArguments, TeacherArguments
 from st_lmtx.errors import ArgumentsError, InputError, JudgmentsFileError, LMTXError
+from st_lmtx.layout import CACHE_FILE, RUN_FILE, WORK_DIR
 
 DATA_ENV = "LMTX_DATA"
 
@@ -263,7 +264,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         from st_lmtx.teacher.budget import TeacherBudget
 
         budget = TeacherBudget.parse(args.teacher_budget)
-    cache = Path(args.cache) / "teacher_cache.sqlite" if args.cache else None
+    cache = Path(args.cache) / CACHE_FILE if args.cache else None
     with _teacher(args, cache, labels, docs) as teacher:
         teacher.use_budget(budget)
         model = load_model(args.model)
@@ -323,9 +324,7 @@ def _write_requests(teacher, documents: list[str], candidates: list[list[str]], 
 def cmd_train(args: argparse.Namespace) -> int:
     from st_lmtx.inputs import load_documents, load_labels, load_lfxmc
     from st_lmtx.models import check_model_name
-    from st_lmtx.tagger import WORK_DIR
-    from st_lmtx.trainer.final_folder import RUN_FILE
-    from st_lmtx.trainer.lmtx_trainer import CACHE_FILE, LMTXTrainer
+    from st_lmtx.trainer.lmtx_trainer import LMTXTrainer
     from st_lmtx.trainer.records import RunRecord
 
     lmtx_args = settings_from(args, LMTXArguments, show_progress_bar=not args.quiet)
@@ -399,8 +398,6 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def _cache_path(path: str) -> Path:
     """A cache file, a run's output folder (its ``lmtx-work/teacher_cache.sqlite``) or a ``judge --cache`` folder."""
-    from st_lmtx.tagger import WORK_DIR
-    from st_lmtx.trainer.lmtx_trainer import CACHE_FILE
 
     p = Path(path)
     if p.is_file() or p.suffix in (".sqlite", ".db"):

@@ -20,6 +20,7 @@ from sentence_transformers import SentenceTransformer
 from st_lmtx.errors import InputError, NotATaggerError
 from st_lmtx.files import atomic_path, atomic_write_text
 from st_lmtx.inputs import LabelSet, load_documents, load_labels
+from st_lmtx.layout import INDEX_FILE, LABELS_FILE, UPLOAD_IGNORE
 from st_lmtx.models import load_model
 from st_lmtx.shortlist import IndexConfig, LabelIndex, encode
 
@@ -27,10 +28,6 @@ logger = logging.getLogger(__name__)
 
 # A trainer's output folder keeps its work files (per-round data, the teacher's answer cache: document texts)
 # here; they are never uploaded.
-WORK_DIR = "lmtx-work"
-UPLOAD_IGNORE = [f"{WORK_DIR}/**", "*.sqlite", "*.sqlite-*", "checkpoints/**"]
-LABELS_FILE = "lmtx_labels.jsonl"
-INDEX_FILE = "lmtx_index.faiss"
 TAGGER_FILE = "lmtx_tagger.json"
 
 

@@ -21,6 +21,7 @@ from st_lmtx.errors import NothingToTrainError
 from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.inputs import DocumentSet, LabelSet
+from st_lmtx.layout import BASE_MODEL_DIR
 from st_lmtx.pseudo_labels import (
     PseudoLabels,
     PseudoLabelStats,
@@ -38,7 +39,6 @@ from st_lmtx.trainer.training import round_schedule
 
 logger = logging.getLogger(__name__)
 
-BASE_MODEL_DIR = "base-model"
 # train(model, dataset, round folder, global batch size) -> seconds; trains the model in place.
 TrainFunction = Callable[[SentenceTransformer, Dataset, Path, int], float]
 

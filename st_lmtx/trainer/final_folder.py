@@ -14,13 +14,12 @@ from sentence_transformers import SentenceTransformer
 from st_lmtx.arguments import LMTXArguments
 from st_lmtx.files import atomic_path, atomic_write_text
 from st_lmtx.inputs import LabelSet
+from st_lmtx.layout import CARD_FILE, RUN_FILE, WORK_DIR
 from st_lmtx.shortlist import IndexConfig, LabelIndex, encode
-from st_lmtx.tagger import WORK_DIR, save_label_files
+from st_lmtx.tagger import save_label_files
 from st_lmtx.trainer.model_card import PLOT_FILE, plot_metrics, render_model_card
 from st_lmtx.trainer.records import RunRecord
 from st_lmtx.trainer.training import make_loss
-
-RUN_FILE = "lmtx_run.json"
 
 
 def write_final_folder(
@@ -42,7 +41,7 @@ def write_final_folder(
     card = render_model_card(
         record, loss_config=loss.get_config_dict(), citation=loss.citation, has_plot=has_plot, eval_keys=eval_keys
     )
-    atomic_write_text(root / "README.md", card)
+    atomic_write_text(root / CARD_FILE, card)
     record.write_summary(root / RUN_FILE)
 
 

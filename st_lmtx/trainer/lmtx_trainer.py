@@ -34,15 +34,16 @@ from st_lmtx.evaluation.llm_judged_evaluator import LLMJudgedEvaluator
 from st_lmtx.evaluation.xmc_evaluator import XMCEvaluator
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, DocumentsLike, LabelsLike, load_documents, load_labels
+from st_lmtx.layout import BASE_MODEL_DIR, CACHE_FILE, WORK_DIR
 from st_lmtx.models import canonical_name, load_model
 from st_lmtx.shortlist import IndexConfig
-from st_lmtx.tagger import WORK_DIR, push_folder_to_hub
+from st_lmtx.tagger import push_folder_to_hub
 from st_lmtx.teacher.base import Teacher
 from st_lmtx.teacher.budget import TeacherBudget
 from st_lmtx.teacher.cache import JudgmentCache
 from st_lmtx.teacher.factory import default_teacher
 from st_lmtx.trainer.averaging import average_models
-from st_lmtx.trainer.curriculum import BASE_MODEL_DIR, CurriculumRound
+from st_lmtx.trainer.curriculum import CurriculumRound
 from st_lmtx.trainer.final_folder import write_final_folder
 from st_lmtx.trainer.processes import Processes
 from st_lmtx.trainer.records import RunRecord
@@ -52,8 +53,6 @@ from st_lmtx.trainer.spending import RunSpending
 from st_lmtx.trainer.training import TrainingExtras, train_round
 
 logger = logging.getLogger(__name__)
-
-CACHE_FILE = "teacher_cache.sqlite"
 
 
 class LMTXTrainer:

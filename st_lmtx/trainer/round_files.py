@@ -19,6 +19,7 @@ from sentence_transformers import SentenceTransformer
 from st_lmtx.errors import RunFileError
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import LabelSet
+from st_lmtx.layout import METRICS_FILE, PSEUDO_LABELS_FILE, ROUND_MODEL_DIR, SHORTLIST_FILE, round_dir
 from st_lmtx.pseudo_labels import PseudoLabels
 from st_lmtx.shortlist import Shortlist
 from st_lmtx.trainer.records import RoundRecord
@@ -29,11 +30,11 @@ logger = logging.getLogger(__name__)
 class RoundFolder:
     def __init__(self, work_dir: Path, r: int) -> None:
         self.round = r
-        self.path = work_dir / f"round-{r:02d}"
-        self.shortlist_path = self.path / "shortlist.npz"
-        self.pseudo_labels_path = self.path / "pseudo_labels.jsonl"
-        self.model_path = self.path / "model"
-        self.metrics_path = self.path / "metrics.json"
+        self.path = round_dir(work_dir, r)
+        self.shortlist_path = self.path / SHORTLIST_FILE
+        self.pseudo_labels_path = self.path / PSEUDO_LABELS_FILE
+        self.model_path = self.path / ROUND_MODEL_DIR
+        self.metrics_path = self.path / METRICS_FILE
 
     @staticmethod
     def remove(path: Path) -> None:

@@ -20,15 +20,14 @@ import filelock
 
 from st_lmtx.arguments import LMTXArguments
 from st_lmtx.errors import RunFileError, RunInUseError, RunMismatchError
+from st_lmtx.layout import LOCK_FILE, ROUND_DIRS, STATE_FILE
 from st_lmtx.trainer.records import RoundRecord, RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.spending import BUDGET_SPENT
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
 # Held by the process that runs in the folder (an OS lock: it goes with the process, however that ends).
-LOCK_FILE = "run.lock"
 # How many standard errors apart two rounds' dev signals must be for the final model to leave the lower one out.
 SEPARATED = 2.0
 
@@ -70,7 +69,7 @@ class RunState:
             record.args, record.stop_metric = new.args, new.stop_metric
             logger.info("Resuming %s after round %d", work_dir.parent, len(record.rounds) - 1)
             return state
-        stale = sorted(work_dir.glob("round-*"))
+        stale = sorted(work_dir.glob(ROUND_DIRS))
         if stale:
             # Round folders without a state are a run whose state.json was deleted: its files may come from other
             # settings, so they are redone (the teacher's answers are cached, so that costs training only).

@@ -16,6 +16,7 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from transformers import PrinterCallback, TrainerCallback, set_seed
 
 from st_lmtx.arguments import LMTXArguments
+from st_lmtx.layout import CHECKPOINTS_DIR
 from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
 from st_lmtx.trainer.records import RoundSchedule
 
@@ -73,7 +74,7 @@ def round_training_args(
     """A round's ``SentenceTransformerTrainingArguments``: the user's (``extras``) or the package's, with the
     fields each round sets."""
     round_fields = {
-        "output_dir": str(output_dir / "checkpoints"),
+        "output_dir": str(output_dir / CHECKPOINTS_DIR),
         "num_train_epochs": 1,  # a round's passes are in the dataset: a fresh positive draw per pass
         "per_device_train_batch_size": per_device,
         "learning_rate": args.learning_rate,
@@ -150,5 +151,5 @@ def train_round(
     started = time.perf_counter()
     trainer.train()
     if is_main:
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
     return time.perf_counter() - started
