@@ -277,6 +277,11 @@ def pairs_to_dataset(pairs: Sequence[TrainingPair], documents: Sequence[str], la
     return Dataset.from_dict(rows)
 
 
+def label_texts(judged: Dataset) -> dict[int, str]:
+    """Each label index in judged shortlists -> its text."""
+    return {k: t for ks, ts in zip(judged["label_indices"], judged["labels"]) for k, t in zip(ks, ts)}
+
+
 def build_lmtx_dataset(judged: Dataset, positives: str = "top-yes", epochs: int = 1, seed: int = 42) -> Dataset:
     """Judged shortlists -> the rows `LMTXTripletLoss` trains on: a row a document with a "yes" and a pass.
 
@@ -300,8 +305,7 @@ def build_lmtx_dataset(judged: Dataset, positives: str = "top-yes", epochs: int 
         trainer = SentenceTransformerTrainer(model, train_dataset=train_dataset, loss=LMTXTripletLoss(model))
     """
     pairs = select_pairs(PseudoLabels.from_dataset(judged), positives, epochs=epochs, seed=seed)
-    texts = {k: t for ks, ts in zip(judged["label_indices"], judged["labels"]) for k, t in zip(ks, ts)}
-    return pairs_to_dataset(pairs, list(judged["document"]), texts)
+    return pairs_to_dataset(pairs, list(judged["document"]), label_texts(judged))
 
 
 # The floor under p(yes) before its log: a label the teacher rules out gets a tiny share, not minus infinity.
@@ -334,7 +338,7 @@ def build_distillation_dataset(judged: Dataset, k: int | None = None) -> Dataset
     k = k or max((len(d.judged) for d in rows), default=0)
     if k < 2:
         raise ValueError("distillation needs at least 2 judged labels a document")
-    texts = {i: t for ks, ts in zip(judged["label_indices"], judged["labels"]) for i, t in zip(ks, ts)}
+    texts = label_texts(judged)
     documents = list(judged["document"])
     columns: dict[str, list] = {"anchor": [], **{f"label_{n + 1}": [] for n in range(k)}, "label": []}
     for d in rows:
