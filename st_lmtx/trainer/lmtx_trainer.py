@@ -50,7 +50,7 @@ from st_lmtx.trainer.records import RunRecord
 from st_lmtx.trainer.round_files import RoundFolder
 from st_lmtx.trainer.run_state import RunState, hold_run_folder
 from st_lmtx.trainer.spending import RunSpending
-from st_lmtx.trainer.training import TrainingExtras, train_round
+from st_lmtx.trainer.training import RoundTrainer, TrainingExtras, train_round
 
 logger = logging.getLogger(__name__)
 
@@ -133,12 +133,12 @@ class LMTXTrainer:
         processes = Processes.from_env()
         if not processes.is_main:
             return self._follow(processes)
-        self._training = False
+        train = RoundTrainer(self.args, self.extras, processes)
         try:
             with hold_run_folder(self.work_dir):
-                return self._fit(docs, eval_data, processes)
+                return self._fit(docs, eval_data, train)
         except BaseException as e:
-            if processes.distributed and not self._training:
+            if processes.distributed and not train.training:
                 # The others wait for the next round: tell them why there is none (inside training they fail
                 # with the collective, and the launcher stops them).
                 processes.send({"error": f"{type(e).__name__}: {e}"})
@@ -146,7 +146,7 @@ class LMTXTrainer:
         finally:
             self._release_teacher()
 
-    def _fit(self, docs: DocumentsLike, eval_data: DocumentsLike | None, processes: Processes) -> SentenceTransformer:
+    def _fit(self, docs: DocumentsLike, eval_data: DocumentsLike | None, train: RoundTrainer) -> SentenceTransformer:
         args = self.args
         documents = load_documents(docs)
         eval_docs = load_documents(eval_data, num_labels=len(self.labels)) if eval_data is not None else None
@@ -167,7 +167,7 @@ class LMTXTrainer:
             args,
             self.work_dir,
             self.index_config,
-            self._trainer_for(processes),
+            train,
             dev,
             xmc,
             str(self.base_model.device),
@@ -190,7 +190,7 @@ class LMTXTrainer:
             spending.save_into(state.record)
             state.record.teacher = _described(teacher)
             state.save()
-        processes.send({"done": best, "average": averaged})
+        train.processes.send({"done": best, "average": averaged})
         self._write_final(model, record, eval_docs is not None)
         logger.info(
             "LMTX finished (%s); best round %s%s%s",
@@ -278,26 +278,6 @@ class LMTXTrainer:
         if not (base_dir / "modules.json").exists():
             with atomic_path(base_dir) as tmp:
                 self.base_model.save(str(tmp), create_model_card=False)
-
-    def _trainer_for(self, processes: Processes):
-        def train(model: SentenceTransformer, dataset: Dataset, folder: Path, batch_size: int) -> float:
-            # The others receive the round's pairs and train with this process (DDP starts them from its weights).
-            processes.send({"round": folder.name, "pairs": dataset.to_dict(), "batch_size": batch_size})
-            self._training = True
-            seconds = train_round(
-                model,
-                dataset,
-                self.args,
-                folder,
-                processes.world_size,
-                is_main=True,
-                batch_size=batch_size,
-                extras=self.extras,
-            )
-            self._training = False
-            return seconds
-
-        return train
 
     def _follow(self, processes: Processes) -> SentenceTransformer:
         """A process other than the main one: train on each round's pairs as they come; return the best model."""

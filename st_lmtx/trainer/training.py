@@ -18,6 +18,7 @@ from transformers import PrinterCallback, TrainerCallback, set_seed
 from st_lmtx.arguments import LMTXArguments
 from st_lmtx.layout import CHECKPOINTS_DIR
 from st_lmtx.losses.lmtx_triplet_loss import LMTXTripletLoss
+from st_lmtx.trainer.processes import Processes
 from st_lmtx.trainer.records import RoundSchedule
 
 logger = logging.getLogger(__name__)
@@ -153,3 +154,31 @@ def train_round(
     if is_main:
         shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
     return time.perf_counter() - started
+
+
+class RoundTrainer:
+    """A run's ``train(model, dataset, round folder, batch size) -> seconds``: `train_round` in this process, and
+    under a launcher in every process (the others receive the round's rows and train with this one; DDP starts
+    them from its weights). ``training``: inside a round's training, where a failure reaches the others through
+    the collective rather than a message."""
+
+    def __init__(self, args: LMTXArguments, extras: TrainingExtras, processes: Processes) -> None:
+        self.args, self.extras, self.processes = args, extras, processes
+        self.training = False
+
+    def __call__(self, model: SentenceTransformer, dataset: Dataset, folder: Path, batch_size: int) -> float:
+        processes = self.processes
+        processes.send({"round": folder.name, "pairs": dataset.to_dict(), "batch_size": batch_size})
+        self.training = True
+        seconds = train_round(
+            model,
+            dataset,
+            self.args,
+            folder,
+            processes.world_size,
+            is_main=True,
+            batch_size=batch_size,
+            extras=self.extras,
+        )
+        self.training = False  # left True by a failure: the others learn of it from the collective
+        return seconds
