@@ -91,8 +91,9 @@ def anatomy(docs, candidates, prompts=("reference", "compact")) -> None:
 
 def sample(n: int, k: int):
     """The first ``n`` Reuters training documents, their top-``k`` zero-shot MiniLM shortlist and its label texts."""
-    from st_lmtx import ShortlistMiner, load_lfxmc
+    from st_lmtx import load_lfxmc
     from st_lmtx.models import load_model
+    from st_lmtx.shortlist import ShortlistMiner
 
     labels, train = load_lfxmc(REUTERS, "trn")
     docs = train.subset(range(n))
