@@ -14,7 +14,7 @@ import st_lmtx
 PACKAGE = Path(st_lmtx.__file__).parent
 # Stages in the order data flows; a module may import its own stage or an earlier one only.
 LAYERS = [
-    ("st_lmtx.errors", "st_lmtx.files", "st_lmtx.arguments"),
+    ("st_lmtx.errors", "st_lmtx.files", "st_lmtx.layout", "st_lmtx.arguments"),
     ("st_lmtx.inputs",),
     ("st_lmtx.models",),
     ("st_lmtx.shortlist",),
