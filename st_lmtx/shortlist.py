@@ -233,7 +233,7 @@ def mine_shortlists(
         from st_lmtx import mine_shortlists
 
         shortlists = mine_shortlists(model, ["Wheat", "Gold", "Crude oil"], ["Wheat prices rose ..."], k=2)
-        shortlists[0]["labels"]  # ['Wheat', 'Crude oil']
+        shortlists[0]["labels"]  # the two nearest label texts, best first
     """
     labels, documents = load_labels(labels), load_documents(documents)
     if k < 1:
