@@ -104,12 +104,14 @@ def batch_noise(n_docs: int, batches: tuple[int, ...] = (512, 64, 7)) -> str:
     yes, no = teacher._first_token_ids(_YES), teacher._first_token_ids(_NO)
     every = [(i, j) for i in range(len(docs)) for j in range(len(candidates[i]))]
     gap = {(i, j): abs(score["in-process"][i][j] - score["server"][i][j]) for i, j in every}
+
+    def whole(i: int, j: int) -> list[int]:
+        return teacher._tokens(head + teacher.prompt.truncate(docs[i]) + middle + candidates[i][j] + tail, True)
+
     same_tokens = 0
     for i, j in every:
         piecewise = teacher._head_tokens + teacher._tokens(teacher.prompt.truncate(docs[i]) + middle)
-        piecewise += teacher._tokens(candidates[i][j] + tail)
-        whole = teacher._tokens(head + teacher.prompt.truncate(docs[i]) + middle + candidates[i][j] + tail, True)
-        same_tokens += piecewise == whole
+        same_tokens += piecewise + teacher._tokens(candidates[i][j] + tail) == whole(i, j)
     picks = sorted(every, key=gap.get, reverse=True)[:10] + random.Random(0).sample(every, 10)
     p_yes: dict[tuple[int, int], list[float]] = {}
     for n_batch in batches:
@@ -118,7 +120,7 @@ def batch_noise(n_docs: int, batches: tuple[int, ...] = (512, 64, 7)) -> str:
         )
         for i, j in picks:
             llm.reset()
-            llm.eval(teacher._tokens(head + teacher.prompt.truncate(docs[i]) + middle + candidates[i][j] + tail, True))
+            llm.eval(whole(i, j))
             logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
             odds = np.exp(logits - logits.max())
             p_yes.setdefault((i, j), []).append(float(odds[yes].sum() / (odds[yes].sum() + odds[no].sum())))

@@ -28,7 +28,6 @@ from datasets import Dataset, Features, List, Value
 
 from st_lmtx.files import atomic_path
 from st_lmtx.inputs import DocumentSet, LabelSet
-from st_lmtx.teacher.base import Judgment
 
 # A round's answers that suggest a judge teaching little: "yes" for few documents, "yes" to most pairs, or many
 # answers that are neither.
@@ -148,18 +147,6 @@ class PseudoLabels:
             },
             features=JUDGED_FEATURES,
         )
-
-    @classmethod
-    def from_judgments(
-        cls, asked: Sequence[Sequence[int]], judgments: Sequence[Sequence[Judgment | None]]
-    ) -> PseudoLabels:
-        """The judged shortlists from each document's asked label ids (its shortlist, best first) and the
-        teacher's answers; a pair the teacher did not judge (``None``: a budget stopped it) is left out."""
-        docs = []
-        for i, (label_ids, row) in enumerate(zip(asked, judgments)):
-            judged = [JudgedLabel(k, j.verdict, j.score) for k, j in zip(label_ids, row) if j is not None]
-            docs.append(DocumentPseudoLabels(i, judged))
-        return cls(docs)
 
     def merged_with(self, earlier: PseudoLabels) -> PseudoLabels:
         """These judgments plus the earlier rounds' judgments of labels no longer shortlisted (same documents)."""

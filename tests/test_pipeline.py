@@ -56,9 +56,10 @@ def test_judge_shortlists_with_the_oracle_its_cache_and_a_budget(shortlists, tmp
         truth = set(DOCS.targets[i])
         assert row["verdicts"] == ["yes" if j in truth else "no" for j in row["label_indices"]]
         assert row["p_yes"] == [1.0 if j in truth else 0.0 for j in row["label_indices"]]
-    calls = teacher.usage.calls
+    asked = teacher.usage.pairs - teacher.usage.cache_hits
+    assert asked == sum(len(row) for row in shortlists["labels"])
     assert judge_shortlists(teacher, judged)["verdicts"] == judged["verdicts"]  # judged again: from the cache
-    assert teacher.usage.calls == calls
+    assert teacher.usage.pairs - teacher.usage.cache_hits == asked  # no pair asked twice
     # A budget of 10 new pairs and stop_at: the pairs not reached are None.
     budgeted = OracleTeacher(LABELS, DOCS, budget=10)
     partial = judge_shortlists(budgeted, shortlists, stop_at=10)
