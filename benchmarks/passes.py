@@ -1,0 +1,113 @@
+"""Two passes a round over whole runs: does training each round twice over its pairs (a fresh draw of positives
+each pass, the same batch) beat the default's one pass, with the 1.5B teacher, over two training seeds?
+
+    python benchmarks/passes.py                  # both seeds (each run resumes), then the table
+    python benchmarks/passes.py --seeds 43
+    python benchmarks/passes.py --table          # the table of what has run, training nothing
+
+Round 1 replayed from the committed answers said yes (``soft_targets.py``: ``top-yes-x2`` 86.37 against top-yes
+84.73, mean of seeds 42 and 43). This is quality.py's local-best run (the default recipe, 1,000 training
+documents, 3 rounds, the 1.5B teacher in process on its cache with the committed answers, new pairs judged by the
+LLM) with one change: every round makes twice the passes the default schedule gives it, at the same batch (so
+about twice the steps). ``min_steps_per_round=16`` is not the same lever: the schedule shrinks the batch before it
+adds a pass.
+
+``--seeds`` seeds training only (the training documents and dev sample stay seed 42's, as in ``keep_share.py``,
+whose ``local-best`` and ``local-best-seed43`` runs are the one-pass rows). Folders under
+``.cache/bench-quality/``: ``local-x2``, ``local-x2-seed<N>``. New answers go to the teacher's cache
+(``quality.py --export-judgments`` commits them, so the rows re-run with no LLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from unittest.mock import patch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keep_share import same_documents, uniform_average  # noqa: E402
+from quality import BASE_MODEL, COMMON, OUT, RECIPES, REUTERS, make_teacher  # noqa: E402
+
+from st_lmtx.trainer import curriculum  # noqa: E402
+
+PASSES = 2
+ORIGINAL = curriculum.round_schedule
+
+
+def more_passes(pairs_per_epoch, args):
+    """The default schedule with ``PASSES`` times its passes at the same batch."""
+    schedule = ORIGINAL(pairs_per_epoch, args)
+    epochs = schedule.epochs * PASSES
+    return dataclasses.replace(
+        schedule, epochs=epochs, steps=-(-max(pairs_per_epoch, 1) * epochs // schedule.batch_size)
+    )
+
+
+def folder(seed: int) -> str:
+    return "local-x2" + (f"-seed{seed}" if seed != COMMON["seed"] else "")
+
+
+def run(seed: int, labels, train, test) -> None:
+    from st_lmtx import LMTXArguments, LMTXTrainer
+
+    out = OUT / folder(seed)
+    run_args = LMTXArguments(output_dir=str(out), eval_k=(1, 3, 5, 10), **{**COMMON, "seed": seed}, **RECIPES["best"])
+    with (
+        patch("st_lmtx.trainer.curriculum.round_schedule", more_passes),
+        patch("st_lmtx.trainer.run_state.sample_documents", same_documents),
+        make_teacher("local", labels, train) as teacher,
+    ):
+        LMTXTrainer(BASE_MODEL, labels, teacher=teacher, args=run_args).fit(train, eval_data=test)
+
+
+def table(seeds: list[int], labels, test) -> None:
+    from st_lmtx.trainer.records import RunRecord
+
+    print(
+        "| run | seed | steps per round | trained-positive precision | test P@1 per round (0 = zero-shot) | "
+        "final model: the rule (rounds) | uniform average |"
+    )
+    print("|---|---:|---|---|---|---:|---:|")
+    for seed in seeds:
+        out = OUT / folder(seed)
+        if not (out / "lmtx_run.json").exists():
+            continue
+        run = RunRecord.read(out / "lmtx_run.json")
+        rounds = run.trained_rounds
+        steps = " / ".join(str(r.schedule.steps) for r in rounds)
+        precision = " / ".join(f"{r.precision['trained_positive_precision']:.3f}" for r in rounds)
+        p1 = " / ".join(f"{100 * r.eval['P@1']:.2f}" for r in run.rounds)
+        final = run.final_record
+        averaged = ",".join(map(str, final.averaged_rounds or [final.round]))
+        every = [r.round for r in rounds]
+        uniform = final.eval["P@1"] if final.averaged_rounds == every else uniform_average(out, every, labels, test)
+        print(
+            f"| {out.name} | {seed} | {steps} | {precision} | {p1} | "
+            f"{100 * final.eval['P@1']:.2f} ({averaged}) | {100 * uniform:.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="42,43", help="training seeds, comma-separated (the same documents)")
+    parser.add_argument("--table", action="store_true", help="print the table of finished runs, training nothing")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "faiss.loader", "sentence_transformers", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from st_lmtx import load_lfxmc
+
+    labels, train = load_lfxmc(REUTERS, "trn")
+    _, test = load_lfxmc(REUTERS, "tst")
+    if not args.table:
+        for seed in seeds:
+            run(seed, labels, train, test)
+    table(seeds, labels, test)
+
+
+if __name__ == "__main__":
+    main()
