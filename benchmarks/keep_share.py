@@ -98,11 +98,31 @@ def uniform_average(out: Path, rounds: list[int], labels, test) -> float:
     return p1
 
 
-def table(shares: list[float], seeds: list[int], labels, test) -> None:
-    """Per run: documents trained and their positives' precision per round, test P@1 per round, the final model
-    the trainer's rule picked, and the uniform average of the rounds."""
+def run_cells(out: Path, labels, test) -> dict[str, str] | None:
+    """A finished run's table cells: documents trained and their positives' precision per round, steps per round,
+    test P@1 per round, the final model the trainer's rule picked, and the uniform average of the rounds."""
     from st_lmtx.trainer.records import RunRecord
 
+    if not (out / "lmtx_run.json").exists():
+        return None
+    run = RunRecord.read(out / "lmtx_run.json")
+    rounds = run.trained_rounds
+    final = run.final_record
+    every = [r.round for r in rounds]
+    # A final model that already averages every round was measured by the trainer.
+    uniform = final.eval["P@1"] if final.averaged_rounds == every else uniform_average(out, every, labels, test)
+    return {
+        "trained": " / ".join(str(r.training_pairs // r.schedule.epochs) for r in rounds),
+        "steps": " / ".join(str(r.schedule.steps) for r in rounds),
+        "precision": " / ".join(f"{r.precision['trained_positive_precision']:.3f}" for r in rounds),
+        "p1": " / ".join(f"{100 * r.eval['P@1']:.2f}" for r in run.rounds),
+        "final": f"{100 * final.eval['P@1']:.2f} ({','.join(map(str, final.averaged_rounds or [final.round]))})",
+        "uniform": f"{100 * uniform:.2f}",
+    }
+
+
+def table(shares: list[float], seeds: list[int], labels, test) -> None:
+    """Per run: `run_cells`."""
     print(
         "| run | share | seed | documents trained per round | trained-positive precision | test P@1 per round "
         "(0 = zero-shot) | final model: the rule (rounds) | uniform average |"
@@ -111,24 +131,24 @@ def table(shares: list[float], seeds: list[int], labels, test) -> None:
     for share in shares:
         for seed in seeds:
             out = OUT / folder(share, seed)
-            if not (out / "lmtx_run.json").exists():
-                continue
-            run = RunRecord.read(out / "lmtx_run.json")
-            rounds = run.trained_rounds
-            trained = " / ".join(str(r.training_pairs // r.schedule.epochs) for r in rounds)
-            precision = " / ".join(f"{r.precision['trained_positive_precision']:.3f}" for r in rounds)
-            p1 = " / ".join(f"{100 * r.eval['P@1']:.2f}" for r in run.rounds)
-            final = run.final_record
-            averaged = ",".join(map(str, final.averaged_rounds or [final.round]))
-            every = [r.round for r in rounds]
-            # A final model that already averages every round was measured by the trainer.
-            uniform = (
-                final.eval["P@1"] if final.averaged_rounds == every else uniform_average(out, every, labels, test)
-            )
-            print(
-                f"| {out.name} | {share:g} | {seed} | {trained} | {precision} | {p1} | "
-                f"{100 * final.eval['P@1']:.2f} ({averaged}) | {100 * uniform:.2f} |"
-            )
+            c = run_cells(out, labels, test)
+            if c is not None:
+                print(
+                    f"| {out.name} | {share:g} | {seed} | {c['trained']} | {c['precision']} | {c['p1']} | "
+                    f"{c['final']} | {c['uniform']} |"
+                )
+
+
+def reuters_run_setup():
+    """Logging as the runs log, and Reuters' labels, training and test documents."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "faiss.loader", "sentence_transformers", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from st_lmtx import load_lfxmc
+
+    labels, train = load_lfxmc(REUTERS, "trn")
+    _, test = load_lfxmc(REUTERS, "tst")
+    return labels, train, test
 
 
 def main() -> None:
@@ -139,13 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     shares = [float(s) for s in args.shares.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "faiss.loader", "sentence_transformers", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from st_lmtx import load_lfxmc
-
-    labels, train = load_lfxmc(REUTERS, "trn")
-    _, test = load_lfxmc(REUTERS, "tst")
+    labels, train, test = reuters_run_setup()
     if not args.table:
         for share in shares:
             for seed in seeds:

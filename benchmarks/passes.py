@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keep_share import same_documents, uniform_average  # noqa: E402
-from quality import BASE_MODEL, COMMON, OUT, RECIPES, REUTERS, make_teacher  # noqa: E402
+from keep_share import reuters_run_setup, run_cells, same_documents  # noqa: E402
+from quality import BASE_MODEL, COMMON, OUT, RECIPES, make_teacher  # noqa: E402
 
 from st_lmtx.trainer import curriculum  # noqa: E402
 
@@ -64,8 +63,6 @@ def run(seed: int, labels, train, test) -> None:
 
 
 def table(seeds: list[int], labels, test) -> None:
-    from st_lmtx.trainer.records import RunRecord
-
     print(
         "| run | seed | steps per round | trained-positive precision | test P@1 per round (0 = zero-shot) | "
         "final model: the rule (rounds) | uniform average |"
@@ -73,21 +70,10 @@ def table(seeds: list[int], labels, test) -> None:
     print("|---|---:|---|---|---|---:|---:|")
     for seed in seeds:
         out = OUT / folder(seed)
-        if not (out / "lmtx_run.json").exists():
-            continue
-        run = RunRecord.read(out / "lmtx_run.json")
-        rounds = run.trained_rounds
-        steps = " / ".join(str(r.schedule.steps) for r in rounds)
-        precision = " / ".join(f"{r.precision['trained_positive_precision']:.3f}" for r in rounds)
-        p1 = " / ".join(f"{100 * r.eval['P@1']:.2f}" for r in run.rounds)
-        final = run.final_record
-        averaged = ",".join(map(str, final.averaged_rounds or [final.round]))
-        every = [r.round for r in rounds]
-        uniform = final.eval["P@1"] if final.averaged_rounds == every else uniform_average(out, every, labels, test)
-        print(
-            f"| {out.name} | {seed} | {steps} | {precision} | {p1} | "
-            f"{100 * final.eval['P@1']:.2f} ({averaged}) | {100 * uniform:.2f} |"
-        )
+        c = run_cells(out, labels, test)
+        if c is not None:
+            cells = [out.name, str(seed), c["steps"], c["precision"], c["p1"], c["final"], c["uniform"]]
+            print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -96,13 +82,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the table of finished runs, training nothing")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "faiss.loader", "sentence_transformers", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from st_lmtx import load_lfxmc
-
-    labels, train = load_lfxmc(REUTERS, "trn")
-    _, test = load_lfxmc(REUTERS, "tst")
+    labels, train, test = reuters_run_setup()
     if not args.table:
         for seed in seeds:
             run(seed, labels, train, test)
