@@ -5,8 +5,8 @@ each pass, the same batch) beat the default's one pass, with the 1.5B teacher?
     python benchmarks/passes.py --seeds 42,43    # a second training seed (new pairs for the LLM)
     python benchmarks/passes.py --table          # the table of what has run, training nothing
 
-Round 1 replayed from the committed answers said yes (``soft_targets.py``: ``top-yes-x2`` 86.37 against top-yes
-84.73, mean of seeds 42 and 43). This is quality.py's local-best run (the default recipe, 1,000 training
+Round 1 replayed from the committed answers said yes (``soft_targets.py``'s ``top-yes-x2``; the figures are in
+BENCHMARKS.md, "Soft targets"). This is quality.py's local-best run (the default recipe, 1,000 training
 documents, 3 rounds, the 1.5B teacher in process on its cache with the committed answers, new pairs judged by the
 LLM) with one change: every round makes twice the passes the default schedule gives it, at the same batch (so
 about twice the steps). ``min_steps_per_round=16`` is not the same lever: the schedule shrinks the batch before it
