@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import statistics
@@ -126,7 +125,13 @@ def train_and_measure(judged, target: str, seed: int) -> dict[str, Any]:
     from st_lmtx import LMTXArguments, XMCEvaluator, build_distillation_dataset, build_lmtx_dataset, load_lfxmc
     from st_lmtx.models import load_model
     from st_lmtx.pseudo_labels import PseudoLabels, usable_documents
-    from st_lmtx.trainer.training import TrainingExtras, make_loss, round_schedule, round_training_args
+    from st_lmtx.trainer.training import (
+        TrainingExtras,
+        make_loss,
+        round_schedule,
+        round_training_args,
+        round_warmup,
+    )
 
     args = LMTXArguments(output_dir=str(OUT / "run"), **{**COMMON, "seed": seed})
     set_seed(seed)
@@ -146,7 +151,7 @@ def train_and_measure(judged, target: str, seed: int) -> dict[str, Any]:
         datasets["kl"] = build_distillation_dataset(judged)
         losses["kl"] = DistillKLDivLoss(model, student_temperature=STUDENT_TEMPERATURE)
     steps = sum(-(-len(d) // schedule.batch_size) for d in datasets.values())
-    warmup = min(math.ceil(args.warmup_steps * steps), max(steps - 1, 0))  # as train_round does
+    warmup = round_warmup(args, steps)
     training_args = round_training_args(
         args, TrainingExtras(), OUT / "run", schedule.batch_size, warmup, steps, world_size=1, is_main=True
     )

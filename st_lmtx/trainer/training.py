@@ -99,6 +99,23 @@ def round_training_args(
     return training_args
 
 
+def round_warmup(args: LMTXArguments, steps: int) -> float:
+    """The warmup steps of a round of ``steps`` steps: ``args.warmup_steps``, a fraction of the round when below 1."""
+    # A fraction becomes ceil(fraction x steps) warmup steps, and linear warmup's first step has learning rate 0:
+    # a one-step round would not move the model at all. Warmup never takes the whole round.
+    if args.warmup_steps < 1:
+        return min(math.ceil(args.warmup_steps * steps), max(steps - 1, 0))
+    if args.warmup_steps > steps:
+        logger.warning(
+            "warmup_steps=%d exceeds this round's %d training steps: the learning rate never reaches %.1e. "
+            "For small runs pass a fraction (e.g. warmup_steps=0.1).",
+            args.warmup_steps,
+            steps,
+            args.learning_rate,
+        )
+    return args.warmup_steps
+
+
 def train_round(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -127,18 +144,7 @@ def train_round(
             per_device * world_size,
         )
     steps = -(-len(dataset) // (per_device * world_size))
-    # A fraction becomes ceil(fraction x steps) warmup steps, and linear warmup's first step has learning rate 0:
-    # a one-step round would not move the model at all. Warmup never takes the whole round.
-    fraction = args.warmup_steps < 1
-    warmup = min(math.ceil(args.warmup_steps * steps), max(steps - 1, 0)) if fraction else args.warmup_steps
-    if not fraction and args.warmup_steps > steps:
-        logger.warning(
-            "warmup_steps=%d exceeds this round's %d training steps: the learning rate never reaches %.1e. "
-            "For small runs pass a fraction (e.g. warmup_steps=0.1).",
-            args.warmup_steps,
-            steps,
-            args.learning_rate,
-        )
+    warmup = round_warmup(args, steps)
     training_args = round_training_args(args, extras, output_dir, per_device, warmup, steps, world_size, is_main)
     trainer = SentenceTransformerTrainer(
         model=model,
